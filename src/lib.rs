@@ -1,0 +1,61 @@
+//! # ipckit
+//!
+//! A publish-subscribe event bus for processes that run long jobs, and the pieces of `ipckit-top`,
+//! the terminal monitor that watches it.
+//!
+//! ```
+//! use ipckit::{EventBus, Event, EventFilter};
+//!
+//! let bus = EventBus::new(Default::default());
+//! let publisher = bus.publisher();
+//!
+//! // Subscribe to task events
+//! let mut subscriber = bus.subscribe(
+//!     EventFilter::new().event_type("task.*")
+//! );
+//!
+//! // Publish an event
+//! publisher.publish(Event::new("task.started", serde_json::json!({"task_id": "123"})));
+//!
+//! // Receive the event
+//! if let Some(event) = subscriber.try_recv() {
+//!     println!("Received: {:?}", event);
+//! }
+//! ```
+//!
+//! ```
+//! use ipckit::{EventBus, EventFilter, event_types};
+//!
+//! let bus = EventBus::new(Default::default());
+//! let publisher = bus.publisher();
+//!
+//! // Subscribe using the MCP-progress convenience filter
+//! let subscriber = bus.subscribe(EventFilter::new().mcp_progress());
+//!
+//! // Publish an MCP-compatible progress notification
+//! publisher.mcp_progress("render-token-abc", 42.0, Some(100.0), Some("Rendering frame 42/100"));
+//!
+//! if let Some(event) = subscriber.try_recv() {
+//!     let payload: ipckit::McpProgressPayload =
+//!         serde_json::from_value(event.data).unwrap();
+//!     assert_eq!(payload.progress_token, "render-token-abc");
+//! }
+//! ```
+//!
+//! Beyond that: [`EventBus::subscribe_with_replay`] takes kept history and live events in one step,
+//! [`EventSubscriber::recv_arc`] and [`EventSubscriber::recv_async`] share events instead of copying them,
+//! [`EventBus::stats`] counts, and [`EventFilter::parse`] reads the text filter syntax
+//! (`task.* !task.progress res:render-*`).
+//!
+//! Features: `transport` (serve and attach over a local socket) and `tui` (the monitor) are on by
+//! default; with `default-features = false` only the bus is built.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod event_stream;
+
+pub use event_stream::{
+    event_types, BusStats, Event, EventBus, EventBusConfig, EventFilter, EventId, EventPublisher,
+    EventStream, EventSubscriber, FilterError, McpProgressPayload, RecvTimeoutError, Replay,
+    ReplayGap, SlowConsumerPolicy, SubscriberStats,
+};
