@@ -240,9 +240,14 @@ pub fn run_monitor(options: MonitorOptions) -> Result<ExitCode, CliError> {
     Err(CliError::MonitorNotBuilt)
 }
 
+/// Events queued per subscriber of `serve`'s bus (one pointer each) before the oldest are dropped:
+/// enough for bursts of batched publishes while a remote subscriber's socket drains.
+pub const SERVE_SUBSCRIBER_BUFFER: usize = 16 * 1024;
+
 async fn serve(socket: PathBuf, args: ServeArgs) -> Result<ExitCode, CliError> {
     let bus = EventBus::new(EventBusConfig {
         history_size: args.history,
+        subscriber_buffer: SERVE_SUBSCRIBER_BUFFER,
         ..Default::default()
     });
     let server = Server::bind(bus.clone(), ServerConfig::new(&socket))?;
