@@ -98,7 +98,9 @@ struct Job {
 }
 
 fn fill(template: &str, job: &str, frame: u64) -> String {
-    template.replace("{job}", job).replace("{frame}", &frame.to_string())
+    template
+        .replace("{job}", job)
+        .replace("{frame}", &frame.to_string())
 }
 
 fn run(publisher: &EventPublisher, stop: &AtomicBool) {
@@ -164,7 +166,8 @@ fn run(publisher: &EventPublisher, stop: &AtomicBool) {
                         publisher.stdout(name, &fill(template, name, frame));
                     }
                     if frame % 9 == 0 && !scenario.stderr_lines.is_empty() {
-                        let template = &scenario.stderr_lines[(frame as usize / 9) % scenario.stderr_lines.len()];
+                        let template = &scenario.stderr_lines
+                            [(frame as usize / 9) % scenario.stderr_lines.len()];
                         publisher.stderr(name, &fill(template, name, frame));
                     }
                     // Jobs with a failure point fail on every other run, so failures stay occasional.
@@ -172,10 +175,15 @@ fn run(publisher: &EventPublisher, stop: &AtomicBool) {
                         let message = fill(&scenario.failure_message, name, frame);
                         publisher.log(name, "error", &message);
                         publisher.task_failed(name, &message);
-                        job.phase = Phase::Waiting { until: now + restart };
+                        job.phase = Phase::Waiting {
+                            until: now + restart,
+                        };
                     } else if frame >= spec.frames {
-                        publisher.task_completed(name, serde_json::json!({ "frames": spec.frames }));
-                        job.phase = Phase::Waiting { until: now + restart };
+                        publisher
+                            .task_completed(name, serde_json::json!({ "frames": spec.frames }));
+                        job.phase = Phase::Waiting {
+                            until: now + restart,
+                        };
                     } else {
                         job.phase = Phase::Running {
                             done: frame,
@@ -213,8 +221,11 @@ fn run(publisher: &EventPublisher, stop: &AtomicBool) {
                         Some(&format!("uploaded {megabytes} MB")),
                     );
                     if chunk >= spec.chunks {
-                        publisher.task_completed(name, serde_json::json!({ "megabytes": megabytes }));
-                        job.phase = Phase::Waiting { until: now + restart };
+                        publisher
+                            .task_completed(name, serde_json::json!({ "megabytes": megabytes }));
+                        job.phase = Phase::Waiting {
+                            until: now + restart,
+                        };
                     } else {
                         job.phase = Phase::Running {
                             done: chunk,
@@ -256,6 +267,10 @@ mod tests {
         assert!(has(event_types::MCP_PROGRESS));
         assert!(has(event_types::LOG_STDOUT));
         std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(bus.last_id(), last, "the demo kept publishing after its handle dropped");
+        assert_eq!(
+            bus.last_id(),
+            last,
+            "the demo kept publishing after its handle dropped"
+        );
     }
 }

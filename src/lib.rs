@@ -52,12 +52,12 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+#[cfg(feature = "tui")]
+pub mod cli;
 pub mod demo;
 pub mod event_stream;
 #[cfg(feature = "transport")]
 pub mod transport;
-#[cfg(feature = "tui")]
-pub mod cli;
 
 pub use event_stream::{
     event_types, BusStats, Event, EventBus, EventBusConfig, EventFilter, EventId, EventPublisher,

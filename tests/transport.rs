@@ -50,15 +50,25 @@ async fn round_trip_with_filters_and_replay() {
     let bus = EventBus::default();
     let (_stop, _task) = host(&bus, &dir.socket());
     for i in 0..10 {
-        let kind = if i % 2 == 0 { "task.started" } else { "log.info" };
-        bus.publish(Event::with_resource(kind, &format!("job-{i}"), json!({ "i": i })));
+        let kind = if i % 2 == 0 {
+            "task.started"
+        } else {
+            "log.info"
+        };
+        bus.publish(Event::with_resource(
+            kind,
+            &format!("job-{i}"),
+            json!({ "i": i }),
+        ));
     }
     let client = within(Client::connect(dir.socket())).await.unwrap();
     assert_eq!(client.hello().last_id, 10);
 
     let tasks = EventFilter::parse("task.*").unwrap();
     let mut all = within(client.subscribe(&tasks, Replay::All)).await.unwrap();
-    let mut last2 = within(client.subscribe(&tasks, Replay::Last(2))).await.unwrap();
+    let mut last2 = within(client.subscribe(&tasks, Replay::Last(2)))
+        .await
+        .unwrap();
     let mut from7 = within(client.subscribe(&EventFilter::new(), Replay::FromId(7)))
         .await
         .unwrap();
@@ -72,7 +82,11 @@ async fn round_trip_with_filters_and_replay() {
     for _ in 0..5 {
         let remote = within(all.recv()).await.unwrap();
         let here = local.try_recv_arc().unwrap();
-        assert_eq!(*remote, wire_copy(&here), "a remote subscriber yields the same events");
+        assert_eq!(
+            *remote,
+            wire_copy(&here),
+            "a remote subscriber yields the same events"
+        );
         ids.push(remote.id);
     }
     assert_eq!(ids, [1, 3, 5, 7, 9]);
@@ -91,19 +105,29 @@ async fn round_trip_with_filters_and_replay() {
         .await
         .unwrap();
     assert_eq!(id, 11);
-    let id = within(publisher.publish(&Event::with_resource("task.done", "x", json!({"ok": true}))))
-        .await
-        .unwrap();
+    let id =
+        within(publisher.publish(&Event::with_resource("task.done", "x", json!({"ok": true}))))
+            .await
+            .unwrap();
     assert_eq!(id, 12);
     let remote = within(all.recv()).await.unwrap();
     assert_eq!(remote.id, 12);
-    assert_eq!(*remote, *local.recv_timeout_arc(LONG).unwrap(), "published remotely: µs already");
+    assert_eq!(
+        *remote,
+        *local.recv_timeout_arc(LONG).unwrap(),
+        "published remotely: µs already"
+    );
     let history = within(publisher.history(&EventFilter::parse("res:x").unwrap(), None))
         .await
         .unwrap();
     assert_eq!(history.iter().map(|e| e.id).collect::<Vec<_>>(), [11, 12]);
-    let limited = within(publisher.history(&EventFilter::new(), Some(3))).await.unwrap();
-    assert_eq!(limited.iter().map(|e| e.id).collect::<Vec<_>>(), [10, 11, 12]);
+    let limited = within(publisher.history(&EventFilter::new(), Some(3)))
+        .await
+        .unwrap();
+    assert_eq!(
+        limited.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [10, 11, 12]
+    );
     let stats = within(publisher.stats()).await.unwrap();
     assert_eq!(stats.published, 12);
     assert!(stats.connections >= 2);
@@ -139,7 +163,9 @@ async fn ids_and_order_across_processes() {
     let dir = TempDir::new();
     let _server = ServerProcess::start(&dir.socket(), &[]);
     let client = within(Client::connect(dir.socket())).await.unwrap();
-    let mut sub = within(client.subscribe(&EventFilter::new(), Replay::None)).await.unwrap();
+    let mut sub = within(client.subscribe(&EventFilter::new(), Replay::None))
+        .await
+        .unwrap();
     const PUBLISHERS: usize = 4;
     const EACH: usize = 300;
     let socket = dir.socket();
@@ -148,13 +174,21 @@ async fn ids_and_order_across_processes() {
             let socket = socket.clone();
             std::thread::spawn(move || {
                 let input: String = (0..EACH)
-                    .map(|n| format!("{{\"event_type\":\"job.step\",\"data\":{{\"p\":{p},\"n\":{n}}}}}\n"))
+                    .map(|n| {
+                        format!(
+                            "{{\"event_type\":\"job.step\",\"data\":{{\"p\":{p},\"n\":{n}}}}}\n"
+                        )
+                    })
                     .collect();
                 let out = common::run(
                     &["--socket", socket.to_str().unwrap(), "publish", "--stdin"],
                     &input,
                 );
-                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             })
         })
         .collect();
@@ -170,9 +204,15 @@ async fn ids_and_order_across_processes() {
         child.join().unwrap();
     }
     assert_eq!(sub.dropped(), 0);
-    let history = within(client.history(&EventFilter::new(), None)).await.unwrap();
+    let history = within(client.history(&EventFilter::new(), None))
+        .await
+        .unwrap();
     let ids: Vec<u64> = history.iter().map(|e| e.id).collect();
-    assert_eq!(ids, (201..=1200).collect::<Vec<u64>>(), "history keeps the last 1000 in order");
+    assert_eq!(
+        ids,
+        (201..=1200).collect::<Vec<u64>>(),
+        "history keeps the last 1000 in order"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,7 +237,10 @@ async fn reconnect_after_restart_resumes_with_no_gap_and_no_duplicate() {
         SubscriptionItem::Event(e) => assert_eq!(e.event_type, "system.shutdown"),
         other => panic!("expected system.shutdown, got {other:?}"),
     }
-    assert!(matches!(within(sub.next()).await, SubscriptionItem::Disconnected { .. }));
+    assert!(matches!(
+        within(sub.next()).await,
+        SubscriptionItem::Disconnected { .. }
+    ));
     for i in 7..=10 {
         bus.publish(Event::new("step", json!(i)));
     }
@@ -220,7 +263,11 @@ async fn reconnect_after_restart_resumes_with_no_gap_and_no_duplicate() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(ids, [7, 8, 9, 10, 11], "resumed after the last id seen: no gap, no duplicate");
+    assert_eq!(
+        ids,
+        [7, 8, 9, 10, 11],
+        "resumed after the last id seen: no gap, no duplicate"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,7 +278,11 @@ async fn reconnect_reports_a_gap_when_history_moved_on() {
         ..Default::default()
     });
     let (stop, task) = host(&bus, &dir.socket());
-    let mut sub = ReconnectingSubscriber::new(dir.socket(), EventFilter::parse("step").unwrap(), Replay::None);
+    let mut sub = ReconnectingSubscriber::new(
+        dir.socket(),
+        EventFilter::parse("step").unwrap(),
+        Replay::None,
+    );
     // Attach first (the first call connects, then waits for an event).
     let publisher = bus.clone();
     let first = tokio::spawn(async move {
@@ -241,7 +292,10 @@ async fn reconnect_reports_a_gap_when_history_moved_on() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     publisher.publish(Event::new("step", json!(1)));
     let (mut sub, item) = first.await.unwrap();
-    assert!(matches!(item, SubscriptionItem::Event(ref e) if e.id == 1), "{item:?}");
+    assert!(
+        matches!(item, SubscriptionItem::Event(ref e) if e.id == 1),
+        "{item:?}"
+    );
     stop.send(()).unwrap();
     task.await.unwrap();
     loop {
@@ -279,16 +333,27 @@ async fn reconnect_reports_a_gap_when_history_moved_on() {
 async fn a_restarted_server_process_is_a_new_bus_and_is_followed() {
     let dir = TempDir::new();
     let server = ServerProcess::start(&dir.socket(), &[]);
-    let mut sub = ReconnectingSubscriber::new(dir.socket(), EventFilter::parse("step").unwrap(), Replay::All);
+    let mut sub = ReconnectingSubscriber::new(
+        dir.socket(),
+        EventFilter::parse("step").unwrap(),
+        Replay::All,
+    );
     let client = within(Client::connect(dir.socket())).await.unwrap();
-    within(client.publish(&Event::new("step", json!(1)))).await.unwrap();
+    within(client.publish(&Event::new("step", json!(1))))
+        .await
+        .unwrap();
     assert!(matches!(within(sub.next()).await, SubscriptionItem::Event(ref e) if e.id == 1));
     drop(client);
     assert!(server.terminate().success());
-    assert!(matches!(within(sub.next()).await, SubscriptionItem::Disconnected { .. }));
+    assert!(matches!(
+        within(sub.next()).await,
+        SubscriptionItem::Disconnected { .. }
+    ));
     let _server2 = ServerProcess::start(&dir.socket(), &[]);
     let client = within(Client::connect(dir.socket())).await.unwrap();
-    within(client.publish(&Event::new("step", json!(2)))).await.unwrap();
+    within(client.publish(&Event::new("step", json!(2))))
+        .await
+        .unwrap();
     loop {
         match within(sub.next()).await {
             SubscriptionItem::Disconnected { .. } => {}
@@ -301,7 +366,11 @@ async fn a_restarted_server_process_is_a_new_bus_and_is_followed() {
     }
     match within(sub.next()).await {
         SubscriptionItem::Event(e) => {
-            assert_eq!((e.id, &e.data), (1, &json!(2)), "the new bus's events, ids starting over");
+            assert_eq!(
+                (e.id, &e.data),
+                (1, &json!(2)),
+                "the new bus's events, ids starting over"
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -318,11 +387,19 @@ async fn each_event_is_serialized_once_for_eight_subscribers() {
     let mut subs = Vec::new();
     for _ in 0..8 {
         let client = within(Client::connect(dir.socket())).await.unwrap();
-        subs.push(within(client.subscribe(&EventFilter::new(), Replay::None)).await.unwrap());
+        subs.push(
+            within(client.subscribe(&EventFilter::new(), Replay::None))
+                .await
+                .unwrap(),
+        );
     }
     const N: u64 = 2000;
     for i in 0..N {
-        bus.publish(Event::with_resource("render.frame", "job", json!({ "frame": i })));
+        bus.publish(Event::with_resource(
+            "render.frame",
+            "job",
+            json!({ "frame": i }),
+        ));
     }
     for sub in &mut subs {
         for id in 1..=N {
@@ -331,7 +408,10 @@ async fn each_event_is_serialized_once_for_eight_subscribers() {
         assert_eq!(sub.dropped(), 0);
     }
     let stats = within(subs[0].client().stats()).await.unwrap();
-    assert_eq!(stats.encoded, N, "8 subscribers, each event serialized once");
+    assert_eq!(
+        stats.encoded, N,
+        "8 subscribers, each event serialized once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,12 +420,17 @@ async fn shutdown_tells_clients_and_removes_only_its_own_socket() {
     let bus = EventBus::default();
     let (stop, task) = host(&bus, &dir.socket());
     let client = within(Client::connect(dir.socket())).await.unwrap();
-    let mut sub = within(client.subscribe(&EventFilter::new(), Replay::None)).await.unwrap();
+    let mut sub = within(client.subscribe(&EventFilter::new(), Replay::None))
+        .await
+        .unwrap();
     stop.send(()).unwrap();
     task.await.unwrap();
     let last = within(sub.recv()).await.unwrap();
     assert_eq!(last.event_type, "system.shutdown");
-    assert!(within(sub.recv()).await.is_none(), "the connection closes after the shutdown event");
+    assert!(
+        within(sub.recv()).await.is_none(),
+        "the connection closes after the shutdown event"
+    );
     assert!(!dir.socket().exists(), "the socket file is removed");
 
     // A server whose socket file was replaced by another's leaves the other's alone.
@@ -356,7 +441,10 @@ async fn shutdown_tells_clients_and_removes_only_its_own_socket() {
     let (_stop2, _task2) = host(&second, &dir.socket());
     stop1.send(()).unwrap();
     task1.await.unwrap();
-    assert!(dir.socket().exists(), "the first server removed a socket that was not its own");
+    assert!(
+        dir.socket().exists(),
+        "the first server removed a socket that was not its own"
+    );
     let client = within(Client::connect(dir.socket())).await.unwrap();
     within(client.ping()).await.unwrap();
 }
@@ -389,7 +477,9 @@ async fn stale_socket_is_replaced_and_live_one_refused() {
     assert!(stderr.contains("already serving"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     let client = within(Client::connect(dir.socket())).await.unwrap();
-    within(client.ping()).await.expect("the first server keeps serving");
+    within(client.ping())
+        .await
+        .expect("the first server keeps serving");
 
     let blocker = dir.0.join("not-a-socket");
     std::fs::write(&blocker, b"data").unwrap();
@@ -414,14 +504,23 @@ async fn connection_and_subscription_caps_answer_with_errors() {
     }
     let over = within(Client::connect(dir.socket())).await.unwrap_err();
     assert!(over.to_string().contains("too_many_connections"), "{over}");
-    let _a = within(clients[0].subscribe(&EventFilter::new(), Replay::None)).await.unwrap();
-    let _b = within(clients[0].subscribe(&EventFilter::new(), Replay::None)).await.unwrap();
+    let _a = within(clients[0].subscribe(&EventFilter::new(), Replay::None))
+        .await
+        .unwrap();
+    let _b = within(clients[0].subscribe(&EventFilter::new(), Replay::None))
+        .await
+        .unwrap();
     let third = within(clients[0].subscribe(&EventFilter::new(), Replay::None))
         .await
         .unwrap_err();
-    assert!(third.to_string().contains("too_many_subscriptions"), "{third}");
+    assert!(
+        third.to_string().contains("too_many_subscriptions"),
+        "{third}"
+    );
     for client in &clients {
-        within(client.ping()).await.expect("the others keep being answered");
+        within(client.ping())
+            .await
+            .expect("the others keep being answered");
     }
     drop(clients.pop());
     // The slot freed by a closed connection is usable again.

@@ -5,7 +5,9 @@
 
 use crate::event_stream::{parse_bound, Bound};
 use crate::transport::frame::NewEvent;
-use crate::transport::{default_socket_path, Client, ClientError, ServeError, Server, ServerConfig};
+use crate::transport::{
+    default_socket_path, Client, ClientError, ServeError, Server, ServerConfig,
+};
 use crate::{Event, EventBus, EventBusConfig, EventFilter, Replay};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Write;
@@ -213,7 +215,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             .enable_all()
             .build()
     } else {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     }
     .map_err(|source| CliError::Io {
         context: "cannot start the async runtime".into(),
@@ -386,7 +390,8 @@ async fn pipe(socket: PathBuf, args: PipeArgs) -> Result<ExitCode, CliError> {
             loop {
                 match reader.read_line(&mut line).await {
                     Ok(ReadLine::Line) => {
-                        let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(&line));
+                        let text =
+                            String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(&line));
                         if tx.send((is_err, text.into_owned())).await.is_err() {
                             return;
                         }
@@ -403,11 +408,17 @@ async fn pipe(socket: PathBuf, args: PipeArgs) -> Result<ExitCode, CliError> {
         })
     };
     let out = forward(
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
         false,
     );
     let err = forward(
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
         true,
     );
     drop(tx);
@@ -440,7 +451,8 @@ fn exit_event(resource: &str, status: std::process::ExitStatus) -> (Event, u8) {
                 0,
             );
         }
-        let data = serde_json::json!({ "error": format!("exited with status {code}"), "exit_code": code });
+        let data =
+            serde_json::json!({ "error": format!("exited with status {code}"), "exit_code": code });
         return (
             Event::with_resource(crate::event_types::TASK_FAILED, resource, data),
             u8::try_from(code & 0xff).unwrap_or(1).max(1),
@@ -478,7 +490,12 @@ async fn progress(socket: PathBuf, args: ProgressArgs) -> Result<ExitCode, CliEr
             )));
         }
     }
-    let event = Event::mcp_progress(&args.token, args.progress, args.total, args.message.as_deref());
+    let event = Event::mcp_progress(
+        &args.token,
+        args.progress,
+        args.total,
+        args.message.as_deref(),
+    );
     let client = Client::connect(&socket).await?;
     let id = client.publish(&event).await?;
     println!("{id}");
@@ -493,8 +510,9 @@ fn bound(flag: &str, value: Option<&str>) -> Result<Option<Bound>, CliError> {
 
 async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError> {
     let mut filter = match &args.filter {
-        Some(expr) => EventFilter::parse(expr)
-            .map_err(|e| CliError::Usage(format!("--filter: {e}")))?,
+        Some(expr) => {
+            EventFilter::parse(expr).map_err(|e| CliError::Usage(format!("--filter: {e}")))?
+        }
         None => EventFilter::new(),
     };
     let since = bound("--since", args.since.as_deref())?;
@@ -529,7 +547,8 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
     let deadline = match until {
         Some(Bound::Time(t)) => Some(
             tokio::time::Instant::now()
-                + t.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO),
+                + t.duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO),
         ),
         _ => None,
     };

@@ -1,12 +1,12 @@
 //! The client: attach to a served bus, publish, subscribe, query; and a subscriber that reconnects.
 
 use super::frame::{
-    decode_server_frame, encode_line, LineReader, ReadLine, Reply, ReplaySpec, Request,
+    decode_server_frame, encode_line, LineReader, ReadLine, ReplaySpec, Reply, Request,
     ServerFrame, ServerHello, StatsFrame, PROTOCOL_VERSION,
 };
+use super::io::SharedStream;
 use crate::event_stream::{Event, EventFilter, EventId, Replay, ReplayGap};
 use interprocess::local_socket::tokio::prelude::*;
-use super::io::SharedStream;
 use interprocess::local_socket::GenericFilePath;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -153,7 +153,10 @@ impl Inner {
             return Err(ClientError::Closed);
         }
         let mut writer = self.writer.lock().await;
-        writer.write_all(line).await.map_err(|_| ClientError::Closed)
+        writer
+            .write_all(line)
+            .await
+            .map_err(|_| ClientError::Closed)
     }
 
     fn fail_all(&self) {
@@ -229,7 +232,7 @@ impl Client {
             Err(source) => return Err(ClientError::Connect { socket, source }),
         };
         let shared_stream = SharedStream(Arc::new(stream));
-    let (recv, send) = (shared_stream.clone(), shared_stream);
+        let (recv, send) = (shared_stream.clone(), shared_stream);
         let mut reader = LineReader::new(
             tokio::io::BufReader::with_capacity(64 * 1024, recv),
             CLIENT_MAX_LINE,
@@ -257,7 +260,10 @@ impl Client {
             _ => return Err(ClientError::Closed),
         };
         if hello.version != PROTOCOL_VERSION {
-            return Err(protocol_error(format!("it speaks version {}", hello.version)));
+            return Err(protocol_error(format!(
+                "it speaks version {}",
+                hello.version
+            )));
         }
         let inner = Arc::new(Inner {
             socket,

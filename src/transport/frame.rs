@@ -210,7 +210,9 @@ fn check_mcp_progress(data: &serde_json::Value) -> Result<(), String> {
     }
     if let Some(total) = payload.total {
         if !total.is_finite() || total < 0.0 {
-            return Err(format!("MCP total must be a finite number of at least 0, got {total}"));
+            return Err(format!(
+                "MCP total must be a finite number of at least 0, got {total}"
+            ));
         }
     }
     Ok(())
@@ -479,7 +481,8 @@ pub fn decode_server_frame(line: &[u8]) -> Result<ServerFrame, serde_json::Error
         if let Some(digits) = rest.iter().position(|b| !b.is_ascii_digit()) {
             let (number, tail) = rest.split_at(digits);
             if let (Some(body), Ok(Ok(sub))) = (
-                tail.strip_prefix(EVENT_INFIX).and_then(|b| b.strip_suffix(b"}")),
+                tail.strip_prefix(EVENT_INFIX)
+                    .and_then(|b| b.strip_suffix(b"}")),
                 std::str::from_utf8(number).map(str::parse::<u64>),
             ) {
                 if let Ok(event) = serde_json::from_slice::<Event>(body) {
@@ -541,7 +544,10 @@ pub fn decode_request(line: &[u8]) -> Result<Request, DecodeError> {
         Ok(request) => Ok(request),
         Err(err) => {
             let loose: Option<serde_json::Value> = serde_json::from_slice(line).ok();
-            let id = loose.as_ref().and_then(|v| v.get("id")).and_then(|v| v.as_u64());
+            let id = loose
+                .as_ref()
+                .and_then(|v| v.get("id"))
+                .and_then(|v| v.as_u64());
             let kind = loose
                 .as_ref()
                 .and_then(|v| v.get("type"))
@@ -662,12 +668,23 @@ mod tests {
         assert_eq!(crlf, Request::Stats { id: 4 });
 
         let unknown = decode_request(br#"{"type":"launch","id":5}"#).unwrap_err();
-        assert_eq!((unknown.code, unknown.id), (ErrorCode::UnknownType, Some(5)));
-        assert!(unknown.message.contains("\"launch\""), "{}", unknown.message);
+        assert_eq!(
+            (unknown.code, unknown.id),
+            (ErrorCode::UnknownType, Some(5))
+        );
+        assert!(
+            unknown.message.contains("\"launch\""),
+            "{}",
+            unknown.message
+        );
 
         let extra = decode_request(br#"{"type":"ping","id":6,"x":1}"#).unwrap_err();
         assert_eq!(extra.code, ErrorCode::InvalidFrame);
-        assert!(extra.message.contains("unknown field `x`"), "{}", extra.message);
+        assert!(
+            extra.message.contains("unknown field `x`"),
+            "{}",
+            extra.message
+        );
 
         let dup = decode_request(br#"{"type":"ping","id":6,"id":7}"#).unwrap_err();
         assert_eq!(dup.code, ErrorCode::InvalidFrame);
@@ -690,7 +707,8 @@ mod tests {
         assert_eq!(big.code, ErrorCode::InvalidFrame, "{}", big.message);
 
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-        let line = format!(r#"{{"type":"publish","id":1,"event":{{"event_type":"x","data":{deep}}}}}"#);
+        let line =
+            format!(r#"{{"type":"publish","id":1,"event":{{"event_type":"x","data":{deep}}}}}"#);
         let err = decode_request(line.as_bytes()).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidJson);
         assert!(err.message.contains("recursion limit"), "{}", err.message);
@@ -711,7 +729,13 @@ mod tests {
             }
         );
         let all = decode_request(br#"{"type":"subscribe","id":1,"replay":"all"}"#).unwrap();
-        assert!(matches!(all, Request::Subscribe { replay: ReplaySpec::All, .. }));
+        assert!(matches!(
+            all,
+            Request::Subscribe {
+                replay: ReplaySpec::All,
+                ..
+            }
+        ));
         assert!(ReplaySpec::FromTime(f64::MAX).to_replay().is_err());
     }
 
@@ -724,9 +748,11 @@ mod tests {
             resource_id: Some("t".into()),
             data,
         };
-        assert!(event(serde_json::json!({"progressToken":"t","progress":1.5}))
-            .into_event()
-            .is_ok());
+        assert!(
+            event(serde_json::json!({"progressToken":"t","progress":1.5}))
+                .into_event()
+                .is_ok()
+        );
         let negative = event(serde_json::json!({"progressToken":"t","progress":1,"total":-1}));
         assert!(negative.into_event().unwrap_err().contains("total"));
         let missing = event(serde_json::json!({"progressToken":"t"}));
@@ -742,8 +768,17 @@ mod tests {
         encode_event_frame(&mut line, 7, &json);
         assert_eq!(line.pop(), Some(b'\n'));
         let frame = decode_server_frame(&line).unwrap();
-        assert_eq!(frame, ServerFrame::Event { sub: 7, event: event.clone() });
-        let spaced = format!(r#"{{"type": "event", "event": {}, "sub": 7}}"#, String::from_utf8(json).unwrap());
+        assert_eq!(
+            frame,
+            ServerFrame::Event {
+                sub: 7,
+                event: event.clone()
+            }
+        );
+        let spaced = format!(
+            r#"{{"type": "event", "event": {}, "sub": 7}}"#,
+            String::from_utf8(json).unwrap()
+        );
         assert_eq!(decode_server_frame(spaced.as_bytes()).unwrap(), frame);
         let pong = decode_server_frame(br#"{"type":"pong","id":2}"#).unwrap();
         assert_eq!(pong, ServerFrame::Reply(Reply::Pong { id: 2 }));
@@ -759,10 +794,16 @@ mod tests {
         let mut line = Vec::new();
         assert_eq!(reader.read_line(&mut line).await.unwrap(), ReadLine::Line);
         assert_eq!(line, b"short\r");
-        assert_eq!(reader.read_line(&mut line).await.unwrap(), ReadLine::TooLong(100));
+        assert_eq!(
+            reader.read_line(&mut line).await.unwrap(),
+            ReadLine::TooLong(100)
+        );
         assert_eq!(reader.read_line(&mut line).await.unwrap(), ReadLine::Line);
         assert_eq!(line, b"next");
-        assert_eq!(reader.read_line(&mut line).await.unwrap(), ReadLine::Truncated(7));
+        assert_eq!(
+            reader.read_line(&mut line).await.unwrap(),
+            ReadLine::Truncated(7)
+        );
         assert_eq!(reader.read_line(&mut line).await.unwrap(), ReadLine::Eof);
     }
 }

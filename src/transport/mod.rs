@@ -35,7 +35,8 @@ pub fn default_socket_path() -> PathBuf {
     if let Some(path) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
-    if let Some(runtime) = directories::BaseDirs::new().and_then(|b| b.runtime_dir().map(PathBuf::from))
+    if let Some(runtime) =
+        directories::BaseDirs::new().and_then(|b| b.runtime_dir().map(PathBuf::from))
     {
         return runtime.join("ipckit").join("default.sock");
     }

@@ -32,10 +32,10 @@ use super::frame::{
     decode_request, encode_event_frame, encode_line, ErrorCode, ErrorFrame, GapFrame, ReadLine,
     Reply, Request, ServerHello, StatsFrame, DEFAULT_MAX_FRAME, PROTOCOL_NAME, PROTOCOL_VERSION,
 };
+use super::io::SharedStream;
 use crate::event_stream::{Event, EventBus, EventFilter, EventId, EventSubscriber};
 use crate::transport::frame::LineReader;
 use interprocess::local_socket::tokio::prelude::*;
-use super::io::SharedStream;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -171,7 +171,10 @@ pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
             (Ok(mut int), Ok(mut term)) => {
                 tokio::select! {
                     _ = int.recv() => {}
@@ -213,7 +216,10 @@ impl Server {
         let name = path
             .as_path()
             .to_fs_name::<GenericFilePath>()
-            .map_err(ServeError::io(format!("invalid socket path {}", path.display())))?;
+            .map_err(ServeError::io(format!(
+                "invalid socket path {}",
+                path.display()
+            )))?;
         let options = ListenerOptions::new().name(name).reclaim_name(false);
         #[cfg(unix)]
         let options = {
@@ -225,7 +231,12 @@ impl Server {
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
                 return Err(ServeError::AlreadyServing(path));
             }
-            Err(e) => return Err(ServeError::io(format!("cannot listen on {}", path.display()))(e)),
+            Err(e) => {
+                return Err(ServeError::io(format!(
+                    "cannot listen on {}",
+                    path.display()
+                ))(e))
+            }
         };
         let identity = file_identity(&path);
         Ok(Server {
@@ -343,7 +354,9 @@ fn file_identity(path: &Path) -> Option<(u64, u64)> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
     }
     #[cfg(not(unix))]
     {
@@ -414,8 +427,13 @@ fn clear_stale(path: &Path) -> Result<(), ServeError> {
         match std::os::unix::net::UnixStream::connect(path) {
             Ok(_) => Err(ServeError::AlreadyServing(path.to_path_buf())),
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
-                .map_err(ServeError::io(format!("cannot remove stale socket {}", path.display()))),
-            Err(e) => Err(ServeError::io(format!("cannot probe {}", path.display()))(e)),
+                .map_err(ServeError::io(format!(
+                    "cannot remove stale socket {}",
+                    path.display()
+                ))),
+            Err(e) => Err(ServeError::io(format!("cannot probe {}", path.display()))(
+                e,
+            )),
         }
     }
     #[cfg(not(unix))]
@@ -511,7 +529,9 @@ impl Conn {
                 false
             }
             Err(_) => {
-                self.counters.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .slow_disconnects
+                    .fetch_add(1, Ordering::Relaxed);
                 self.dead.send_replace(true);
                 false
             }
@@ -553,7 +573,10 @@ async fn serve_connection(shared: Arc<Shared>, stream: LocalSocketStream) {
             .and_then(|creds| creds.euid())
             .is_some_and(|uid| uid == current_uid());
         if !same_user {
-            shared.counters.refused_peers.fetch_add(1, Ordering::Relaxed);
+            shared
+                .counters
+                .refused_peers
+                .fetch_add(1, Ordering::Relaxed);
             return;
         }
     }
@@ -617,7 +640,10 @@ async fn serve_connection(shared: Arc<Shared>, stream: LocalSocketStream) {
                     "frame of {len} bytes exceeds the limit of {} bytes; it was skipped",
                     shared.config.max_frame
                 );
-                if !conn.error(ErrorFrame::new(None, ErrorCode::FrameTooLarge, message)).await {
+                if !conn
+                    .error(ErrorFrame::new(None, ErrorCode::FrameTooLarge, message))
+                    .await
+                {
                     break;
                 }
             }
@@ -682,7 +708,11 @@ async fn handle(
         Request::Publish { id, event } => match event.into_event() {
             Ok(event) => {
                 let event_id = shared.bus.publish(event);
-                conn.reply(&Reply::Published { id, ids: vec![event_id] }).await
+                conn.reply(&Reply::Published {
+                    id,
+                    ids: vec![event_id],
+                })
+                .await
             }
             Err(message) => {
                 conn.error(ErrorFrame::new(Some(id), ErrorCode::InvalidEvent, message))
@@ -725,7 +755,11 @@ async fn handle(
                 Ok(filter) => filter,
                 Err(e) => {
                     return conn
-                        .error(ErrorFrame::new(Some(id), ErrorCode::InvalidFilter, e.to_string()))
+                        .error(ErrorFrame::new(
+                            Some(id),
+                            ErrorCode::InvalidFilter,
+                            e.to_string(),
+                        ))
                         .await;
                 }
             };
@@ -775,14 +809,20 @@ async fn handle(
                 Ok(filter) => filter,
                 Err(e) => {
                     return conn
-                        .error(ErrorFrame::new(Some(id), ErrorCode::InvalidFilter, e.to_string()))
+                        .error(ErrorFrame::new(
+                            Some(id),
+                            ErrorCode::InvalidFilter,
+                            e.to_string(),
+                        ))
                         .await;
                 }
             };
             let events = shared.bus.history_arc(&filter);
             let skip = limit.map_or(0, |n| events.len().saturating_sub(n));
             let mut out = Vec::with_capacity(64 + events.len() * 256);
-            out.extend_from_slice(format!("{{\"type\":\"history\",\"id\":{id},\"events\":[").as_bytes());
+            out.extend_from_slice(
+                format!("{{\"type\":\"history\",\"id\":{id},\"events\":[").as_bytes(),
+            );
             for (i, event) in events.iter().skip(skip).enumerate() {
                 if i > 0 {
                     out.push(b',');

@@ -96,13 +96,19 @@ pub fn wait_for_server(socket: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(stream) = UnixStream::connect(socket) {
-            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
             let mut line = String::new();
             if BufReader::new(stream).read_line(&mut line).is_ok() && line.contains("\"hello\"") {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "no server came up at {}", socket.display());
+        assert!(
+            Instant::now() < deadline,
+            "no server came up at {}",
+            socket.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -117,7 +123,9 @@ pub struct Raw {
 impl Raw {
     pub fn connect(socket: &Path) -> Raw {
         let stream = UnixStream::connect(socket).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let writer = stream.try_clone().unwrap();
         let mut raw = Raw {
             reader: BufReader::new(stream),
@@ -134,7 +142,10 @@ impl Raw {
 
     pub fn read(&mut self) -> serde_json::Value {
         let mut line = String::new();
-        let n = self.reader.read_line(&mut line).expect("no frame within the timeout");
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .expect("no frame within the timeout");
         assert!(n > 0, "the server closed the connection");
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("server sent non-JSON {line:?}: {e}"))
     }
