@@ -303,7 +303,10 @@ impl State {
         match shared.filter.index_key() {
             IndexKey::Types(types) => {
                 for t in types {
-                    self.by_type.entry(t.to_owned()).or_default().push(Arc::clone(shared));
+                    self.by_type
+                        .entry(t.to_owned())
+                        .or_default()
+                        .push(Arc::clone(shared));
                 }
             }
             IndexKey::Resources(resources) => {
@@ -340,12 +343,12 @@ impl State {
             removed
         }
         let removed = match shared.filter.index_key() {
-            IndexKey::Types(types) => types
-                .into_iter()
-                .fold(false, |any, t| remove_keyed(&mut self.by_type, t, shared) || any),
-            IndexKey::Resources(resources) => resources
-                .into_iter()
-                .fold(false, |any, r| remove_keyed(&mut self.by_resource, r, shared) || any),
+            IndexKey::Types(types) => types.into_iter().fold(false, |any, t| {
+                remove_keyed(&mut self.by_type, t, shared) || any
+            }),
+            IndexKey::Resources(resources) => resources.into_iter().fold(false, |any, r| {
+                remove_keyed(&mut self.by_resource, r, shared) || any
+            }),
             IndexKey::Anything => remove_from(&mut self.anything, shared),
         };
         if removed {
@@ -366,10 +369,19 @@ impl State {
         let matching = |e: &&Arc<Event>| filter.matches(e);
         match replay {
             Replay::None => (VecDeque::new(), None),
-            Replay::All => (self.history.iter().filter(matching).cloned().collect(), None),
+            Replay::All => (
+                self.history.iter().filter(matching).cloned().collect(),
+                None,
+            ),
             Replay::Last(n) => {
-                let mut last: VecDeque<Arc<Event>> =
-                    self.history.iter().rev().filter(matching).take(n).cloned().collect();
+                let mut last: VecDeque<Arc<Event>> = self
+                    .history
+                    .iter()
+                    .rev()
+                    .filter(matching)
+                    .take(n)
+                    .cloned()
+                    .collect();
                 last.make_contiguous().reverse();
                 (last, None)
             }
@@ -380,7 +392,13 @@ impl State {
                     oldest_held: first,
                 });
                 let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
-                let backlog = self.history.iter().skip(skip).filter(matching).cloned().collect();
+                let backlog = self
+                    .history
+                    .iter()
+                    .skip(skip)
+                    .filter(matching)
+                    .cloned()
+                    .collect();
                 (backlog, gap)
             }
             Replay::FromTime(t) => (
@@ -550,7 +568,12 @@ impl EventPublisher {
         total: Option<f64>,
         message: Option<&str>,
     ) -> EventId {
-        self.publish(Event::mcp_progress(progress_token, progress, total, message))
+        self.publish(Event::mcp_progress(
+            progress_token,
+            progress,
+            total,
+            message,
+        ))
     }
 
     /// Publishes a log line (see [`Event::log`]).

@@ -372,7 +372,11 @@ impl EventSubscriber {
             }
             state.readers_waiting += 1;
             let timed_out = match deadline {
-                Some(deadline) => self.shared.readable.wait_until(&mut state, deadline).timed_out(),
+                Some(deadline) => self
+                    .shared
+                    .readable
+                    .wait_until(&mut state, deadline)
+                    .timed_out(),
                 None => {
                     self.shared.readable.wait(&mut state);
                     false
