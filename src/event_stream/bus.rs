@@ -30,7 +30,7 @@
 use super::event::{Event, EventId};
 use super::filter::{EventFilter, IndexKey};
 use super::subscriber::{EventSubscriber, Shared, SubState};
-use parking_lot::Mutex;
+use super::sync::Mutex;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -200,8 +200,10 @@ impl Inner {
                 out
             };
             let state = &*state;
-            if let Some(subs) = state.by_type.get(event.event_type.as_str()) {
-                self.deliver(subs, &event, &mut tickets);
+            if !state.by_type.is_empty() {
+                if let Some(subs) = state.by_type.get(event.event_type.as_str()) {
+                    self.deliver(subs, &event, &mut tickets);
+                }
             }
             if !state.by_resource.is_empty() {
                 if let Some(subs) = event

@@ -5,6 +5,7 @@ mod bus;
 mod event;
 mod filter;
 mod subscriber;
+mod sync;
 
 pub use bus::{
     BusStats, EventBus, EventBusConfig, EventPublisher, Replay, ReplayGap, SlowConsumerPolicy,

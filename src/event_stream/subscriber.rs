@@ -3,7 +3,7 @@
 use super::bus::{Inner, ReplayGap, SlowConsumerPolicy};
 use super::event::{Event, EventId};
 use super::filter::EventFilter;
-use parking_lot::{Condvar, Mutex};
+use super::sync::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -394,7 +394,7 @@ impl EventSubscriber {
     }
 
     /// Unlocks, waking `Block` publishers if reading made room.
-    fn release(&self, state: parking_lot::MutexGuard<'_, SubState>, took: bool) {
+    fn release(&self, state: MutexGuard<'_, SubState>, took: bool) {
         let wake = took && self.shared.after_pop(&state);
         drop(state);
         if wake {
