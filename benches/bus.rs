@@ -11,7 +11,7 @@ use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use ipckit::{Event, EventBus, EventBusConfig, EventFilter, SlowConsumerPolicy};
 use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -20,19 +20,32 @@ struct Counting;
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
+/// Live heap bytes, tracked only in the memory-measuring child process.
+static TRACK_BYTES: AtomicBool = AtomicBool::new(false);
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if COUNTING.load(Ordering::Relaxed) {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
+        if TRACK_BYTES.load(Ordering::Relaxed) {
+            LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        }
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if TRACK_BYTES.load(Ordering::Relaxed) {
+            LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        }
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if COUNTING.load(Ordering::Relaxed) {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        if TRACK_BYTES.load(Ordering::Relaxed) {
+            LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
         }
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -47,7 +60,11 @@ const RESOURCES: usize = 16;
 
 /// The benchmark's event shape: a render-job progress line.
 fn events(n: usize) -> Vec<Event> {
-    (0..n)
+    events_from(0, n)
+}
+
+fn events_from(first: usize, n: usize) -> Vec<Event> {
+    (first..first + n)
         .map(|i| {
             Event::with_resource(
                 "task.progress",
@@ -454,76 +471,94 @@ fn two_publishers(c: &mut Criterion) {
 
 criterion_group!(benches, fanout, history, idle_subscribers, two_publishers);
 
-/// Resident bytes per history event for 1,000,000 events, measured in a fresh process.
+/// Resident and live heap bytes per history event for 1,000,000 events, measured in a fresh process
+/// that builds each event just before publishing it (as a real publisher does).
 fn memory_child(which: &str) {
     const M: usize = 1_000_000;
-    fn rss() -> u64 {
+    fn rss() -> i64 {
         let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-        let pages: u64 = statm
+        let pages: i64 = statm
             .split_whitespace()
             .nth(1)
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
         pages * 4096
     }
+    fn event(i: usize) -> Event {
+        events_from(i, 1)
+            .pop()
+            .unwrap_or_else(|| Event::new("x", json!(null)))
+    }
     let before = rss();
-    match which {
+    TRACK_BYTES.store(true, Ordering::Relaxed);
+    let (rss_after, live) = match which {
         "ours" => {
             let bus = EventBus::new(EventBusConfig {
                 history_size: M,
                 ..config()
             });
-            for e in events(M) {
-                bus.publish(e);
+            for i in 0..M {
+                bus.publish(event(i));
             }
-            let after = rss();
+            let out = (rss(), LIVE_BYTES.load(Ordering::Relaxed));
             assert_eq!(bus.stats().history_len, M);
-            println!("{}", (after - before) as f64 / M as f64);
+            std::mem::forget(bus);
+            out
         }
         _ => {
             let bus = ipckit_ref::EventBus::new(ipckit_ref::EventBusConfig {
                 history_size: M,
                 ..ref_config()
             });
-            for e in ref_events(M) {
-                bus.publish(e);
+            for i in 0..M {
+                let e = event(i);
+                bus.publish(ipckit_ref::Event::with_resource(
+                    &e.event_type,
+                    e.resource_id.as_deref().unwrap_or(""),
+                    e.data,
+                ));
             }
-            let after = rss();
-            assert_eq!(
-                bus.history(&ipckit_ref::EventFilter::new().resource("job-0"))
-                    .len(),
-                M / RESOURCES
-            );
-            println!("{}", (after - before) as f64 / M as f64);
+            let out = (rss(), LIVE_BYTES.load(Ordering::Relaxed));
+            std::mem::forget(bus);
+            out
         }
-    }
+    };
+    println!(
+        "{} {}",
+        (rss_after - before) as f64 / M as f64,
+        live as f64 / M as f64
+    );
 }
 
-fn memory_per_event(which: &str) -> Option<f64> {
+/// (resident, live heap) bytes per history event.
+fn memory_per_event(which: &str) -> Option<(f64, f64)> {
     let exe = std::env::current_exe().ok()?;
     let out = std::process::Command::new(exe)
         .env("IPCKIT_BENCH_MEMORY", which)
         .output()
         .ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut numbers = text.split_whitespace().filter_map(|n| n.parse().ok());
+    Some((numbers.next()?, numbers.next()?))
 }
 
-/// Allocations per publish once the bus is warm, with `subs` subscribers that all match.
+/// Allocations per publish once the bus is warm (history full, subscriber queues grown to their
+/// buffer once), with `subs` subscribers that all match.
 fn allocations_per_publish(subs: usize) -> (f64, f64) {
-    const WARM: usize = 4_000;
-    const COUNT: usize = 2_000;
+    const WARM: usize = 2_000;
+    const COUNT: usize = 1_000;
     let ours = {
         let bus = EventBus::new(config());
         let subscribers: Vec<_> = (0..subs)
             .map(|_| bus.subscribe(EventFilter::new()))
             .collect();
-        let mut batch = Vec::new();
+        let mut batch = Vec::with_capacity(WARM);
         for e in events(WARM) {
             bus.publish(e);
-            for s in &subscribers {
-                batch.clear();
-                s.try_recv_batch(&mut batch, usize::MAX);
-            }
+        }
+        for s in &subscribers {
+            batch.clear();
+            s.try_recv_batch(&mut batch, usize::MAX);
         }
         let prepared = events(COUNT);
         ALLOCS.store(0, Ordering::Relaxed);
@@ -541,9 +576,9 @@ fn allocations_per_publish(subs: usize) -> (f64, f64) {
             .collect();
         for e in ref_events(WARM) {
             bus.publish(e);
-            for s in &subscribers {
-                s.try_iter().for_each(drop);
-            }
+        }
+        for s in &subscribers {
+            s.try_iter().for_each(drop);
         }
         let prepared = ref_events(COUNT);
         ALLOCS.store(0, Ordering::Relaxed);
@@ -621,9 +656,10 @@ fn draining_reader() -> (f64, u64, f64) {
 fn report() {
     println!("\n== report ==");
     match (memory_per_event("ours"), memory_per_event("ref")) {
-        (Some(ours), Some(reference)) => println!(
-            "history of 1,000,000 events, resident bytes per event: ours {ours:.0}, ipckit_ref {reference:.0}, ratio {:.2}x",
-            ours / reference
+        (Some((ours, ours_live)), Some((reference, reference_live))) => println!(
+            "history of 1,000,000 events, bytes per event: resident ours {ours:.0} vs ipckit_ref {reference:.0} ({:.2}x); live heap ours {ours_live:.0} vs ipckit_ref {reference_live:.0} ({:.2}x)",
+            ours / reference,
+            ours_live / reference_live
         ),
         _ => println!("memory: could not run the measuring child processes"),
     }

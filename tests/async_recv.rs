@@ -1,7 +1,7 @@
 //! The async receive path: `recv_async` and the `Stream`, on tokio.
 
 use futures_core::Stream;
-use ipckit::{Event, EventBus, EventFilter};
+use ipckit::{Event, EventBus, EventBusConfig, EventFilter, SlowConsumerPolicy};
 use serde_json::json;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,7 +9,13 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recv_async_wakes_on_publish_and_ends_with_the_bus() {
-    let bus = EventBus::default();
+    // Block, with a small buffer: the publisher thread must wait for the async reader, who must wake it.
+    let bus = EventBus::new(EventBusConfig {
+        subscriber_buffer: 8,
+        slow_consumer: SlowConsumerPolicy::Block,
+        block_timeout: None,
+        ..Default::default()
+    });
     let sub = bus.subscribe(EventFilter::new().event_type("task.*"));
     let publisher = bus.publisher();
     let writer = tokio::task::spawn_blocking(move || {

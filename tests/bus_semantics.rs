@@ -277,3 +277,19 @@ fn filter_expressions_subscribe() {
     p.task_started("upload", json!(null));
     assert_eq!(ids(&sub.try_iter().collect::<Vec<_>>()), [1]);
 }
+
+#[test]
+fn a_subscriber_to_several_exact_types_leaves_every_bucket_when_dropped() {
+    let bus = EventBus::default();
+    let sub = bus.subscribe(EventFilter::new().event_type("a").event_type("b"));
+    drop(sub);
+    assert_eq!(bus.stats().subscribers, 0);
+    let other = bus.subscribe(EventFilter::new().event_type("b"));
+    bus.publish(Event::new("b", json!(null)));
+    assert_eq!(other.try_iter().count(), 1);
+    assert_eq!(
+        bus.subscribers().len(),
+        1,
+        "no stale entry left in the `b` bucket"
+    );
+}

@@ -16,6 +16,7 @@ fn bus(buffer: usize, policy: SlowConsumerPolicy) -> EventBus {
         subscriber_buffer: buffer,
         slow_consumer: policy,
         block_timeout: None,
+        ..Default::default()
     })
 }
 

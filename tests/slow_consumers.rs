@@ -13,6 +13,7 @@ fn bus(buffer: usize, policy: SlowConsumerPolicy, block_timeout: Option<Duration
         subscriber_buffer: buffer,
         slow_consumer: policy,
         block_timeout,
+        ..Default::default()
     })
 }
 

@@ -29,6 +29,7 @@
 
 use super::event::{Event, EventId};
 use super::filter::{EventFilter, IndexKey};
+use super::history::History;
 use super::subscriber::{EventSubscriber, Shared, SubState};
 use super::sync::Mutex;
 use rustc_hash::FxHashMap;
@@ -63,6 +64,10 @@ pub struct EventBusConfig {
     /// Under [`SlowConsumerPolicy::Block`], how long a publisher waits for one subscriber to make room
     /// before counting the event as lost for it (default 5 s); `None` waits for as long as it takes.
     pub block_timeout: Option<Duration>,
+    /// How many of the newest history events are kept as the shared `Arc<Event>`s subscribers got
+    /// (default 131,072). Older ones are packed (compact JSON, shared strings), about a fifth of the
+    /// memory, and decoded when a query or replay reaches them.
+    pub hot_history: usize,
 }
 
 impl Default for EventBusConfig {
@@ -72,6 +77,7 @@ impl Default for EventBusConfig {
             subscriber_buffer: 256,
             slow_consumer: SlowConsumerPolicy::DropOldest,
             block_timeout: Some(Duration::from_secs(5)),
+            hot_history: 1 << 17,
         }
     }
 }
@@ -116,6 +122,8 @@ pub struct BusStats {
     pub history_len: usize,
     /// The oldest id in history, if any.
     pub oldest_id: Option<EventId>,
+    /// How many of the events in history are packed (see [`EventBusConfig::hot_history`]).
+    pub history_packed: usize,
 }
 
 /// One subscriber as [`EventBus::subscribers`] reports it.
@@ -152,7 +160,7 @@ pub(crate) struct Inner {
 
 struct State {
     last_id: EventId,
-    history: VecDeque<Arc<Event>>,
+    history: History,
     next_subscriber: u64,
     by_type: FxHashMap<String, Vec<Arc<Shared>>>,
     by_resource: FxHashMap<String, Vec<Arc<Shared>>>,
@@ -179,6 +187,7 @@ impl Inner {
         let mut event = Arc::new(event);
         let mut tickets: Vec<BlockTicket> = Vec::new();
         let evicted;
+        let pack;
         let id;
         {
             let mut state = self.state.lock();
@@ -188,17 +197,7 @@ impl Inner {
             if let Some(fresh) = Arc::get_mut(&mut event) {
                 fresh.id = id;
             }
-            evicted = if self.config.history_size == 0 {
-                None
-            } else {
-                let out = if state.history.len() >= self.config.history_size {
-                    state.history.pop_front()
-                } else {
-                    None
-                };
-                state.history.push_back(Arc::clone(&event));
-                out
-            };
+            (evicted, pack) = state.history.push(&event);
             let state = &*state;
             if !state.by_type.is_empty() {
                 if let Some(subs) = state.by_type.get(event.event_type.as_str()) {
@@ -217,6 +216,11 @@ impl Inner {
             self.deliver(&state.anything, &event, &mut tickets);
         }
         drop(evicted);
+        if let Some(job) = pack {
+            let batch = job.run();
+            let released = self.state.lock().history.store(batch);
+            drop(released);
+        }
         if !tickets.is_empty() {
             self.wait_for_room(tickets);
         }
@@ -344,15 +348,21 @@ impl State {
             }
             removed
         }
-        let removed = match shared.filter.index_key() {
-            IndexKey::Types(types) => types.into_iter().fold(false, |any, t| {
-                remove_keyed(&mut self.by_type, t, shared) || any
-            }),
-            IndexKey::Resources(resources) => resources.into_iter().fold(false, |any, r| {
-                remove_keyed(&mut self.by_resource, r, shared) || any
-            }),
-            IndexKey::Anything => remove_from(&mut self.anything, shared),
-        };
+        // Every bucket must be visited: a filter with several exact types sits in several.
+        let mut removed = false;
+        match shared.filter.index_key() {
+            IndexKey::Types(types) => {
+                for t in types {
+                    removed |= remove_keyed(&mut self.by_type, t, shared);
+                }
+            }
+            IndexKey::Resources(resources) => {
+                for r in resources {
+                    removed |= remove_keyed(&mut self.by_resource, r, shared);
+                }
+            }
+            IndexKey::Anything => removed = remove_from(&mut self.anything, shared),
+        }
         if removed {
             self.subscribers -= 1;
         }
@@ -360,7 +370,7 @@ impl State {
     }
 
     fn first_held(&self) -> EventId {
-        self.history.front().map_or(self.last_id + 1, |e| e.id)
+        self.history.first_id().unwrap_or(self.last_id + 1)
     }
 
     fn replay(
@@ -368,50 +378,19 @@ impl State {
         filter: &EventFilter,
         replay: Replay,
     ) -> (VecDeque<Arc<Event>>, Option<ReplayGap>) {
-        let matching = |e: &&Arc<Event>| filter.matches(e);
         match replay {
             Replay::None => (VecDeque::new(), None),
-            Replay::All => (
-                self.history.iter().filter(matching).cloned().collect(),
-                None,
-            ),
-            Replay::Last(n) => {
-                let mut last: VecDeque<Arc<Event>> = self
-                    .history
-                    .iter()
-                    .rev()
-                    .filter(matching)
-                    .take(n)
-                    .cloned()
-                    .collect();
-                last.make_contiguous().reverse();
-                (last, None)
-            }
+            Replay::All => (self.history.shared(filter, None).into(), None),
+            Replay::Last(n) => (self.history.last(filter, n).into(), None),
             Replay::FromId(from) => {
                 let first = self.first_held();
                 let gap = (from < first && from <= self.last_id).then_some(ReplayGap {
                     requested: from,
                     oldest_held: first,
                 });
-                let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
-                let backlog = self
-                    .history
-                    .iter()
-                    .skip(skip)
-                    .filter(matching)
-                    .cloned()
-                    .collect();
-                (backlog, gap)
+                (self.history.shared(filter, Some(from)).into(), gap)
             }
-            Replay::FromTime(t) => (
-                self.history
-                    .iter()
-                    .filter(|e| e.timestamp >= t)
-                    .filter(matching)
-                    .cloned()
-                    .collect(),
-                None,
-            ),
+            Replay::FromTime(t) => (self.history.since_time(filter, t).into(), None),
         }
     }
 }
@@ -419,13 +398,13 @@ impl State {
 impl EventBus {
     /// A bus with `config`.
     pub fn new(config: EventBusConfig) -> Self {
-        let capacity = config.history_size.min(1 << 16);
+        let history = History::new(config.history_size, config.hot_history);
         Self {
             inner: Arc::new(Inner {
                 config,
                 state: Mutex::new(State {
                     last_id: 0,
-                    history: VecDeque::with_capacity(capacity),
+                    history,
                     next_subscriber: 0,
                     by_type: FxHashMap::default(),
                     by_resource: FxHashMap::default(),
@@ -469,28 +448,18 @@ impl EventBus {
 
     /// Kept events that match `filter`, oldest first, as owned copies.
     pub fn history(&self, filter: &EventFilter) -> Vec<Event> {
-        let shared = self.history_arc(filter);
-        shared.into_iter().map(Arc::unwrap_or_clone).collect()
+        self.inner.state.lock().history.owned(filter)
     }
 
     /// Kept events that match `filter`, oldest first, shared rather than copied.
     pub fn history_arc(&self, filter: &EventFilter) -> Vec<Arc<Event>> {
         let state = self.inner.state.lock();
-        let skip = filter.min_id().map_or(0, |from| {
-            usize::try_from(from.saturating_sub(state.first_held())).unwrap_or(usize::MAX)
-        });
-        state
-            .history
-            .iter()
-            .skip(skip)
-            .filter(|e| filter.matches(e))
-            .cloned()
-            .collect()
+        state.history.shared(filter, filter.min_id())
     }
 
     /// Forgets all kept events. Ids keep counting from where they were.
     pub fn clear_history(&self) {
-        let cleared = std::mem::take(&mut self.inner.state.lock().history);
+        let cleared = self.inner.state.lock().history.clear();
         drop(cleared);
     }
 
@@ -508,7 +477,8 @@ impl EventBus {
             dropped: state.gone_dropped,
             subscribers: state.subscribers,
             history_len: state.history.len(),
-            oldest_id: state.history.front().map(|e| e.id),
+            oldest_id: state.history.first_id(),
+            history_packed: state.history.packed_len(),
         };
         let mut seen: Vec<*const Shared> = Vec::new();
         for sub in Inner::all_subscribers(&state) {

@@ -277,6 +277,15 @@ impl EventFilter {
         lowest
     }
 
+    /// The type globs if there are some and all are exact, and likewise the resource globs.
+    pub(crate) fn exact_globs(&self) -> (Option<Vec<&str>>, Option<Vec<&str>>) {
+        fn exact(globs: &[Glob]) -> Option<Vec<&str>> {
+            (!globs.is_empty() && globs.iter().all(Glob::is_exact))
+                .then(|| globs.iter().map(Glob::as_str).collect())
+        }
+        (exact(&self.types), exact(&self.resources))
+    }
+
     pub(crate) fn index_key(&self) -> IndexKey<'_> {
         if !self.types.is_empty() && self.types.iter().all(Glob::is_exact) {
             IndexKey::Types(self.types.iter().map(Glob::as_str).collect())
@@ -623,7 +632,7 @@ fn parse_epoch(text: &str) -> Option<SystemTime> {
 /// RFC 3339 with `Z` or a `±HH:MM` offset (a space may stand for the `T`).
 fn parse_rfc3339(value: &str) -> Result<SystemTime, String> {
     let bad = || {
-        format!("expected RFC 3339 such as 2026-11-25T12:00:00Z, a duration such as 5m, or id:N")
+        "expected RFC 3339 such as 2026-11-25T12:00:00Z, a duration such as 5m, or id:N".to_owned()
     };
     let (local, offset_secs) = if let Some(stripped) = value.strip_suffix(['Z', 'z']) {
         (stripped, 0i64)

@@ -4,6 +4,7 @@
 mod bus;
 mod event;
 mod filter;
+mod history;
 mod subscriber;
 mod sync;
 

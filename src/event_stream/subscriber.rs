@@ -220,11 +220,19 @@ pub struct EventSubscriber {
     shared: Arc<Shared>,
     bus: Weak<Inner>,
     gap: Option<ReplayGap>,
+    /// The reader's half of a double buffer: a batch read swaps it with the queue under the lock, so
+    /// the publisher is held up for a swap, not for the whole batch.
+    spare: Mutex<VecDeque<Arc<Event>>>,
 }
 
 impl EventSubscriber {
     pub(crate) fn new(shared: Arc<Shared>, bus: Weak<Inner>, gap: Option<ReplayGap>) -> Self {
-        Self { shared, bus, gap }
+        Self {
+            shared,
+            bus,
+            gap,
+            spare: Mutex::new(VecDeque::new()),
+        }
     }
 
     /// The subscriber's id on its bus.
@@ -315,7 +323,18 @@ impl EventSubscriber {
 
     /// Moves up to `max` queued events into `out` under one lock; returns how many.
     pub fn try_recv_batch(&self, out: &mut Vec<Arc<Event>>, max: usize) -> usize {
+        let mut spare = self.spare.lock();
         let mut state = self.shared.state.lock();
+        let queued = state.queue.len();
+        if state.backlog.is_empty() && queued > 0 && queued <= max {
+            std::mem::swap(&mut state.queue, &mut *spare);
+            let n = queued as u64;
+            state.taken += n;
+            state.delivered += n;
+            self.release(state, true);
+            out.extend(spare.drain(..));
+            return queued;
+        }
         let mut n = 0;
         while n < max {
             match state.pop() {
