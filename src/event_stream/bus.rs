@@ -1,31 +1,5 @@
-//! The bus: id stamping, history, the subscriber index, delivery under each slow-consumer policy, and
-//! replay taken atomically with subscribing.
-//!
-//! # How delivery works
-//!
-//! One lock orders publishes. Under it the publisher stamps the next id, appends the event to the history
-//! ring, and hands an [`Arc`] of it to each subscriber whose filter matches. Subscribers are kept in an
-//! index (by exact event type, by exact resource id, or in a short list of everything else) so a publish
-//! only tests the filters that could match. Handing over is a push onto the subscriber's own queue: the
-//! publisher never copies the event, never allocates per subscriber, and never waits on a reader while it
-//! holds the lock. Allocation (the one `Arc` per publish) and freeing (events that fall out of history)
-//! happen outside the lock.
-//!
-//! # Slow consumers
-//!
-//! Each subscriber has a buffer of `subscriber_buffer` live events (replayed history does not count).
-//! When a matching event arrives and the buffer is full:
-//!
-//! - [`SlowConsumerPolicy::DropOldest`]: the oldest buffered event is discarded and the new one kept, so a
-//!   subscriber that fell behind resumes with the newest events.
-//! - [`SlowConsumerPolicy::DropNewest`]: the new event is discarded; the buffered ones are kept.
-//! - [`SlowConsumerPolicy::Block`]: the event is queued and the publisher, after releasing the bus lock,
-//!   waits until the reader has made room for it, the subscriber is dropped, or `block_timeout` passes. On
-//!   timeout the event is withdrawn from that subscriber and counted as lost. Publishes the subscriber does
-//!   not match, subscribing, unsubscribing and history queries never wait for it.
-//!
-//! Every discarded event is counted: [`EventSubscriber::dropped`] is exact, and for every subscriber
-//! delivered + dropped + still queued equals the matching events published since it subscribed.
+//! The bus: id stamping, history, the subscriber index and delivery. The rules are documented on
+//! [`crate::event_stream`].
 
 use super::event::{Event, EventId};
 use super::filter::{EventFilter, IndexKey};
@@ -37,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// What a subscriber does when its buffer is full. See the [module docs](self) for the exact rules.
+/// What a subscriber does when its buffer is full. See [slow consumers](crate::event_stream#slow-consumers) for the exact rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SlowConsumerPolicy {
     /// Discard the oldest buffered event to make room for the new one.

@@ -1,16 +1,4 @@
-//! Event filters: glob patterns on type and resource, text search, time and id bounds, exclusions,
-//! and the text expression syntax shared by the monitor's filter bar and `--filter`.
-//!
-//! ```text
-//! task.* !task.progress res:render-* text:"disk slow" since:5m until:id:900
-//! ```
-//!
-//! Terms are separated by spaces and all must hold; several terms of one kind are alternatives.
-//! `GLOB` or `type:GLOB` matches the event type, `res:GLOB` (or `resource:GLOB`) the resource id,
-//! `text:WORD` a case-insensitive substring of any key or value in the data, `since:T` / `until:T` bound
-//! the time (RFC 3339, a duration ago such as `30s`, `5m`, `2h`, or `@SECONDS` since the epoch) or the id
-//! (`id:N`), and `!TERM` excludes what the term matches. In a glob, `*` matches any run of characters
-//! (dots included), `?` exactly one, and everything else itself.
+//! Event filters and the text expression syntax documented on [`crate::event_stream`].
 
 use super::event::Event;
 use std::fmt;
@@ -222,7 +210,7 @@ impl EventFilter {
         self
     }
 
-    /// Parses the text expression syntax described in the [module docs](self).
+    /// Parses the text expression syntax described in [the filter syntax](crate::event_stream#filter-expressions).
     ///
     /// # Errors
     ///
