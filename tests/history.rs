@@ -113,3 +113,20 @@ fn packing_survives_eviction_and_clearing() {
     assert_eq!(ids, (21_001..=22_000).collect::<Vec<_>>());
     assert!(packed.stats().history_packed > 0);
 }
+
+#[test]
+fn events_published_with_no_subscriber_are_shared_once_asked_for() {
+    let bus = EventBus::default();
+    bus.publish(Event::new("a", json!({"k": 1})));
+    bus.publish(Event::new("b", json!({"k": 2})));
+    let first = bus.history_arc(&EventFilter::new());
+    let again = bus.history_arc(&EventFilter::new());
+    assert!(
+        std::sync::Arc::ptr_eq(&first[0], &again[0]),
+        "the slot became shared in place, once"
+    );
+    let replayed = bus.subscribe_with_replay(EventFilter::new().event_type("b"), Replay::All);
+    let got = replayed.try_recv_arc().unwrap();
+    assert!(std::sync::Arc::ptr_eq(&got, &again[1]));
+    assert_eq!(bus.history(&EventFilter::new())[0].data, json!({"k": 1}));
+}

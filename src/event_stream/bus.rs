@@ -3,11 +3,12 @@
 
 use super::event::{Event, EventId};
 use super::filter::{EventFilter, IndexKey};
-use super::history::History;
+use super::history::{Hashes, History, Slot};
 use super::subscriber::{EventSubscriber, Shared, SubState};
 use super::sync::Mutex;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -130,6 +131,8 @@ pub struct EventPublisher {
 pub(crate) struct Inner {
     config: EventBusConfig,
     state: Mutex<State>,
+    /// `State::subscribers`, readable without the lock (publish picks owned or shared by it).
+    subscriber_count: AtomicUsize,
 }
 
 struct State {
@@ -158,39 +161,40 @@ impl Inner {
     }
 
     fn publish(&self, event: Event) -> EventId {
-        let mut event = Arc::new(event);
+        // Hash, and allocate the one shared copy, before taking the lock. With no subscriber at all the
+        // event moves into history as it is: no allocation.
+        let hashes = Hashes::of(&event);
+        let incoming = if self.subscriber_count.load(Ordering::Acquire) == 0 {
+            Err(event)
+        } else {
+            Ok(Arc::new(event))
+        };
         let mut tickets: Vec<BlockTicket> = Vec::new();
-        let evicted;
-        let pack;
+        let pushed;
         let id;
         {
             let mut state = self.state.lock();
             state.last_id += 1;
             id = state.last_id;
-            // The Arc was made above and not shared yet, so this is its only reference.
-            if let Some(fresh) = Arc::get_mut(&mut event) {
-                fresh.id = id;
-            }
-            (evicted, pack) = state.history.push(&event);
-            let state = &*state;
-            if !state.by_type.is_empty() {
-                if let Some(subs) = state.by_type.get(event.event_type.as_str()) {
-                    self.deliver(subs, &event, &mut tickets);
+            let slot = match incoming {
+                Err(mut event) if state.subscribers == 0 => {
+                    event.id = id;
+                    Slot::Owned(event)
                 }
-            }
-            if !state.by_resource.is_empty() {
-                if let Some(subs) = event
-                    .resource_id
-                    .as_deref()
-                    .and_then(|r| state.by_resource.get(r))
-                {
-                    self.deliver(subs, &event, &mut tickets);
+                incoming => {
+                    let mut event = incoming.unwrap_or_else(Arc::new);
+                    // Not shared with anyone yet, so this is its only reference.
+                    if let Some(fresh) = Arc::get_mut(&mut event) {
+                        fresh.id = id;
+                    }
+                    self.deliver_all(&state, &event, &mut tickets);
+                    Slot::Shared(event)
                 }
-            }
-            self.deliver(&state.anything, &event, &mut tickets);
+            };
+            pushed = state.history.push(slot, hashes);
         }
-        drop(evicted);
-        if let Some(job) = pack {
+        drop(pushed.evicted);
+        if let Some(job) = pushed.pack {
             let batch = job.run();
             let released = self.state.lock().history.store(batch);
             drop(released);
@@ -199,6 +203,24 @@ impl Inner {
             self.wait_for_room(tickets);
         }
         id
+    }
+
+    fn deliver_all(&self, state: &State, event: &Arc<Event>, tickets: &mut Vec<BlockTicket>) {
+        if !state.by_type.is_empty() {
+            if let Some(subs) = state.by_type.get(event.event_type.as_str()) {
+                self.deliver(subs, event, tickets);
+            }
+        }
+        if !state.by_resource.is_empty() {
+            if let Some(subs) = event
+                .resource_id
+                .as_deref()
+                .and_then(|r| state.by_resource.get(r))
+            {
+                self.deliver(subs, event, tickets);
+            }
+        }
+        self.deliver(&state.anything, event, tickets);
     }
 
     #[inline]
@@ -239,13 +261,18 @@ impl Inner {
             SubState::with_backlog(backlog),
         ));
         state.insert(&shared);
+        self.subscriber_count
+            .store(state.subscribers, Ordering::Release);
         drop(state);
         EventSubscriber::new(shared, Arc::downgrade(self), gap)
     }
 
     pub(crate) fn unsubscribe(&self, shared: &Arc<Shared>) {
         let mut state = self.state.lock();
-        if state.remove(shared) {
+        let removed = state.remove(shared);
+        self.subscriber_count
+            .store(state.subscribers, Ordering::Release);
+        if removed {
             let (delivered, dropped) = shared.close();
             state.gone_delivered += delivered;
             state.gone_dropped += dropped;
@@ -348,7 +375,7 @@ impl State {
     }
 
     fn replay(
-        &self,
+        &mut self,
         filter: &EventFilter,
         replay: Replay,
     ) -> (VecDeque<Arc<Event>>, Option<ReplayGap>) {
@@ -387,6 +414,7 @@ impl EventBus {
                     gone_delivered: 0,
                     gone_dropped: 0,
                 }),
+                subscriber_count: AtomicUsize::new(0),
             }),
         }
     }
@@ -427,7 +455,7 @@ impl EventBus {
 
     /// Kept events that match `filter`, oldest first, shared rather than copied.
     pub fn history_arc(&self, filter: &EventFilter) -> Vec<Arc<Event>> {
-        let state = self.inner.state.lock();
+        let mut state = self.inner.state.lock();
         state.history.shared(filter, filter.min_id())
     }
 

@@ -1,11 +1,12 @@
-//! The bus's history ring: the newest events as shared [`Arc`]s, older ones packed.
+//! The bus's history ring.
 //!
-//! Each slot carries 32-bit hashes of its event's type and resource, so a query whose type or resource
-//! globs are exact skips non-matching slots without touching the events. The newest `hot` events are
-//! kept as the same `Arc<Event>` subscribers received (zero-copy replay); past that, events are packed:
-//! the data serialized to compact JSON bytes and the type and resource strings shared through an
-//! interner. A packed event takes about a fifth of the memory of a live one and is decoded when a query
-//! or a replay reaches it. Packing is done in batches by publishers, outside the bus lock.
+//! Three forms of kept event: the event itself, moved in by a publish that no subscriber received (no
+//! allocation at all); the shared `Arc<Event>` subscribers received (an event a replay or `history_arc`
+//! asks for is turned into one, once); and, past the newest `hot` events, packed: the data serialized to
+//! compact JSON and the type and resource strings shared through an interner, about a fifth of the memory,
+//! decoded when a query or replay reaches it. Packing is done in batches by publishers, outside the bus
+//! lock. A separate array of 32-bit type and resource hashes lets a query with exact type or resource
+//! globs skip other events without reading them.
 
 use super::event::{Event, EventId};
 use super::filter::EventFilter;
@@ -13,7 +14,7 @@ use rustc_hash::{FxHashMap, FxHasher};
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Events packed per batch.
 pub(crate) const PACK_BATCH: usize = 256;
@@ -24,6 +25,22 @@ pub(crate) fn short_hash(text: &str) -> u32 {
     text.hash(&mut hasher);
     let h = hasher.finish();
     ((h >> 32) as u32 ^ h as u32) | 1
+}
+
+/// The (type, resource) hashes of an event, computed by the publisher before it takes the lock.
+#[derive(Clone, Copy)]
+pub(crate) struct Hashes {
+    event_type: u32,
+    resource: u32,
+}
+
+impl Hashes {
+    pub(crate) fn of(event: &Event) -> Self {
+        Self {
+            event_type: short_hash(&event.event_type),
+            resource: event.resource_id.as_deref().map_or(0, short_hash),
+        }
+    }
 }
 
 /// An event stored compactly.
@@ -50,54 +67,79 @@ impl Packed {
 
 /// One kept event.
 pub(crate) enum Slot {
+    Owned(Event),
     Shared(Arc<Event>),
-    Packed(Box<Packed>),
+    Packed(Packed),
 }
 
-pub(crate) struct Entry {
-    type_hash: u32,
-    resource_hash: u32,
-    slot: Slot,
-}
-
-impl Entry {
+impl Slot {
     fn id(&self) -> EventId {
-        match &self.slot {
+        match self {
+            Slot::Owned(e) => e.id,
             Slot::Shared(e) => e.id,
             Slot::Packed(p) => p.id,
         }
     }
 
     fn timestamp(&self) -> SystemTime {
-        match &self.slot {
+        match self {
+            Slot::Owned(e) => e.timestamp,
             Slot::Shared(e) => e.timestamp,
             Slot::Packed(p) => p.timestamp,
         }
     }
 
-    fn shared(&self) -> Arc<Event> {
-        match &self.slot {
-            Slot::Shared(e) => Arc::clone(e),
-            Slot::Packed(p) => Arc::new(p.unpack()),
+    /// The event if it can be read without decoding.
+    fn live(&self) -> Option<&Event> {
+        match self {
+            Slot::Owned(e) => Some(e),
+            Slot::Shared(e) => Some(e),
+            Slot::Packed(_) => None,
         }
     }
 
-    fn owned(&self) -> Event {
-        match &self.slot {
+    /// The event shared: an owned one becomes shared in place (one allocation, once); a packed one is
+    /// decoded into a new `Arc` (history keeps it packed).
+    fn share(&mut self) -> Arc<Event> {
+        match self {
+            Slot::Shared(e) => Arc::clone(e),
+            Slot::Packed(p) => Arc::new(p.unpack()),
+            Slot::Owned(e) => {
+                let shared = Arc::new(std::mem::replace(e, placeholder()));
+                *self = Slot::Shared(Arc::clone(&shared));
+                shared
+            }
+        }
+    }
+
+    fn to_owned_event(&self) -> Event {
+        match self {
+            Slot::Owned(e) => e.clone(),
             Slot::Shared(e) => Event::clone(e),
             Slot::Packed(p) => p.unpack(),
         }
     }
 }
 
+/// An event that owns no heap memory, to stand in while a slot's event is moved out.
+fn placeholder() -> Event {
+    Event {
+        id: 0,
+        timestamp: UNIX_EPOCH,
+        event_type: String::new(),
+        resource_id: None,
+        data: serde_json::Value::Null,
+    }
+}
+
 /// What a query can rule out from a slot's hashes alone.
-pub(crate) struct Prefilter {
+struct Prefilter {
     types: Option<Vec<u32>>,
     resources: Option<Vec<u32>>,
 }
 
 impl Prefilter {
-    pub(crate) fn new(filter: &EventFilter) -> Self {
+    fn new(filter: &EventFilter) -> Self {
         let (types, resources) = filter.exact_globs();
         Self {
             types: types.map(|t| t.iter().map(|s| short_hash(s)).collect()),
@@ -106,14 +148,14 @@ impl Prefilter {
     }
 
     #[inline]
-    fn may_match(&self, entry: &Entry) -> bool {
+    fn may_match(&self, hashes: &Hashes) -> bool {
         self.types
             .as_ref()
-            .is_none_or(|t| t.contains(&entry.type_hash))
+            .is_none_or(|t| t.contains(&hashes.event_type))
             && self
                 .resources
                 .as_ref()
-                .is_none_or(|r| entry.resource_hash != 0 && r.contains(&entry.resource_hash))
+                .is_none_or(|r| hashes.resource != 0 && r.contains(&hashes.resource))
     }
 }
 
@@ -166,7 +208,8 @@ pub(crate) struct PackedBatch {
 }
 
 pub(crate) struct History {
-    entries: VecDeque<Entry>,
+    hashes: VecDeque<Hashes>,
+    slots: VecDeque<Slot>,
     capacity: usize,
     hot: usize,
     /// Ids below this are packed (or gone); the next batch starts here.
@@ -176,10 +219,20 @@ pub(crate) struct History {
     interner: Interner,
 }
 
+/// What a push gives back to drop or do outside the lock.
+pub(crate) struct Pushed {
+    /// The evicted oldest event, or the event itself when history keeps nothing.
+    pub(crate) evicted: Option<Slot>,
+    /// A batch of aged events to pack.
+    pub(crate) pack: Option<PackJob>,
+}
+
 impl History {
     pub(crate) fn new(capacity: usize, hot: usize) -> Self {
+        let initial = capacity.min(1 << 16);
         Self {
-            entries: VecDeque::with_capacity(capacity.min(1 << 16)),
+            hashes: VecDeque::with_capacity(initial),
+            slots: VecDeque::with_capacity(initial),
             capacity,
             hot: hot.max(PACK_BATCH),
             packed_below: 1,
@@ -190,63 +243,70 @@ impl History {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.slots.len()
+    }
+
+    /// How many slots are packed.
+    pub(crate) fn packed_len(&self) -> usize {
+        self.packed
     }
 
     /// The oldest id held, if any.
     pub(crate) fn first_id(&self) -> Option<EventId> {
-        self.entries.front().map(Entry::id)
+        self.slots.front().map(Slot::id)
     }
 
-    /// Appends `event`; returns the evicted oldest event (to drop outside the lock) and, when enough
-    /// events have aged past the hot part, a batch to pack.
-    pub(crate) fn push(&mut self, event: &Arc<Event>) -> (Option<Slot>, Option<PackJob>) {
+    /// Appends an event; returns what to drop and do after releasing the lock.
+    pub(crate) fn push(&mut self, slot: Slot, hashes: Hashes) -> Pushed {
         if self.capacity == 0 {
-            return (None, None);
+            return Pushed {
+                evicted: Some(slot),
+                pack: None,
+            };
         }
-        let evicted = if self.entries.len() >= self.capacity {
-            self.entries.pop_front().map(|e| e.slot)
+        let evicted = if self.slots.len() >= self.capacity {
+            self.hashes.pop_front();
+            self.slots.pop_front()
         } else {
             None
         };
         if matches!(evicted, Some(Slot::Packed(_))) {
             self.packed -= 1;
         }
-        self.entries.push_back(Entry {
-            type_hash: short_hash(&event.event_type),
-            resource_hash: event.resource_id.as_deref().map_or(0, short_hash),
-            slot: Slot::Shared(Arc::clone(event)),
-        });
-        (evicted, self.pack_job())
+        self.hashes.push_back(hashes);
+        self.slots.push_back(slot);
+        Pushed {
+            evicted,
+            pack: self.pack_job(),
+        }
     }
 
     fn pack_job(&mut self) -> Option<PackJob> {
-        if self.packing || self.entries.len() <= self.hot.saturating_add(PACK_BATCH) {
+        if self.packing || self.slots.len() <= self.hot.saturating_add(PACK_BATCH) {
             return None;
         }
         let first = self.first_id()?;
         let start = usize::try_from(self.packed_below.saturating_sub(first)).ok()?;
-        let cold_end = self.entries.len() - self.hot;
+        let cold_end = self.slots.len() - self.hot;
         if start + PACK_BATCH > cold_end {
             return None;
         }
         let events: Vec<Arc<Event>> = self
-            .entries
-            .range(start..start + PACK_BATCH)
-            .filter_map(|e| match &e.slot {
-                Slot::Shared(event) => Some(Arc::clone(event)),
-                Slot::Packed(_) => None,
-            })
+            .slots
+            .range_mut(start..start + PACK_BATCH)
+            .filter(|slot| !matches!(slot, Slot::Packed(_)))
+            .map(Slot::share)
             .collect();
         self.packing = true;
         self.packed_below = first + (start + PACK_BATCH) as EventId;
         Some(PackJob { events })
     }
 
-    /// Puts a packed batch in place of the shared slots it came from, where they are still held.
+    /// Puts a packed batch in place of the shared slots it came from, where they are still held;
+    /// returns the events to drop outside the lock.
     pub(crate) fn store(&mut self, batch: PackedBatch) -> Vec<Arc<Event>> {
         self.packing = false;
-        let mut released = Vec::with_capacity(batch.items.len());
+        let mut released = Vec::with_capacity(batch.items.len() * 2);
         let Some(first) = self.first_id() else {
             return released;
         };
@@ -254,10 +314,10 @@ impl History {
             let Ok(at) = usize::try_from(event.id.wrapping_sub(first)) else {
                 continue;
             };
-            let Some(entry) = self.entries.get_mut(at) else {
+            let Some(slot) = self.slots.get_mut(at) else {
                 continue;
             };
-            if !matches!(&entry.slot, Slot::Shared(e) if Arc::ptr_eq(e, &event)) {
+            if !matches!(&*slot, Slot::Shared(e) if Arc::ptr_eq(e, &event)) {
                 continue;
             }
             let packed = Packed {
@@ -270,21 +330,21 @@ impl History {
                     .map(|r| self.interner.intern(r)),
                 data,
             };
-            let old = std::mem::replace(&mut entry.slot, Slot::Packed(Box::new(packed)));
-            self.packed += 1;
-            if let Slot::Shared(e) = old {
-                released.push(e);
+            if let Slot::Shared(old) = std::mem::replace(slot, Slot::Packed(packed)) {
+                released.push(old);
             }
+            self.packed += 1;
             released.push(event);
         }
         released
     }
 
     /// Forgets everything; returns what to drop outside the lock.
-    pub(crate) fn clear(&mut self) -> VecDeque<Entry> {
+    pub(crate) fn clear(&mut self) -> VecDeque<Slot> {
         self.packing = false;
         self.packed = 0;
-        std::mem::take(&mut self.entries)
+        self.hashes.clear();
+        std::mem::take(&mut self.slots)
     }
 
     /// Index of the first slot with id `from` or later (slots hold consecutive ids).
@@ -294,75 +354,80 @@ impl History {
         })
     }
 
+    /// Indices from `start` whose hashes and (for live events) contents match; packed slots that pass
+    /// the hashes are checked by the caller after decoding.
     fn candidates<'a>(
         &'a self,
         filter: &'a EventFilter,
-        prefilter: &'a Prefilter,
-        from: usize,
-    ) -> impl DoubleEndedIterator<Item = &'a Entry> + 'a {
-        self.entries
-            .range(from.min(self.entries.len())..)
-            .filter(move |e| prefilter.may_match(e))
-            .filter(move |e| match &e.slot {
-                Slot::Shared(event) => filter.matches(event),
-                Slot::Packed(_) => true,
-            })
+        start: usize,
+    ) -> impl DoubleEndedIterator<Item = usize> + 'a {
+        let prefilter = Prefilter::new(filter);
+        let start = start.min(self.slots.len());
+        (start..self.slots.len()).filter(move |&i| {
+            prefilter.may_match(&self.hashes[i])
+                && self.slots[i].live().is_none_or(|e| filter.matches(e))
+        })
+    }
+
+    fn share_matching(&mut self, filter: &EventFilter, i: usize) -> Option<Arc<Event>> {
+        let packed = matches!(self.slots[i], Slot::Packed(_));
+        let event = self.slots[i].share();
+        (!packed || filter.matches(&event)).then_some(event)
     }
 
     /// Matching events from id `from` on (all when `None`), shared, oldest first.
-    pub(crate) fn shared(&self, filter: &EventFilter, from: Option<EventId>) -> Vec<Arc<Event>> {
-        let prefilter = Prefilter::new(filter);
+    pub(crate) fn shared(
+        &mut self,
+        filter: &EventFilter,
+        from: Option<EventId>,
+    ) -> Vec<Arc<Event>> {
         let start = from.map_or(0, |id| self.index_of(id));
-        self.candidates(filter, &prefilter, start)
-            .filter_map(|e| {
-                let event = e.shared();
-                (matches!(e.slot, Slot::Shared(_)) || filter.matches(&event)).then_some(event)
-            })
+        let hits: Vec<usize> = self.candidates(filter, start).collect();
+        hits.into_iter()
+            .filter_map(|i| self.share_matching(filter, i))
             .collect()
     }
 
     /// Matching events, owned copies, oldest first.
     pub(crate) fn owned(&self, filter: &EventFilter) -> Vec<Event> {
-        let prefilter = Prefilter::new(filter);
         let start = filter.min_id().map_or(0, |id| self.index_of(id));
-        self.candidates(filter, &prefilter, start)
-            .filter_map(|e| {
-                let event = e.owned();
-                (matches!(e.slot, Slot::Shared(_)) || filter.matches(&event)).then_some(event)
+        self.candidates(filter, start)
+            .filter_map(|i| {
+                let slot = &self.slots[i];
+                let event = slot.to_owned_event();
+                (slot.live().is_some() || filter.matches(&event)).then_some(event)
             })
             .collect()
     }
 
     /// The last `n` matching events, shared, oldest first.
-    pub(crate) fn last(&self, filter: &EventFilter, n: usize) -> Vec<Arc<Event>> {
-        let prefilter = Prefilter::new(filter);
-        let mut out: Vec<Arc<Event>> = self
-            .candidates(filter, &prefilter, 0)
-            .rev()
-            .filter_map(|e| {
-                let event = e.shared();
-                (matches!(e.slot, Slot::Shared(_)) || filter.matches(&event)).then_some(event)
-            })
-            .take(n)
-            .collect();
+    pub(crate) fn last(&mut self, filter: &EventFilter, n: usize) -> Vec<Arc<Event>> {
+        let hits: Vec<usize> = self.candidates(filter, 0).rev().collect();
+        let mut out = Vec::with_capacity(n.min(hits.len()));
+        for i in hits {
+            if out.len() >= n {
+                break;
+            }
+            if let Some(event) = self.share_matching(filter, i) {
+                out.push(event);
+            }
+        }
         out.reverse();
         out
     }
 
     /// Matching events stamped at or after `since`, shared, oldest first.
-    pub(crate) fn since_time(&self, filter: &EventFilter, since: SystemTime) -> Vec<Arc<Event>> {
-        let prefilter = Prefilter::new(filter);
-        self.candidates(filter, &prefilter, 0)
-            .filter(|e| e.timestamp() >= since)
-            .filter_map(|e| {
-                let event = e.shared();
-                (matches!(e.slot, Slot::Shared(_)) || filter.matches(&event)).then_some(event)
-            })
+    pub(crate) fn since_time(
+        &mut self,
+        filter: &EventFilter,
+        since: SystemTime,
+    ) -> Vec<Arc<Event>> {
+        let hits: Vec<usize> = self
+            .candidates(filter, 0)
+            .filter(|&i| self.slots[i].timestamp() >= since)
+            .collect();
+        hits.into_iter()
+            .filter_map(|i| self.share_matching(filter, i))
             .collect()
-    }
-
-    /// How many slots are packed.
-    pub(crate) fn packed_len(&self) -> usize {
-        self.packed
     }
 }
