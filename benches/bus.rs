@@ -8,7 +8,7 @@
 //! `cargo bench --bench bus -- --report-only` prints only the report.
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use ipckit::{Event, EventBus, EventBusConfig, EventFilter, SlowConsumerPolicy};
+use ipckit::{Event, EventBus, EventBusConfig, EventFilter, EventSubscriber, SlowConsumerPolicy};
 use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -118,22 +118,53 @@ fn timed<E, R>(iters: u64, make: impl Fn() -> E, mut run: impl FnMut(E) -> R) ->
     total
 }
 
+/// Publishes `events` in batches of [`BATCH`], draining every subscriber into `sink` after each batch
+/// with `drain` (which returns how many it moved); checks each got `per_sub`. Returns everything so the
+/// caller drops it outside the timed region.
+fn publish_and_drain<E, S, T>(
+    events: Vec<E>,
+    subscribers: Vec<S>,
+    per_sub: usize,
+    mut publish: impl FnMut(E),
+    mut drain: impl FnMut(&mut S, &mut Vec<T>) -> usize,
+) -> (Vec<S>, Vec<T>) {
+    let mut subscribers = subscribers;
+    let mut got = vec![0usize; subscribers.len()];
+    let mut sink = Vec::with_capacity(events.len() * subscribers.len());
+    let mut events = events.into_iter();
+    loop {
+        let mut any = false;
+        for e in events.by_ref().take(BATCH) {
+            any = true;
+            publish(e);
+        }
+        if !any {
+            break;
+        }
+        for (s, n) in subscribers.iter_mut().zip(got.iter_mut()) {
+            *n += drain(s, &mut sink);
+        }
+    }
+    assert!(got.iter().all(|&n| n == per_sub), "{got:?}");
+    (subscribers, sink)
+}
+
 /// (a) four subscribers that all match; (b) sixteen that each match one resource in sixteen.
 fn fanout(c: &mut Criterion) {
-    for (name, subs, filter_of) in [
-        ("a_4_subscribers_all_match", 4usize, None),
-        ("b_16_subscribers_one_resource_each", 16, Some(())),
+    for (name, subs, by_resource) in [
+        ("a_4_subscribers_all_match", 4usize, false),
+        ("b_16_subscribers_one_resource_each", 16, true),
     ] {
         let mut group = c.benchmark_group(name);
         group.throughput(Throughput::Elements(N as u64));
-        let per_sub = if filter_of.is_some() { N / subs } else { N };
-        let filter = |i: usize| match filter_of {
-            Some(()) => EventFilter::new().resource(&format!("job-{i}")),
-            None => EventFilter::new(),
+        let per_sub = if by_resource { N / subs } else { N };
+        let filter = |i: usize| match by_resource {
+            true => EventFilter::new().resource(&format!("job-{i}")),
+            false => EventFilter::new(),
         };
-        let ref_filter = |i: usize| match filter_of {
-            Some(()) => ipckit_ref::EventFilter::new().resource(&format!("job-{i}")),
-            None => ipckit_ref::EventFilter::new(),
+        let ref_filter = |i: usize| match by_resource {
+            true => ipckit_ref::EventFilter::new().resource(&format!("job-{i}")),
+            false => ipckit_ref::EventFilter::new(),
         };
 
         group.bench_function("ipckit_ref_owned", |b| {
@@ -143,28 +174,19 @@ fn fanout(c: &mut Criterion) {
                     || ref_events(N),
                     |events| {
                         let bus = ipckit_ref::EventBus::new(ref_config());
-                        let subscribers: Vec<_> =
-                            (0..subs).map(|i| bus.subscribe(ref_filter(i))).collect();
-                        let mut got = vec![0usize; subs];
-                        let mut sink = Vec::with_capacity(N * subs);
-                        let mut events = events.into_iter();
-                        loop {
-                            let mut any = false;
-                            for e in events.by_ref().take(BATCH) {
-                                any = true;
-                                bus.publish(e);
-                            }
-                            if !any {
-                                break;
-                            }
-                            for (s, n) in subscribers.iter().zip(got.iter_mut()) {
+                        let subscribers = (0..subs).map(|i| bus.subscribe(ref_filter(i))).collect();
+                        let out = publish_and_drain(
+                            events,
+                            subscribers,
+                            per_sub,
+                            |e| bus.publish(e),
+                            |s, sink| {
                                 let before = sink.len();
                                 sink.extend(s.try_iter());
-                                *n += sink.len() - before;
-                            }
-                        }
-                        assert!(got.iter().all(|&n| n == per_sub), "{got:?}");
-                        (bus, subscribers, sink)
+                                sink.len() - before
+                            },
+                        );
+                        (bus, out)
                     },
                 )
             })
@@ -176,28 +198,21 @@ fn fanout(c: &mut Criterion) {
                     || events(N),
                     |events| {
                         let bus = EventBus::new(config());
-                        let subscribers: Vec<_> =
-                            (0..subs).map(|i| bus.subscribe(filter(i))).collect();
-                        let mut got = vec![0usize; subs];
-                        let mut sink = Vec::with_capacity(N * subs);
-                        let mut events = events.into_iter();
-                        loop {
-                            let mut any = false;
-                            for e in events.by_ref().take(BATCH) {
-                                any = true;
+                        let subscribers = (0..subs).map(|i| bus.subscribe(filter(i))).collect();
+                        let out = publish_and_drain(
+                            events,
+                            subscribers,
+                            per_sub,
+                            |e| {
                                 bus.publish(e);
-                            }
-                            if !any {
-                                break;
-                            }
-                            for (s, n) in subscribers.iter().zip(got.iter_mut()) {
+                            },
+                            |s: &mut EventSubscriber, sink| {
                                 let before = sink.len();
                                 sink.extend(s.try_iter());
-                                *n += sink.len() - before;
-                            }
-                        }
-                        assert!(got.iter().all(|&n| n == per_sub), "{got:?}");
-                        (bus, subscribers, sink)
+                                sink.len() - before
+                            },
+                        );
+                        (bus, out)
                     },
                 )
             })
@@ -209,31 +224,22 @@ fn fanout(c: &mut Criterion) {
                     || events(N),
                     |events| {
                         let bus = EventBus::new(config());
-                        let subscribers: Vec<_> =
-                            (0..subs).map(|i| bus.subscribe(filter(i))).collect();
-                        let mut got = vec![0usize; subs];
-                        let mut sink = Vec::with_capacity(N * subs);
-                        let mut events = events.into_iter();
-                        loop {
-                            let mut any = false;
-                            for e in events.by_ref().take(BATCH) {
-                                any = true;
+                        let subscribers = (0..subs).map(|i| bus.subscribe(filter(i))).collect();
+                        let out = publish_and_drain(
+                            events,
+                            subscribers,
+                            per_sub,
+                            |e| {
                                 bus.publish(e);
-                            }
-                            if !any {
-                                break;
-                            }
-                            for (s, n) in subscribers.iter().zip(got.iter_mut()) {
-                                *n += s.try_recv_batch(&mut sink, usize::MAX);
-                            }
-                        }
-                        assert!(got.iter().all(|&n| n == per_sub), "{got:?}");
-                        (bus, subscribers, sink)
+                            },
+                            |s: &mut EventSubscriber, sink| s.try_recv_batch(sink, usize::MAX),
+                        );
+                        (bus, out)
                     },
                 )
             })
         });
-        if filter_of.is_none() {
+        if !by_resource {
             group.bench_function("tokio_broadcast_arc", |b| {
                 b.iter_custom(|iters| {
                     timed(
@@ -241,28 +247,23 @@ fn fanout(c: &mut Criterion) {
                         || events(N),
                         |events| {
                             let (tx, _) = tokio::sync::broadcast::channel::<Arc<Event>>(1024);
-                            let mut receivers: Vec<_> = (0..subs).map(|_| tx.subscribe()).collect();
-                            let mut got = vec![0usize; subs];
-                            let mut sink = Vec::with_capacity(N * subs);
-                            let mut events = events.into_iter();
-                            loop {
-                                let mut any = false;
-                                for e in events.by_ref().take(BATCH) {
-                                    any = true;
+                            let receivers = (0..subs).map(|_| tx.subscribe()).collect();
+                            let out = publish_and_drain(
+                                events,
+                                receivers,
+                                per_sub,
+                                |e| {
                                     let _ = tx.send(Arc::new(e));
-                                }
-                                if !any {
-                                    break;
-                                }
-                                for (r, n) in receivers.iter_mut().zip(got.iter_mut()) {
+                                },
+                                |r, sink| {
+                                    let before = sink.len();
                                     while let Ok(e) = r.try_recv() {
                                         sink.push(e);
-                                        *n += 1;
                                     }
-                                }
-                            }
-                            assert!(got.iter().all(|&n| n == per_sub), "{got:?}");
-                            (tx, receivers, sink)
+                                    sink.len() - before
+                                },
+                            );
+                            (tx, out)
                         },
                     )
                 })

@@ -206,10 +206,6 @@ impl Shared {
             state.backlog.len() + state.queue.len(),
         )
     }
-
-    fn after_pop(&self, state: &SubState) -> bool {
-        state.publishers_waiting > 0
-    }
 }
 
 /// Receives the events of one subscription, in id order. Dropping it unsubscribes.
@@ -414,7 +410,7 @@ impl EventSubscriber {
 
     /// Unlocks, waking `Block` publishers if reading made room.
     fn release(&self, state: MutexGuard<'_, SubState>, took: bool) {
-        let wake = took && self.shared.after_pop(&state);
+        let wake = took && state.publishers_waiting > 0;
         drop(state);
         if wake {
             self.shared.writable.notify_all();
