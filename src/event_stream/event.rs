@@ -63,7 +63,9 @@ pub(crate) mod epoch_seconds {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
         let secs = f64::deserialize(deserializer)?;
         from_secs(secs).ok_or_else(|| {
-            serde::de::Error::custom(format!("timestamp {secs} is outside the representable range"))
+            serde::de::Error::custom(format!(
+                "timestamp {secs} is outside the representable range"
+            ))
         })
     }
 }
@@ -262,7 +264,8 @@ impl McpProgressPayload {
 }
 
 fn finite_number(value: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(value).map_or(serde_json::Value::from(0), serde_json::Value::Number)
+    serde_json::Number::from_f64(value)
+        .map_or(serde_json::Value::from(0), serde_json::Value::Number)
 }
 
 fn string_or_integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
@@ -300,7 +303,10 @@ mod tests {
         assert_eq!(payload.progress, 0.0);
         assert_eq!(payload.total, None);
         let event = Event::mcp_progress("t", 3.0, Some(-1.0), Some("m"));
-        assert_eq!(event.data, serde_json::json!({"progressToken":"t","progress":3.0,"message":"m"}));
+        assert_eq!(
+            event.data,
+            serde_json::json!({"progressToken":"t","progress":3.0,"message":"m"})
+        );
     }
 
     #[test]
@@ -336,7 +342,10 @@ mod tests {
             r#"{"id":1,"timestamp":1e300,"event_type":"a","resource_id":null,"data":null}"#,
         )
         .unwrap_err();
-        assert!(err.to_string().contains("outside the representable range"), "{err}");
+        assert!(
+            err.to_string().contains("outside the representable range"),
+            "{err}"
+        );
     }
 
     #[test]
