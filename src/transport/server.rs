@@ -472,8 +472,11 @@ fn instance_of(bus: &EventBus) -> String {
 
 /// Serialized events by id, so each is encoded once however many subscriptions send it.
 struct EncodeCache {
-    slots: Box<[Mutex<Option<(EventId, Arc<[u8]>)>>]>,
+    slots: Box<[Mutex<Option<Encoded>>]>,
 }
+
+/// An event id and the event serialized as JSON.
+type Encoded = (EventId, Arc<[u8]>);
 
 impl EncodeCache {
     fn new(slots: usize) -> Self {
