@@ -455,11 +455,18 @@ const EVENT_INFIX: &[u8] = b",\"event\":";
 /// Writes the event frame of subscription `sub` around `event_json` (an event already serialized):
 /// `{"type":"event","sub":N,"event":EVENT}` and a newline.
 pub fn encode_event_frame(out: &mut Vec<u8>, sub: u64, event_json: &[u8]) {
-    out.extend_from_slice(EVENT_PREFIX);
-    out.extend_from_slice(sub.to_string().as_bytes());
-    out.extend_from_slice(EVENT_INFIX);
+    out.extend_from_slice(&event_frame_prefix(sub));
     out.extend_from_slice(event_json);
     out.extend_from_slice(b"}\n");
+}
+
+/// What precedes the event in an event frame of subscription `sub`: `{"type":"event","sub":N,"event":`.
+pub fn event_frame_prefix(sub: u64) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(48);
+    prefix.extend_from_slice(EVENT_PREFIX);
+    prefix.extend_from_slice(sub.to_string().as_bytes());
+    prefix.extend_from_slice(EVENT_INFIX);
+    prefix
 }
 
 /// Appends `frame` as one line.
@@ -604,6 +611,11 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     /// A reader of lines of at most `limit` bytes.
     pub fn new(inner: R, limit: usize) -> Self {
         Self { inner, limit }
+    }
+
+    /// The wrapped reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
     }
 
     /// Reads the next line into `out` (cleared first).
