@@ -230,6 +230,10 @@ async fn reconnect_after_restart_resumes_with_no_gap_and_no_duplicate() {
             other => panic!("expected event {id}, got {other:?}"),
         }
     }
+    let handle = sub.handle();
+    assert!(handle.is_connected());
+    let stats = within(handle.stats()).await.unwrap();
+    assert_eq!((stats.published, stats.subscribers), (5, 1));
     stop.send(()).unwrap();
     task.await.unwrap();
     // system.shutdown (id 6) is delivered before the connection closes.
@@ -241,6 +245,8 @@ async fn reconnect_after_restart_resumes_with_no_gap_and_no_duplicate() {
         within(sub.next()).await,
         SubscriptionItem::Disconnected { .. }
     ));
+    assert!(!handle.is_connected());
+    assert_eq!(within(handle.stats()).await, None);
     for i in 7..=10 {
         bus.publish(Event::new("step", json!(i)));
     }

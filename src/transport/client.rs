@@ -485,7 +485,10 @@ fn unexpected(frame: ServerFrame) -> ClientError {
 
 /// Reads server frames and routes them: replies to their requests, events to their subscriptions.
 /// Events are handed over in batches: everything decoded from what one read brought in.
-async fn read_frames(inner: Arc<Inner>, mut reader: LineReader<tokio::io::BufReader<SharedStream>>) {
+async fn read_frames(
+    inner: Arc<Inner>,
+    mut reader: LineReader<tokio::io::BufReader<SharedStream>>,
+) {
     let mut line = Vec::new();
     let mut pending: Vec<(u64, Batch)> = Vec::new();
     loop {
@@ -676,6 +679,38 @@ impl Drop for RemoteSubscriber {
     }
 }
 
+/// Queries on a [`ReconnectingSubscriber`]'s current connection; cheap to clone.
+#[derive(Clone)]
+pub struct ConnectionHandle {
+    client: Arc<Mutex<Option<Client>>>,
+}
+
+impl std::fmt::Debug for ConnectionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionHandle")
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+impl ConnectionHandle {
+    /// The client of the current connection, if attached.
+    pub fn client(&self) -> Option<Client> {
+        self.client.lock().clone()
+    }
+
+    /// Whether the subscriber is attached now.
+    pub fn is_connected(&self) -> bool {
+        self.client.lock().as_ref().is_some_and(|c| !c.is_closed())
+    }
+
+    /// The bus's counters (published, subscribers, dropped, ...), if attached.
+    pub async fn stats(&self) -> Option<RemoteStats> {
+        let client = self.client()?;
+        client.stats().await.ok()
+    }
+}
+
 /// What a [`ReconnectingSubscriber`] yields.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SubscriptionItem {
@@ -708,6 +743,7 @@ pub struct ReconnectingSubscriber {
     filter: EventFilter,
     initial: Replay,
     current: Option<RemoteSubscriber>,
+    shared: Arc<Mutex<Option<Client>>>,
     last_id: Option<EventId>,
     instance: Option<String>,
     backoff: Duration,
@@ -738,6 +774,7 @@ impl ReconnectingSubscriber {
             filter,
             initial: replay,
             current: None,
+            shared: Arc::new(Mutex::new(None)),
             last_id: None,
             instance: None,
             backoff: MIN_BACKOFF,
@@ -766,6 +803,15 @@ impl ReconnectingSubscriber {
         self.client()?.stats().await.ok()
     }
 
+    /// A handle for queries (statistics, history) on the current connection that can be used while
+    /// a [`ReconnectingSubscriber::next`] call is pending, for example from another task or another
+    /// branch of a `select!`.
+    pub fn handle(&self) -> ConnectionHandle {
+        ConnectionHandle {
+            client: Arc::clone(&self.shared),
+        }
+    }
+
     /// The next item. Never ends: while the server is away it yields
     /// [`SubscriptionItem::Disconnected`] once per attempt.
     ///
@@ -785,6 +831,7 @@ impl ReconnectingSubscriber {
                     }
                     None => {
                         self.current = None;
+                        *self.shared.lock() = None;
                         return self.disconnected();
                     }
                 }
@@ -825,6 +872,7 @@ impl ReconnectingSubscriber {
         let sub = client.subscribe(&self.filter, replay).await?;
         self.instance = Some(client.hello().instance.clone());
         let gap = sub.replay_gap();
+        *self.shared.lock() = Some(sub.client().clone());
         self.current = Some(sub);
         Ok(gap)
     }

@@ -142,14 +142,16 @@ impl ReplaySpec {
         })
     }
 
-    /// The wire form of a bus replay request.
+    /// The wire form of a bus replay request; a time is rounded down to the microsecond.
     pub fn from_replay(replay: Replay) -> Self {
         match replay {
             Replay::None => ReplaySpec::None,
             Replay::All => ReplaySpec::All,
             Replay::Last(n) => ReplaySpec::Last(n),
             Replay::FromId(id) => ReplaySpec::FromId(id),
-            Replay::FromTime(t) => ReplaySpec::FromTime(secs_from_time(t)),
+            // Rounded down to the microsecond (the wire's precision), so no event at or after `t`
+            // is left out.
+            Replay::FromTime(t) => ReplaySpec::FromTime((secs_from_time(t) * 1e6).floor() / 1e6),
         }
     }
 }

@@ -17,8 +17,8 @@ mod io;
 mod server;
 
 pub use client::{
-    Client, ClientError, ReconnectingSubscriber, RemoteItem, RemoteStats, RemoteSubscriber,
-    SubscriptionItem,
+    Client, ClientError, ConnectionHandle, ReconnectingSubscriber, RemoteItem, RemoteStats,
+    RemoteSubscriber, SubscriptionItem,
 };
 pub use frame::{ServerHello, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
 pub use server::{shutdown_signal, ServeError, Server, ServerConfig, ServerCounters};
