@@ -151,7 +151,7 @@ impl ReplaySpec {
             Replay::FromId(id) => ReplaySpec::FromId(id),
             // Rounded down to the microsecond (the wire's precision), so no event at or after `t`
             // is left out.
-            Replay::FromTime(t) => ReplaySpec::FromTime((secs_from_time(t) * 1e6).floor() / 1e6),
+            Replay::FromTime(t) => ReplaySpec::FromTime(floor_micros_secs(t)),
         }
     }
 }
@@ -218,6 +218,15 @@ fn check_mcp_progress(data: &serde_json::Value) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Seconds since the epoch of `time` rounded down to the microsecond, computed in integers so that
+/// the float (whose resolution today is about 0.24 µs) reads back as that microsecond.
+fn floor_micros_secs(time: SystemTime) -> f64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => after.as_micros() as f64 / 1e6,
+        Err(before) => -(before.duration().as_nanos().div_ceil(1000) as f64) / 1e6,
+    }
 }
 
 /// Seconds since the epoch, negative before it.
@@ -751,6 +760,18 @@ mod tests {
             }
         ));
         assert!(ReplaySpec::FromTime(f64::MAX).to_replay().is_err());
+        // Any nanosecond time goes out rounded down to its microsecond and reads back as that.
+        for nanos in [1_795_587_822_821_493_950u64, 1_795_587_822_821_493_001, 999] {
+            let t = UNIX_EPOCH + Duration::from_nanos(nanos);
+            let ReplaySpec::FromTime(secs) = ReplaySpec::from_replay(Replay::FromTime(t)) else {
+                panic!("not a time");
+            };
+            let back = ReplaySpec::FromTime(secs).to_replay().unwrap();
+            assert_eq!(
+                back,
+                Replay::FromTime(UNIX_EPOCH + Duration::from_micros(nanos / 1000))
+            );
+        }
     }
 
     #[test]
