@@ -202,11 +202,20 @@ struct Ours {
 impl Ours {
     fn start(subs: usize) -> Ours {
         let peer = Peer::start("server");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        // One subscriber: one thread, so the connection's reader and the consuming task hand over
+        // without cross-thread wake-ups (the other core runs the serving process). Several: two
+        // worker threads, so connections are read in parallel.
+        let runtime = if subs <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+        }
+        .expect("runtime");
         let (client, subs) = runtime.block_on(async {
             let client = Client::connect(&peer.socket).await.expect("connect");
             let mut out = Vec::new();
