@@ -1,7 +1,7 @@
 //! The bus: id stamping, history, the subscriber index and delivery. The rules are documented on
 //! [`crate::event_stream`].
 
-use super::event::{Event, EventId};
+use super::event::{epoch_seconds, Event, EventId};
 use super::filter::{EventFilter, IndexKey};
 use super::history::{Hashes, History, Slot};
 use super::subscriber::{EventSubscriber, Shared, SubState};
@@ -160,7 +160,9 @@ impl Inner {
         self.config.subscriber_buffer.max(1)
     }
 
-    fn publish(&self, event: Event) -> EventId {
+    fn publish(&self, mut event: Event) -> EventId {
+        // Times are kept to the microsecond, what the JSON form carries exactly.
+        event.timestamp = epoch_seconds::to_micros(event.timestamp);
         // Hash, and allocate the one shared copy, before taking the lock. With no subscriber at all the
         // event moves into history as it is: no allocation.
         let hashes = Hashes::of(&event);
@@ -443,7 +445,8 @@ impl EventBus {
         self.inner.subscribe(filter, replay)
     }
 
-    /// Stamps `event` with the next id of this bus, keeps it in history and delivers it; returns the id.
+    /// Stamps `event` with the next id of this bus (and cuts its time to the microsecond, the precision
+    /// of the JSON form), keeps it in history and delivers it; returns the id.
     pub fn publish(&self, event: Event) -> EventId {
         self.inner.publish(event)
     }

@@ -56,6 +56,18 @@ pub(crate) mod epoch_seconds {
         }
     }
 
+    /// `time` cut to the microsecond, toward the epoch: the precision the JSON form carries exactly, so
+    /// a time read from any event the bus holds survives a round trip through JSON unchanged.
+    pub fn to_micros(time: SystemTime) -> SystemTime {
+        let cut = |d: Duration| Duration::new(d.as_secs(), d.subsec_micros() * 1_000);
+        match time.duration_since(UNIX_EPOCH) {
+            Ok(after) => UNIX_EPOCH + cut(after),
+            Err(before) => UNIX_EPOCH
+                .checked_sub(cut(before.duration()))
+                .unwrap_or(time),
+        }
+    }
+
     pub fn serialize<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_f64(to_secs(time))
     }
@@ -345,6 +357,25 @@ mod tests {
         assert!(
             err.to_string().contains("outside the representable range"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn microsecond_times_survive_json_exactly() {
+        for nanos in [
+            0u64,
+            999,
+            1_732_500_000_123_456_789,
+            4_102_444_800_999_999_999,
+        ] {
+            let t = epoch_seconds::to_micros(UNIX_EPOCH + Duration::from_nanos(nanos));
+            let back = epoch_seconds::from_secs(epoch_seconds::to_secs(&t));
+            assert_eq!(back, Some(t), "{nanos}");
+        }
+        let before = UNIX_EPOCH - Duration::from_nanos(1_500);
+        assert_eq!(
+            epoch_seconds::to_micros(before),
+            UNIX_EPOCH - Duration::from_micros(1)
         );
     }
 
