@@ -333,6 +333,22 @@ fn events_since_until_no_follow_and_follow() {
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[0].contains(" #3 odd.x - {\"i\":3}"), "{text}");
 
+    // An --until already past prints history up to it and exits, following or not.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let now = format!("@{now}");
+    for (until, count) in [("id:2", 2), (now.as_str(), 6), ("10m", 0)] {
+        let args = [
+            "--socket", &socket, "events", "--since", "1h", "--until", until,
+        ];
+        let out = run(&args, "");
+        assert!(out.status.success());
+        let printed = String::from_utf8_lossy(&out.stdout).lines().count();
+        assert_eq!(printed, count, "{until}");
+    }
+
     let bad = run(
         &["--socket", &socket, "events", "--since", "yesterday-ish"],
         "",

@@ -546,7 +546,13 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
     let client = Client::connect(&socket).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    if args.no_follow {
+    // An end already reached needs no following: what history holds is the whole answer.
+    let ended = match until {
+        Some(Bound::Time(t)) => t <= SystemTime::now(),
+        Some(Bound::Id(id)) => id <= client.hello().last_id,
+        None => false,
+    };
+    if args.no_follow || ended {
         filter = match since {
             Some(Bound::Time(t)) => filter.since(t),
             Some(Bound::Id(id)) => filter.since_id(id),
@@ -581,6 +587,7 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
     loop {
         let event: Option<Arc<Event>> = match deadline {
             Some(at) => tokio::select! {
+                biased;
                 event = sub.recv() => event,
                 () = tokio::time::sleep_until(at) => return Ok(ExitCode::SUCCESS),
             },
