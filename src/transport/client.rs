@@ -23,9 +23,10 @@ const CLIENT_MAX_LINE: usize = 256 << 20;
 /// How long a request waits for its reply.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Batches buffered per remote subscription before the connection's reader waits for the consumer.
-const SUB_CHANNEL: usize = 64;
-/// Most events handed over in one batch.
-const SUB_BATCH: usize = 256;
+const SUB_CHANNEL: usize = 256;
+/// Most events handed over in one batch: small enough (under 1 KiB of items) that allocating a batch
+/// stays on the allocator's fast path.
+const SUB_BATCH: usize = 60;
 
 /// Events (and lag reports) handed from the connection's reader to one subscription at once.
 type Batch = Vec<RemoteItem>;
@@ -523,7 +524,11 @@ async fn read_frames(
 fn queue(pending: &mut Vec<(u64, Batch)>, sub: u64, item: RemoteItem) {
     match pending.iter_mut().find(|(s, _)| *s == sub) {
         Some((_, batch)) => batch.push(item),
-        None => pending.push((sub, vec![item])),
+        None => {
+            let mut batch = Vec::with_capacity(SUB_BATCH);
+            batch.push(item);
+            pending.push((sub, batch));
+        }
     }
 }
 
