@@ -4,8 +4,9 @@
 //!   ceiling: framing only).
 //! - `naive pipe`: the writer builds an `Event` and serializes it with serde_json to a line; the reader
 //!   parses each line into an owned `Event`.
-//! - `ours, 1 sub` / `ours, 8 subs`: a child process hosts a bus and a `Server`; events published
-//!   there reach 1 or 8 remote `RemoteSubscriber`s in this process (8 subscribers: total delivered).
+//! - `ours, 1 sub` / `ours, 8 subs`: a child process hosts a bus and a `Server` on one thread (as the
+//!   naive writer is one thread); events published there reach 1 or 8 remote `RemoteSubscriber`s in
+//!   this process (8 subscribers: total delivered). Nothing may be dropped (checked).
 //! - `remote publish`: this process publishes through a `Client` (`publish_batch` of 256).
 //! - latency: one event per millisecond published in the child, `now - event.timestamp` here.
 //!
@@ -14,7 +15,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use ipckit::transport::{Client, RemoteSubscriber, Server, ServerConfig};
-use ipckit::{Event, EventBus, EventBusConfig, EventFilter, Replay, SlowConsumerPolicy};
+use ipckit::{Event, EventBus, EventBusConfig, EventFilter, Replay};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -59,40 +60,56 @@ fn child(mode: &str, socket: &Path) {
             }
         }
         _ => {
+            // One thread hosts the bus, its publisher and the server, as the naive writer is one
+            // thread: the comparison is per core on both sides.
             let bus = EventBus::new(EventBusConfig {
-                subscriber_buffer: 64 * 1024,
-                slow_consumer: SlowConsumerPolicy::Block,
-                block_timeout: None,
+                subscriber_buffer: 1 << 16,
                 ..Default::default()
             });
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
-            let server = runtime
-                .block_on(async { Server::bind(bus.clone(), ServerConfig::new(socket)) })
-                .expect("bind");
-            runtime.spawn(server.run_until(std::future::pending()));
-            println!("ready");
-            let publisher = bus.publisher();
-            while let Some(Ok(command)) = commands.next() {
-                let mut words = command.split_whitespace();
-                match (words.next(), words.next()) {
-                    (Some("latency"), Some(count)) => {
-                        for i in 0..count.parse::<u64>().expect("count") {
-                            publisher.publish(event(i));
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            drop(commands);
+            std::thread::spawn(move || {
+                for command in std::io::stdin().lines().map_while(Result::ok) {
+                    if tx.send(command).is_err() {
+                        break;
                     }
-                    (Some(n), None) => {
-                        for i in 0..n.parse::<u64>().expect("count") {
-                            publisher.publish(event(i));
-                        }
-                    }
-                    _ => break,
                 }
-            }
+            });
+            runtime.block_on(async move {
+                let server = Server::bind(bus.clone(), ServerConfig::new(socket)).expect("bind");
+                tokio::spawn(server.run_until(std::future::pending()));
+                println!("ready");
+                let publisher = bus.publisher();
+                while let Some(command) = rx.recv().await {
+                    let mut words = command.split_whitespace();
+                    match (words.next(), words.next()) {
+                        (Some("latency"), Some(count)) => {
+                            for i in 0..count.parse::<u64>().expect("count") {
+                                publisher.publish(event(i));
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            }
+                        }
+                        (Some(n), None) => {
+                            for i in 0..n.parse::<u64>().expect("count") {
+                                publisher.publish(event(i));
+                                if i % 256 == 255 {
+                                    // Let the server write; hold back while a subscriber is far
+                                    // behind, so nothing is dropped.
+                                    tokio::task::yield_now().await;
+                                    while bus.subscribers().iter().any(|s| s.queued > 1 << 14) {
+                                        tokio::task::yield_now().await;
+                                    }
+                                }
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+            });
         }
     }
 }
@@ -250,6 +267,7 @@ impl Ours {
                         for _ in 0..n {
                             std::hint::black_box(sub.recv().await.expect("event"));
                         }
+                        assert_eq!(sub.dropped(), 0, "the benchmark must not drop events");
                         sub
                     })
                 })

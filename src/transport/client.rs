@@ -512,7 +512,7 @@ async fn read_frames(
             }
         }
         let buffered = reader.get_ref().buffer();
-        let more_lines = buffered.contains(&b'\n');
+        let more_lines = memchr::memchr(b'\n', buffered).is_some();
         if !more_lines || pending.iter().any(|(_, batch)| batch.len() >= SUB_BATCH) {
             flush(&inner, &mut pending).await;
         }

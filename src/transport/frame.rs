@@ -652,7 +652,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                     ReadLine::Truncated(seen)
                 });
             }
-            let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
+            let (chunk, found) = match memchr::memchr(b'\n', available) {
                 Some(at) => (&available[..at], true),
                 None => (available, false),
             };
