@@ -116,7 +116,7 @@ impl Bound {
 }
 
 impl Term {
-    fn to_micros(self) -> Self {
+    fn into_micros(self) -> Self {
         match self {
             Term::Since(b) => Term::Since(b.to_micros()),
             Term::Until(b) => Term::Until(b.to_micros()),
@@ -226,7 +226,7 @@ impl EventFilter {
 
     /// Excludes the events `term` matches.
     pub fn exclude(mut self, term: Term) -> Self {
-        self.excluded.push(term.to_micros());
+        self.excluded.push(term.into_micros());
         self
     }
 
@@ -305,7 +305,7 @@ impl EventFilter {
     }
 
     fn add(&mut self, negated: bool, term: Term) {
-        let term = term.to_micros();
+        let term = term.into_micros();
         if negated {
             self.excluded.push(term);
             return;
