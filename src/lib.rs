@@ -53,6 +53,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod event_stream;
+#[cfg(feature = "tui")]
+pub mod top;
 
 pub use event_stream::{
     event_types, BusStats, Event, EventBus, EventBusConfig, EventFilter, EventId, EventPublisher,
