@@ -42,6 +42,21 @@
 //! }
 //! ```
 //!
+//! The README's five lines:
+//!
+//! ```
+//! # fn main() -> Result<(), ipckit::FilterError> {
+//! let bus = ipckit::EventBus::default();
+//! let sub = bus.subscribe("task.* res:render-*".parse()?);
+//! bus.publisher().task_started("render-7", serde_json::json!({"frame": 0}));
+//! let event = sub.recv_arc();
+//! let past = bus.history(&ipckit::EventFilter::new().event_type("log.*"));
+//! assert_eq!(event.map(|e| e.id), Some(1));
+//! assert!(past.is_empty());
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Beyond that: [`EventBus::subscribe_with_replay`] takes kept history and live events in one step,
 //! [`EventSubscriber::recv_arc`] and [`EventSubscriber::recv_async`] share events instead of copying them,
 //! [`EventBus::stats`] counts, and [`EventFilter::parse`] reads the text filter syntax
@@ -52,9 +67,14 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+#[cfg(feature = "tui")]
+pub mod cli;
+pub mod demo;
 pub mod event_stream;
 #[cfg(feature = "tui")]
 pub mod top;
+#[cfg(feature = "transport")]
+pub mod transport;
 
 pub use event_stream::{
     event_types, BusStats, Event, EventBus, EventBusConfig, EventFilter, EventId, EventPublisher,

@@ -1,2 +1,5 @@
-//! `ipckit-top`: the command line. Parsing and dispatch live in the library.
-fn main() {}
+//! `ipckit-top`: the monitor and the bus tools. Everything lives in the library's `cli` module.
+
+fn main() -> std::process::ExitCode {
+    ipckit::cli::main()
+}

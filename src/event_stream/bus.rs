@@ -1,42 +1,18 @@
-//! The bus: id stamping, history, the subscriber index, delivery under each slow-consumer policy, and
-//! replay taken atomically with subscribing.
-//!
-//! # How delivery works
-//!
-//! One lock orders publishes. Under it the publisher stamps the next id, appends the event to the history
-//! ring, and hands an [`Arc`] of it to each subscriber whose filter matches. Subscribers are kept in an
-//! index (by exact event type, by exact resource id, or in a short list of everything else) so a publish
-//! only tests the filters that could match. Handing over is a push onto the subscriber's own queue: the
-//! publisher never copies the event, never allocates per subscriber, and never waits on a reader while it
-//! holds the lock. Allocation (the one `Arc` per publish) and freeing (events that fall out of history)
-//! happen outside the lock.
-//!
-//! # Slow consumers
-//!
-//! Each subscriber has a buffer of `subscriber_buffer` live events (replayed history does not count).
-//! When a matching event arrives and the buffer is full:
-//!
-//! - [`SlowConsumerPolicy::DropOldest`]: the oldest buffered event is discarded and the new one kept, so a
-//!   subscriber that fell behind resumes with the newest events.
-//! - [`SlowConsumerPolicy::DropNewest`]: the new event is discarded; the buffered ones are kept.
-//! - [`SlowConsumerPolicy::Block`]: the event is queued and the publisher, after releasing the bus lock,
-//!   waits until the reader has made room for it, the subscriber is dropped, or `block_timeout` passes. On
-//!   timeout the event is withdrawn from that subscriber and counted as lost. Publishes the subscriber does
-//!   not match, subscribing, unsubscribing and history queries never wait for it.
-//!
-//! Every discarded event is counted: [`EventSubscriber::dropped`] is exact, and for every subscriber
-//! delivered + dropped + still queued equals the matching events published since it subscribed.
+//! The bus: id stamping, history, the subscriber index and delivery. The rules are documented on
+//! [`crate::event_stream`].
 
-use super::event::{Event, EventId};
+use super::event::{epoch_seconds, Event, EventId};
 use super::filter::{EventFilter, IndexKey};
+use super::history::{Hashes, History, Slot};
 use super::subscriber::{EventSubscriber, Shared, SubState};
-use parking_lot::Mutex;
+use super::sync::Mutex;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// What a subscriber does when its buffer is full. See the [module docs](self) for the exact rules.
+/// What a subscriber does when its buffer is full. See [slow consumers](crate::event_stream#slow-consumers) for the exact rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SlowConsumerPolicy {
     /// Discard the oldest buffered event to make room for the new one.
@@ -63,6 +39,10 @@ pub struct EventBusConfig {
     /// Under [`SlowConsumerPolicy::Block`], how long a publisher waits for one subscriber to make room
     /// before counting the event as lost for it (default 5 s); `None` waits for as long as it takes.
     pub block_timeout: Option<Duration>,
+    /// How many of the newest history events are kept as the shared `Arc<Event>`s subscribers got
+    /// (default 131,072). Older ones are packed (compact JSON, shared strings), about a fifth of the
+    /// memory, and decoded when a query or replay reaches them.
+    pub hot_history: usize,
 }
 
 impl Default for EventBusConfig {
@@ -72,6 +52,7 @@ impl Default for EventBusConfig {
             subscriber_buffer: 256,
             slow_consumer: SlowConsumerPolicy::DropOldest,
             block_timeout: Some(Duration::from_secs(5)),
+            hot_history: 1 << 17,
         }
     }
 }
@@ -116,6 +97,8 @@ pub struct BusStats {
     pub history_len: usize,
     /// The oldest id in history, if any.
     pub oldest_id: Option<EventId>,
+    /// How many of the events in history are packed (see [`EventBusConfig::hot_history`]).
+    pub history_packed: usize,
 }
 
 /// One subscriber as [`EventBus::subscribers`] reports it.
@@ -148,11 +131,13 @@ pub struct EventPublisher {
 pub(crate) struct Inner {
     config: EventBusConfig,
     state: Mutex<State>,
+    /// `State::subscribers`, readable without the lock (publish picks owned or shared by it).
+    subscriber_count: AtomicUsize,
 }
 
 struct State {
     last_id: EventId,
-    history: VecDeque<Arc<Event>>,
+    history: History,
     next_subscriber: u64,
     by_type: FxHashMap<String, Vec<Arc<Shared>>>,
     by_resource: FxHashMap<String, Vec<Arc<Shared>>>,
@@ -175,50 +160,69 @@ impl Inner {
         self.config.subscriber_buffer.max(1)
     }
 
-    fn publish(&self, event: Event) -> EventId {
-        let mut event = Arc::new(event);
+    fn publish(&self, mut event: Event) -> EventId {
+        // Times are kept to the microsecond, what the JSON form carries exactly.
+        event.timestamp = epoch_seconds::to_micros(event.timestamp);
+        // Hash, and allocate the one shared copy, before taking the lock. With no subscriber at all the
+        // event moves into history as it is: no allocation.
+        let hashes = Hashes::of(&event);
+        let incoming = if self.subscriber_count.load(Ordering::Acquire) == 0 {
+            Err(event)
+        } else {
+            Ok(Arc::new(event))
+        };
         let mut tickets: Vec<BlockTicket> = Vec::new();
-        let evicted;
+        let pushed;
         let id;
         {
             let mut state = self.state.lock();
             state.last_id += 1;
             id = state.last_id;
-            // The Arc was made above and not shared yet, so this is its only reference.
-            if let Some(fresh) = Arc::get_mut(&mut event) {
-                fresh.id = id;
-            }
-            evicted = if self.config.history_size == 0 {
-                None
-            } else {
-                let out = if state.history.len() >= self.config.history_size {
-                    state.history.pop_front()
-                } else {
-                    None
-                };
-                state.history.push_back(Arc::clone(&event));
-                out
-            };
-            let state = &*state;
-            if let Some(subs) = state.by_type.get(event.event_type.as_str()) {
-                self.deliver(subs, &event, &mut tickets);
-            }
-            if !state.by_resource.is_empty() {
-                if let Some(subs) = event
-                    .resource_id
-                    .as_deref()
-                    .and_then(|r| state.by_resource.get(r))
-                {
-                    self.deliver(subs, &event, &mut tickets);
+            let slot = match incoming {
+                Err(mut event) if state.subscribers == 0 => {
+                    event.id = id;
+                    Slot::Owned(event)
                 }
-            }
-            self.deliver(&state.anything, &event, &mut tickets);
+                incoming => {
+                    let mut event = incoming.unwrap_or_else(Arc::new);
+                    // Not shared with anyone yet, so this is its only reference.
+                    if let Some(fresh) = Arc::get_mut(&mut event) {
+                        fresh.id = id;
+                    }
+                    self.deliver_all(&state, &event, &mut tickets);
+                    Slot::Shared(event)
+                }
+            };
+            pushed = state.history.push(slot, hashes);
         }
-        drop(evicted);
+        drop(pushed.evicted);
+        if let Some(job) = pushed.pack {
+            let batch = job.run();
+            let released = self.state.lock().history.store(batch);
+            drop(released);
+        }
         if !tickets.is_empty() {
             self.wait_for_room(tickets);
         }
         id
+    }
+
+    fn deliver_all(&self, state: &State, event: &Arc<Event>, tickets: &mut Vec<BlockTicket>) {
+        if !state.by_type.is_empty() {
+            if let Some(subs) = state.by_type.get(event.event_type.as_str()) {
+                self.deliver(subs, event, tickets);
+            }
+        }
+        if !state.by_resource.is_empty() {
+            if let Some(subs) = event
+                .resource_id
+                .as_deref()
+                .and_then(|r| state.by_resource.get(r))
+            {
+                self.deliver(subs, event, tickets);
+            }
+        }
+        self.deliver(&state.anything, event, tickets);
     }
 
     #[inline]
@@ -259,13 +263,18 @@ impl Inner {
             SubState::with_backlog(backlog),
         ));
         state.insert(&shared);
+        self.subscriber_count
+            .store(state.subscribers, Ordering::Release);
         drop(state);
         EventSubscriber::new(shared, Arc::downgrade(self), gap)
     }
 
     pub(crate) fn unsubscribe(&self, shared: &Arc<Shared>) {
         let mut state = self.state.lock();
-        if state.remove(shared) {
+        let removed = state.remove(shared);
+        self.subscriber_count
+            .store(state.subscribers, Ordering::Release);
+        if removed {
             let (delivered, dropped) = shared.close();
             state.gone_delivered += delivered;
             state.gone_dropped += dropped;
@@ -303,7 +312,10 @@ impl State {
         match shared.filter.index_key() {
             IndexKey::Types(types) => {
                 for t in types {
-                    self.by_type.entry(t.to_owned()).or_default().push(Arc::clone(shared));
+                    self.by_type
+                        .entry(t.to_owned())
+                        .or_default()
+                        .push(Arc::clone(shared));
                 }
             }
             IndexKey::Resources(resources) => {
@@ -339,15 +351,21 @@ impl State {
             }
             removed
         }
-        let removed = match shared.filter.index_key() {
-            IndexKey::Types(types) => types
-                .into_iter()
-                .fold(false, |any, t| remove_keyed(&mut self.by_type, t, shared) || any),
-            IndexKey::Resources(resources) => resources
-                .into_iter()
-                .fold(false, |any, r| remove_keyed(&mut self.by_resource, r, shared) || any),
-            IndexKey::Anything => remove_from(&mut self.anything, shared),
-        };
+        // Every bucket must be visited: a filter with several exact types sits in several.
+        let mut removed = false;
+        match shared.filter.index_key() {
+            IndexKey::Types(types) => {
+                for t in types {
+                    removed |= remove_keyed(&mut self.by_type, t, shared);
+                }
+            }
+            IndexKey::Resources(resources) => {
+                for r in resources {
+                    removed |= remove_keyed(&mut self.by_resource, r, shared);
+                }
+            }
+            IndexKey::Anything => removed = remove_from(&mut self.anything, shared),
+        }
         if removed {
             self.subscribers -= 1;
         }
@@ -355,43 +373,27 @@ impl State {
     }
 
     fn first_held(&self) -> EventId {
-        self.history.front().map_or(self.last_id + 1, |e| e.id)
+        self.history.first_id().unwrap_or(self.last_id + 1)
     }
 
     fn replay(
-        &self,
+        &mut self,
         filter: &EventFilter,
         replay: Replay,
     ) -> (VecDeque<Arc<Event>>, Option<ReplayGap>) {
-        let matching = |e: &&Arc<Event>| filter.matches(e);
         match replay {
             Replay::None => (VecDeque::new(), None),
-            Replay::All => (self.history.iter().filter(matching).cloned().collect(), None),
-            Replay::Last(n) => {
-                let mut last: VecDeque<Arc<Event>> =
-                    self.history.iter().rev().filter(matching).take(n).cloned().collect();
-                last.make_contiguous().reverse();
-                (last, None)
-            }
+            Replay::All => (self.history.shared(filter, None).into(), None),
+            Replay::Last(n) => (self.history.last(filter, n).into(), None),
             Replay::FromId(from) => {
                 let first = self.first_held();
                 let gap = (from < first && from <= self.last_id).then_some(ReplayGap {
                     requested: from,
                     oldest_held: first,
                 });
-                let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
-                let backlog = self.history.iter().skip(skip).filter(matching).cloned().collect();
-                (backlog, gap)
+                (self.history.shared(filter, Some(from)).into(), gap)
             }
-            Replay::FromTime(t) => (
-                self.history
-                    .iter()
-                    .filter(|e| e.timestamp >= t)
-                    .filter(matching)
-                    .cloned()
-                    .collect(),
-                None,
-            ),
+            Replay::FromTime(t) => (self.history.since_time(filter, t).into(), None),
         }
     }
 }
@@ -399,13 +401,13 @@ impl State {
 impl EventBus {
     /// A bus with `config`.
     pub fn new(config: EventBusConfig) -> Self {
-        let capacity = config.history_size.min(1 << 16);
+        let history = History::new(config.history_size, config.hot_history);
         Self {
             inner: Arc::new(Inner {
                 config,
                 state: Mutex::new(State {
                     last_id: 0,
-                    history: VecDeque::with_capacity(capacity),
+                    history,
                     next_subscriber: 0,
                     by_type: FxHashMap::default(),
                     by_resource: FxHashMap::default(),
@@ -414,6 +416,7 @@ impl EventBus {
                     gone_delivered: 0,
                     gone_dropped: 0,
                 }),
+                subscriber_count: AtomicUsize::new(0),
             }),
         }
     }
@@ -442,35 +445,26 @@ impl EventBus {
         self.inner.subscribe(filter, replay)
     }
 
-    /// Stamps `event` with the next id of this bus, keeps it in history and delivers it; returns the id.
+    /// Stamps `event` with the next id of this bus (and cuts its time to the microsecond, the precision
+    /// of the JSON form), keeps it in history and delivers it; returns the id.
     pub fn publish(&self, event: Event) -> EventId {
         self.inner.publish(event)
     }
 
     /// Kept events that match `filter`, oldest first, as owned copies.
     pub fn history(&self, filter: &EventFilter) -> Vec<Event> {
-        let shared = self.history_arc(filter);
-        shared.into_iter().map(Arc::unwrap_or_clone).collect()
+        self.inner.state.lock().history.owned(filter)
     }
 
     /// Kept events that match `filter`, oldest first, shared rather than copied.
     pub fn history_arc(&self, filter: &EventFilter) -> Vec<Arc<Event>> {
-        let state = self.inner.state.lock();
-        let skip = filter.min_id().map_or(0, |from| {
-            usize::try_from(from.saturating_sub(state.first_held())).unwrap_or(usize::MAX)
-        });
-        state
-            .history
-            .iter()
-            .skip(skip)
-            .filter(|e| filter.matches(e))
-            .cloned()
-            .collect()
+        let mut state = self.inner.state.lock();
+        state.history.shared(filter, filter.min_id())
     }
 
     /// Forgets all kept events. Ids keep counting from where they were.
     pub fn clear_history(&self) {
-        let cleared = std::mem::take(&mut self.inner.state.lock().history);
+        let cleared = self.inner.state.lock().history.clear();
         drop(cleared);
     }
 
@@ -488,7 +482,8 @@ impl EventBus {
             dropped: state.gone_dropped,
             subscribers: state.subscribers,
             history_len: state.history.len(),
-            oldest_id: state.history.front().map(|e| e.id),
+            oldest_id: state.history.first_id(),
+            history_packed: state.history.packed_len(),
         };
         let mut seen: Vec<*const Shared> = Vec::new();
         for sub in Inner::all_subscribers(&state) {
@@ -550,7 +545,12 @@ impl EventPublisher {
         total: Option<f64>,
         message: Option<&str>,
     ) -> EventId {
-        self.publish(Event::mcp_progress(progress_token, progress, total, message))
+        self.publish(Event::mcp_progress(
+            progress_token,
+            progress,
+            total,
+            message,
+        ))
     }
 
     /// Publishes a log line (see [`Event::log`]).

@@ -56,6 +56,18 @@ pub(crate) mod epoch_seconds {
         }
     }
 
+    /// `time` cut to the microsecond, toward the epoch: the precision the JSON form carries exactly, so
+    /// a time read from any event the bus holds survives a round trip through JSON unchanged.
+    pub fn to_micros(time: SystemTime) -> SystemTime {
+        let cut = |d: Duration| Duration::new(d.as_secs(), d.subsec_micros() * 1_000);
+        match time.duration_since(UNIX_EPOCH) {
+            Ok(after) => UNIX_EPOCH + cut(after),
+            Err(before) => UNIX_EPOCH
+                .checked_sub(cut(before.duration()))
+                .unwrap_or(time),
+        }
+    }
+
     pub fn serialize<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_f64(to_secs(time))
     }
@@ -63,7 +75,9 @@ pub(crate) mod epoch_seconds {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
         let secs = f64::deserialize(deserializer)?;
         from_secs(secs).ok_or_else(|| {
-            serde::de::Error::custom(format!("timestamp {secs} is outside the representable range"))
+            serde::de::Error::custom(format!(
+                "timestamp {secs} is outside the representable range"
+            ))
         })
     }
 }
@@ -262,7 +276,8 @@ impl McpProgressPayload {
 }
 
 fn finite_number(value: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(value).map_or(serde_json::Value::from(0), serde_json::Value::Number)
+    serde_json::Number::from_f64(value)
+        .map_or(serde_json::Value::from(0), serde_json::Value::Number)
 }
 
 fn string_or_integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
@@ -300,7 +315,10 @@ mod tests {
         assert_eq!(payload.progress, 0.0);
         assert_eq!(payload.total, None);
         let event = Event::mcp_progress("t", 3.0, Some(-1.0), Some("m"));
-        assert_eq!(event.data, serde_json::json!({"progressToken":"t","progress":3.0,"message":"m"}));
+        assert_eq!(
+            event.data,
+            serde_json::json!({"progressToken":"t","progress":3.0,"message":"m"})
+        );
     }
 
     #[test]
@@ -336,7 +354,29 @@ mod tests {
             r#"{"id":1,"timestamp":1e300,"event_type":"a","resource_id":null,"data":null}"#,
         )
         .unwrap_err();
-        assert!(err.to_string().contains("outside the representable range"), "{err}");
+        assert!(
+            err.to_string().contains("outside the representable range"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn microsecond_times_survive_json_exactly() {
+        for nanos in [
+            0u64,
+            999,
+            1_732_500_000_123_456_789,
+            4_102_444_800_999_999_999,
+        ] {
+            let t = epoch_seconds::to_micros(UNIX_EPOCH + Duration::from_nanos(nanos));
+            let back = epoch_seconds::from_secs(epoch_seconds::to_secs(&t));
+            assert_eq!(back, Some(t), "{nanos}");
+        }
+        let before = UNIX_EPOCH - Duration::from_nanos(1_500);
+        assert_eq!(
+            epoch_seconds::to_micros(before),
+            UNIX_EPOCH - Duration::from_micros(1)
+        );
     }
 
     #[test]

@@ -1,16 +1,4 @@
-//! Event filters: glob patterns on type and resource, text search, time and id bounds, exclusions,
-//! and the text expression syntax shared by the monitor's filter bar and `--filter`.
-//!
-//! ```text
-//! task.* !task.progress res:render-* text:"disk slow" since:5m until:id:900
-//! ```
-//!
-//! Terms are separated by spaces and all must hold; several terms of one kind are alternatives.
-//! `GLOB` or `type:GLOB` matches the event type, `res:GLOB` (or `resource:GLOB`) the resource id,
-//! `text:WORD` a case-insensitive substring of any key or value in the data, `since:T` / `until:T` bound
-//! the time (RFC 3339, a duration ago such as `30s`, `5m`, `2h`, or `@SECONDS` since the epoch) or the id
-//! (`id:N`), and `!TERM` excludes what the term matches. In a glob, `*` matches any run of characters
-//! (dots included), `?` exactly one, and everything else itself.
+//! Event filters and the text expression syntax documented on [`crate::event_stream`].
 
 use super::event::Event;
 use std::fmt;
@@ -121,7 +109,10 @@ impl Term {
     fn matches(&self, event: &Event) -> bool {
         match self {
             Term::Type(glob) => glob.matches(&event.event_type),
-            Term::Resource(glob) => event.resource_id.as_deref().is_some_and(|r| glob.matches(r)),
+            Term::Resource(glob) => event
+                .resource_id
+                .as_deref()
+                .is_some_and(|r| glob.matches(r)),
             Term::Text(needle) => value_contains(&event.data, needle),
             Term::Since(bound) => match bound {
                 Bound::Time(t) => event.timestamp >= *t,
@@ -219,7 +210,7 @@ impl EventFilter {
         self
     }
 
-    /// Parses the text expression syntax described in the [module docs](self).
+    /// Parses the text expression syntax described in [the filter syntax](crate::event_stream#filter-expressions).
     ///
     /// # Errors
     ///
@@ -272,6 +263,15 @@ impl EventFilter {
             }
         }
         lowest
+    }
+
+    /// The type globs if there are some and all are exact, and likewise the resource globs.
+    pub(crate) fn exact_globs(&self) -> (Option<Vec<&str>>, Option<Vec<&str>>) {
+        fn exact(globs: &[Glob]) -> Option<Vec<&str>> {
+            (!globs.is_empty() && globs.iter().all(Glob::is_exact))
+                .then(|| globs.iter().map(Glob::as_str).collect())
+        }
+        (exact(&self.types), exact(&self.resources))
     }
 
     pub(crate) fn index_key(&self) -> IndexKey<'_> {
@@ -543,12 +543,13 @@ fn parse(expression: &str, now: SystemTime) -> Result<EventFilter, FilterError> 
             Some("res" | "resource") => Term::Resource(Glob::new(&token.value)),
             Some("text") => Term::Text(token.value.to_lowercase()),
             Some(key @ ("since" | "until")) => {
-                let bound = parse_bound(&token.value, now).map_err(|reason| FilterError::BadTime {
-                    value: token.value.clone(),
-                    term: term.clone(),
-                    column,
-                    reason,
-                })?;
+                let bound =
+                    parse_bound(&token.value, now).map_err(|reason| FilterError::BadTime {
+                        value: token.value.clone(),
+                        term: term.clone(),
+                        column,
+                        reason,
+                    })?;
                 if key == "since" {
                     Term::Since(bound)
                 } else {
@@ -618,11 +619,16 @@ fn parse_epoch(text: &str) -> Option<SystemTime> {
 
 /// RFC 3339 with `Z` or a `±HH:MM` offset (a space may stand for the `T`).
 fn parse_rfc3339(value: &str) -> Result<SystemTime, String> {
-    let bad = || format!("expected RFC 3339 such as 2026-11-25T12:00:00Z, a duration such as 5m, or id:N");
+    let bad = || {
+        "expected RFC 3339 such as 2026-11-25T12:00:00Z, a duration such as 5m, or id:N".to_owned()
+    };
     let (local, offset_secs) = if let Some(stripped) = value.strip_suffix(['Z', 'z']) {
         (stripped, 0i64)
     } else {
-        let sign_at = value.rfind(['+', '-']).filter(|&i| i > 10).ok_or_else(bad)?;
+        let sign_at = value
+            .rfind(['+', '-'])
+            .filter(|&i| i > 10)
+            .ok_or_else(bad)?;
         let (local, offset) = value.split_at(sign_at);
         let sign = if offset.starts_with('-') { -1 } else { 1 };
         let (h, m) = offset[1..].split_once(':').ok_or_else(bad)?;
@@ -668,7 +674,9 @@ fn format_bound(bound: &Bound) -> String {
 fn write_value(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
     let plain = !value.is_empty()
         && !value.starts_with(['"', '!'])
-        && !value.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\');
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\\');
     if plain {
         return f.write_str(value);
     }
@@ -762,7 +770,8 @@ mod tests {
 
     #[test]
     fn expression_terms() {
-        let f = EventFilter::parse(r#"task.* !task.progress res:render-* text:"disk slow""#).unwrap();
+        let f =
+            EventFilter::parse(r#"task.* !task.progress res:render-* text:"disk slow""#).unwrap();
         assert!(f.matches(&event("task.started", Some("render-1"))));
         assert!(!f.matches(&event("task.progress", Some("render-1"))));
         let mut quiet = event("task.started", Some("render-1"));
@@ -795,8 +804,14 @@ mod tests {
         assert_eq!(err.column(), 8);
         assert_eq!(err.term(), "foo:bar");
         assert!(err.to_string().contains("unknown field `foo`"), "{err}");
-        assert!(matches!(EventFilter::parse("res:").unwrap_err(), FilterError::MissingValue { .. }));
-        assert!(matches!(EventFilter::parse("!").unwrap_err(), FilterError::MissingValue { .. }));
+        assert!(matches!(
+            EventFilter::parse("res:").unwrap_err(),
+            FilterError::MissingValue { .. }
+        ));
+        assert!(matches!(
+            EventFilter::parse("!").unwrap_err(),
+            FilterError::MissingValue { .. }
+        ));
         assert!(matches!(
             EventFilter::parse("text:\"abc").unwrap_err(),
             FilterError::UnclosedQuote { column: 1, .. }
@@ -825,7 +840,9 @@ mod tests {
 
     #[test]
     fn index_keys() {
-        assert!(matches!(EventFilter::new().event_type("a").index_key(), IndexKey::Types(t) if t == ["a"]));
+        assert!(
+            matches!(EventFilter::new().event_type("a").index_key(), IndexKey::Types(t) if t == ["a"])
+        );
         assert!(matches!(
             EventFilter::new().event_type("a*").resource("r").index_key(),
             IndexKey::Resources(r) if r == ["r"]

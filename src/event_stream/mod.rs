@@ -1,10 +1,60 @@
 //! The event bus: publish-subscribe with glob filters, history with replay, slow-consumer policies and
 //! MCP-compatible progress events. Everything here builds without the `transport` and `tui` features.
+//!
+//! ## How delivery works
+//!
+//! One lock orders publishes. Under it the publisher stamps the next id, appends the event to the history
+//! ring, and hands an [`Arc`](std::sync::Arc) of it to each subscriber whose filter matches. Subscribers are kept in an
+//! index (by exact event type, by exact resource id, or in a short list of everything else) so a publish
+//! only tests the filters that could match. Handing over is a push onto the subscriber's own queue: the
+//! publisher never copies the event, never allocates per subscriber, and never waits on a reader while it
+//! holds the lock. Allocation (the one `Arc` per publish) and freeing (events that fall out of history)
+//! happen outside the lock.
+//!
+//! ## Slow consumers
+//!
+//! Each subscriber has a buffer of `subscriber_buffer` live events (replayed history does not count).
+//! When a matching event arrives and the buffer is full:
+//!
+//! - [`SlowConsumerPolicy::DropOldest`]: the oldest buffered event is discarded and the new one kept, so a
+//!   subscriber that fell behind resumes with the newest events.
+//! - [`SlowConsumerPolicy::DropNewest`]: the new event is discarded; the buffered ones are kept.
+//! - [`SlowConsumerPolicy::Block`]: the event is queued and the publisher, after releasing the bus lock,
+//!   waits until the reader has made room for it, the subscriber is dropped, or `block_timeout` passes. On
+//!   timeout the event is withdrawn from that subscriber and counted as lost. Publishes the subscriber does
+//!   not match, subscribing, unsubscribing and history queries never wait for it.
+//!
+//! Every discarded event is counted: [`EventSubscriber::dropped`] is exact, and for every subscriber
+//! delivered + dropped + still queued equals the matching events published since it subscribed.
+//!
+//! ## History
+//!
+//! History keeps the last `history_size` events, in id order. The newest `hot_history` of them are the
+//! same `Arc<Event>`s subscribers received; older ones are packed (compact JSON data, shared type and
+//! resource strings) and decoded when a query or a replay reaches them. Each slot carries hashes of its
+//! type and resource, so a query with exact type or resource globs skips other events without reading them.
+//!
+//! ## Filter expressions
+//!
+//! The text syntax shared by the monitor's filter bar, `--filter`, and [`EventFilter::parse`]:
+//!
+//! ```text
+//! task.* !task.progress res:render-* text:"disk slow" since:5m until:id:900
+//! ```
+//!
+//! Terms are separated by spaces and all must hold; several terms of one kind are alternatives.
+//! `GLOB` or `type:GLOB` matches the event type, `res:GLOB` (or `resource:GLOB`) the resource id,
+//! `text:WORD` a case-insensitive substring of any key or value in the data, `since:T` / `until:T` bound
+//! the time (RFC 3339, a duration ago such as `30s`, `5m`, `2h`, or `@SECONDS` since the epoch) or the id
+//! (`id:N`), and `!TERM` excludes what the term matches. In a glob, `*` matches any run of characters
+//! (dots included), `?` exactly one, and everything else itself.
 
 mod bus;
 mod event;
 mod filter;
+mod history;
 mod subscriber;
+mod sync;
 
 pub use bus::{
     BusStats, EventBus, EventBusConfig, EventPublisher, Replay, ReplayGap, SlowConsumerPolicy,

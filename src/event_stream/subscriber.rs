@@ -3,7 +3,7 @@
 use super::bus::{Inner, ReplayGap, SlowConsumerPolicy};
 use super::event::{Event, EventId};
 use super::filter::EventFilter;
-use parking_lot::{Condvar, Mutex};
+use super::sync::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -206,10 +206,6 @@ impl Shared {
             state.backlog.len() + state.queue.len(),
         )
     }
-
-    fn after_pop(&self, state: &SubState) -> bool {
-        state.publishers_waiting > 0
-    }
 }
 
 /// Receives the events of one subscription, in id order. Dropping it unsubscribes.
@@ -220,11 +216,19 @@ pub struct EventSubscriber {
     shared: Arc<Shared>,
     bus: Weak<Inner>,
     gap: Option<ReplayGap>,
+    /// The reader's half of a double buffer: a batch read swaps it with the queue under the lock, so
+    /// the publisher is held up for a swap, not for the whole batch.
+    spare: Mutex<VecDeque<Arc<Event>>>,
 }
 
 impl EventSubscriber {
     pub(crate) fn new(shared: Arc<Shared>, bus: Weak<Inner>, gap: Option<ReplayGap>) -> Self {
-        Self { shared, bus, gap }
+        Self {
+            shared,
+            bus,
+            gap,
+            spare: Mutex::new(VecDeque::new()),
+        }
     }
 
     /// The subscriber's id on its bus.
@@ -315,7 +319,18 @@ impl EventSubscriber {
 
     /// Moves up to `max` queued events into `out` under one lock; returns how many.
     pub fn try_recv_batch(&self, out: &mut Vec<Arc<Event>>, max: usize) -> usize {
+        let mut spare = self.spare.lock();
         let mut state = self.shared.state.lock();
+        let queued = state.queue.len();
+        if state.backlog.is_empty() && queued > 0 && queued <= max {
+            std::mem::swap(&mut state.queue, &mut *spare);
+            let n = queued as u64;
+            state.taken += n;
+            state.delivered += n;
+            self.release(state, true);
+            out.extend(spare.drain(..));
+            return queued;
+        }
         let mut n = 0;
         while n < max {
             match state.pop() {
@@ -372,7 +387,11 @@ impl EventSubscriber {
             }
             state.readers_waiting += 1;
             let timed_out = match deadline {
-                Some(deadline) => self.shared.readable.wait_until(&mut state, deadline).timed_out(),
+                Some(deadline) => self
+                    .shared
+                    .readable
+                    .wait_until(&mut state, deadline)
+                    .timed_out(),
                 None => {
                     self.shared.readable.wait(&mut state);
                     false
@@ -390,8 +409,8 @@ impl EventSubscriber {
     }
 
     /// Unlocks, waking `Block` publishers if reading made room.
-    fn release(&self, state: parking_lot::MutexGuard<'_, SubState>, took: bool) {
-        let wake = took && self.shared.after_pop(&state);
+    fn release(&self, state: MutexGuard<'_, SubState>, took: bool) {
+        let wake = took && state.publishers_waiting > 0;
         drop(state);
         if wake {
             self.shared.writable.notify_all();

@@ -1,0 +1,608 @@
+//! The `ipckit-top` command line: argument parsing (clap) and one function per subcommand.
+//!
+//! `src/bin/ipckit-top.rs` only calls [`main`]. Every failure is one line on stderr and a non-zero
+//! exit status; `pipe` exits with its child's status.
+
+use crate::event_stream::{parse_bound, Bound};
+use crate::transport::frame::NewEvent;
+use crate::transport::{
+    default_socket_path, Client, ClientError, ServeError, Server, ServerConfig,
+};
+use crate::{Event, EventBus, EventBusConfig, EventFilter, Replay};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Watch and feed an ipckit event bus.
+#[derive(Debug, Parser)]
+#[command(name = "ipckit-top", version, about, long_about = None)]
+pub struct Cli {
+    /// The bus socket [default: $XDG_RUNTIME_DIR/ipckit/default.sock]
+    #[arg(long, global = true, env = "IPCKIT_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Monitor: show only events matching this filter expression (e.g. `task.* !task.progress`)
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Monitor: add a built-in workload (render jobs, progress, logs, an occasional failure)
+    #[arg(long)]
+    pub demo: bool,
+    /// Monitor: events the hosted bus keeps for replay
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub history: usize,
+    /// What to do; without a subcommand, run the monitor
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a bus on the socket in the foreground until Ctrl-C or SIGTERM
+    Serve(ServeArgs),
+    /// Publish one event, or one JSON event per line of stdin
+    Publish(PublishArgs),
+    /// Publish each line of stdin, or of a command's stdout and stderr, as log events
+    Pipe(PipeArgs),
+    /// Publish an MCP progress notification
+    Progress(ProgressArgs),
+    /// Print events as they happen (like `docker events`)
+    Events(EventsArgs),
+}
+
+/// `serve` arguments.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Events kept for replay and history queries
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub history: usize,
+    /// Add the built-in demo workload
+    #[arg(long)]
+    pub demo: bool,
+}
+
+/// `publish` arguments.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Event type, e.g. `task.started`
+    #[arg(required_unless_present = "stdin", conflicts_with = "stdin")]
+    pub event_type: Option<String>,
+    /// Resource id (task, job, token)
+    #[arg(long, value_name = "ID", conflicts_with = "stdin")]
+    pub resource: Option<String>,
+    /// Event data as JSON [default: {}]
+    #[arg(long, value_name = "JSON", conflicts_with = "stdin")]
+    pub data: Option<String>,
+    /// Read one JSON event per line from stdin: {"event_type":..,"resource_id":..,"data":..}
+    #[arg(long)]
+    pub stdin: bool,
+}
+
+/// `pipe` arguments.
+#[derive(Debug, Args)]
+pub struct PipeArgs {
+    /// Resource id of the log events and of the task
+    #[arg(long, value_name = "ID")]
+    pub resource: String,
+    /// Command to run; its stdout and stderr lines are published (and passed through)
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `progress` arguments.
+#[derive(Debug, Args)]
+pub struct ProgressArgs {
+    /// Progress token (the resource id)
+    pub token: String,
+    /// Work done so far
+    pub progress: f64,
+    /// Total work, if known
+    #[arg(long, value_name = "N")]
+    pub total: Option<f64>,
+    /// Status message
+    #[arg(long, value_name = "TEXT")]
+    pub message: Option<String>,
+}
+
+/// Output format of `events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One readable line per event
+    Text,
+    /// One JSON event per line
+    Json,
+}
+
+/// `events` arguments.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Filter expression (`task.* !task.progress res:render-*`)
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Start with kept events from this point: RFC 3339, a duration ago (10m), or id:N
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Stop at this point: RFC 3339, a duration ago, or id:N
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// Print what history holds and exit
+    #[arg(long)]
+    pub no_follow: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Options of the monitor, from the top-level arguments.
+#[derive(Debug, Clone)]
+pub struct MonitorOptions {
+    /// The bus socket.
+    pub socket: PathBuf,
+    /// Initial filter expression.
+    pub filter: Option<String>,
+    /// Run the demo workload.
+    pub demo: bool,
+    /// History size of a hosted bus.
+    pub history: usize,
+}
+
+/// A failed command, as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Talking to the bus failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Serving failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// A bad argument.
+    #[error("{0}")]
+    Usage(String),
+    /// Some input lines were refused (the others were published).
+    #[error("{bad} of {total} lines were not published")]
+    BadLines {
+        /// Lines refused.
+        bad: usize,
+        /// Lines read.
+        total: usize,
+    },
+    /// An I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What failed.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The monitor is wired in by the TUI branch.
+    #[error("the monitor is not built in this branch; use a subcommand (see --help)")]
+    MonitorNotBuilt,
+}
+
+/// Parses the arguments, runs the command, prints an error as one line; the process exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("ipckit-top: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+///
+/// The command's failure.
+pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let socket = cli.socket.clone().unwrap_or_else(default_socket_path);
+    let Some(command) = cli.command else {
+        return run_monitor(MonitorOptions {
+            socket,
+            filter: cli.filter,
+            demo: cli.demo,
+            history: cli.history,
+        });
+    };
+    let multi = matches!(command, Command::Serve(_));
+    let runtime = if multi {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .map_err(|source| CliError::Io {
+        context: "cannot start the async runtime".into(),
+        source,
+    })?;
+    runtime.block_on(async move {
+        match command {
+            Command::Serve(args) => serve(socket, args).await,
+            Command::Publish(args) => publish(socket, args).await,
+            Command::Pipe(args) => pipe(socket, args).await,
+            Command::Progress(args) => progress(socket, args).await,
+            Command::Events(args) => events(socket, args).await,
+        }
+    })
+}
+
+/// The full-screen monitor. Not built in this branch: the TUI branch replaces this function.
+///
+/// # Errors
+///
+/// Always [`CliError::MonitorNotBuilt`] here.
+pub fn run_monitor(options: MonitorOptions) -> Result<ExitCode, CliError> {
+    let _ = options;
+    Err(CliError::MonitorNotBuilt)
+}
+
+/// Events queued per subscriber of `serve`'s bus (one pointer each) before the oldest are dropped:
+/// enough for bursts of batched publishes while a remote subscriber's socket drains.
+pub const SERVE_SUBSCRIBER_BUFFER: usize = 16 * 1024;
+
+async fn serve(socket: PathBuf, args: ServeArgs) -> Result<ExitCode, CliError> {
+    let bus = EventBus::new(EventBusConfig {
+        history_size: args.history,
+        subscriber_buffer: SERVE_SUBSCRIBER_BUFFER,
+        ..Default::default()
+    });
+    let server = Server::bind(bus.clone(), ServerConfig::new(&socket))?;
+    eprintln!(
+        "ipckit-top: serving a bus at {} (Ctrl-C to stop)",
+        socket.display()
+    );
+    let demo = args.demo.then(|| crate::demo::spawn(bus.publisher()));
+    server.run().await?;
+    drop(demo);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn publish(socket: PathBuf, args: PublishArgs) -> Result<ExitCode, CliError> {
+    if args.stdin {
+        return publish_stdin(socket).await;
+    }
+    let event_type = args
+        .event_type
+        .ok_or_else(|| CliError::Usage("an event TYPE or --stdin is required".into()))?;
+    let data = match args.data {
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| CliError::Usage(format!("--data is not valid JSON: {e}")))?,
+        None => serde_json::json!({}),
+    };
+    let new = NewEvent {
+        id: None,
+        timestamp: None,
+        event_type,
+        resource_id: args.resource,
+        data,
+    };
+    let event = new.into_event().map_err(CliError::Usage)?;
+    let client = Client::connect(&socket).await?;
+    let id = client.publish(&event).await?;
+    println!("{id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lines from stdin on a thread of their own (stdin reads block), as (line number, text).
+fn stdin_lines() -> tokio::sync::mpsc::Receiver<(usize, std::io::Result<String>)> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let stdin = std::io::stdin();
+        for (index, line) in stdin.lock().lines().enumerate() {
+            let stop = line.is_err();
+            if tx.blocking_send((index + 1, line)).is_err() || stop {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+async fn publish_stdin(socket: PathBuf) -> Result<ExitCode, CliError> {
+    let client = Client::connect(&socket).await?;
+    let mut lines = stdin_lines();
+    let (mut total, mut bad) = (0usize, 0usize);
+    let mut batch: Vec<Event> = Vec::new();
+    while let Some(first) = lines.recv().await {
+        let mut next = Some(first);
+        while let Some((number, line)) = next.take() {
+            let line = line.map_err(|source| CliError::Io {
+                context: format!("cannot read stdin line {number}"),
+                source,
+            })?;
+            if !line.trim().is_empty() {
+                total += 1;
+                let parsed = serde_json::from_str::<NewEvent>(&line)
+                    .map_err(|e| e.to_string())
+                    .and_then(NewEvent::into_event);
+                match parsed {
+                    Ok(event) => batch.push(event),
+                    Err(message) => {
+                        bad += 1;
+                        eprintln!("ipckit-top: line {number}: {message}");
+                    }
+                }
+            }
+            if batch.len() < 256 {
+                next = lines.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            client.publish_batch(&batch).await?;
+            batch.clear();
+        }
+    }
+    if bad > 0 {
+        return Err(CliError::BadLines { bad, total });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn pipe(socket: PathBuf, args: PipeArgs) -> Result<ExitCode, CliError> {
+    use crate::transport::frame::{LineReader, ReadLine};
+    let client = Client::connect(&socket).await?;
+    let resource = args.resource;
+    let Some((program, rest)) = args.command.split_first() else {
+        let mut lines = stdin_lines();
+        while let Some((number, line)) = lines.recv().await {
+            let line = line.map_err(|source| CliError::Io {
+                context: format!("cannot read stdin line {number}"),
+                source,
+            })?;
+            client.publish(&Event::stdout(&resource, &line)).await?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut child = tokio::process::Command::new(program)
+        .args(rest)
+        .stdin(std::process::Stdio::inherit())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| CliError::Io {
+            context: format!("cannot run {program}"),
+            source,
+        })?;
+    client
+        .publish(&Event::with_resource(
+            crate::event_types::TASK_STARTED,
+            &resource,
+            serde_json::json!({ "command": args.command, "pid": child.id() }),
+        ))
+        .await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(bool, String)>(1024);
+    let forward = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, is_err: bool| {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let Some(stream) = stream else { return };
+            let mut reader = LineReader::new(tokio::io::BufReader::new(stream), 1 << 20);
+            let mut line = Vec::new();
+            loop {
+                match reader.read_line(&mut line).await {
+                    Ok(ReadLine::Line) => {
+                        let text =
+                            String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(&line));
+                        if tx.send((is_err, text.into_owned())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(ReadLine::TooLong(len)) => {
+                        let note = format!("[line of {len} bytes omitted]");
+                        if tx.send((is_err, note)).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ => return,
+                }
+            }
+        })
+    };
+    let out = forward(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        false,
+    );
+    let err = forward(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        true,
+    );
+    drop(tx);
+    while let Some((is_err, line)) = rx.recv().await {
+        if is_err {
+            eprintln!("{line}");
+            client.publish(&Event::stderr(&resource, &line)).await?;
+        } else {
+            println!("{line}");
+            client.publish(&Event::stdout(&resource, &line)).await?;
+        }
+    }
+    let _ = (out.await, err.await);
+    let status = child.wait().await.map_err(|source| CliError::Io {
+        context: format!("cannot wait for {program}"),
+        source,
+    })?;
+    let (event, code) = exit_event(&resource, status);
+    client.publish(&event).await?;
+    Ok(ExitCode::from(code))
+}
+
+/// The task event for a child's exit, and the status to exit with.
+fn exit_event(resource: &str, status: std::process::ExitStatus) -> (Event, u8) {
+    if let Some(code) = status.code() {
+        if code == 0 {
+            let data = serde_json::json!({ "result": { "exit_code": 0 } });
+            return (
+                Event::with_resource(crate::event_types::TASK_COMPLETED, resource, data),
+                0,
+            );
+        }
+        let data =
+            serde_json::json!({ "error": format!("exited with status {code}"), "exit_code": code });
+        return (
+            Event::with_resource(crate::event_types::TASK_FAILED, resource, data),
+            u8::try_from(code & 0xff).unwrap_or(1).max(1),
+        );
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            let data = serde_json::json!({ "error": format!("killed by signal {signal}"), "signal": signal });
+            return (
+                Event::with_resource(crate::event_types::TASK_FAILED, resource, data),
+                u8::try_from((128 + signal) & 0xff).unwrap_or(1),
+            );
+        }
+    }
+    let data = serde_json::json!({ "error": "exited abnormally" });
+    (
+        Event::with_resource(crate::event_types::TASK_FAILED, resource, data),
+        1,
+    )
+}
+
+async fn progress(socket: PathBuf, args: ProgressArgs) -> Result<ExitCode, CliError> {
+    if !args.progress.is_finite() || args.progress < 0.0 {
+        return Err(CliError::Usage(format!(
+            "PROGRESS must be a finite number of at least 0, got {}",
+            args.progress
+        )));
+    }
+    if let Some(total) = args.total {
+        if !total.is_finite() || total < 0.0 {
+            return Err(CliError::Usage(format!(
+                "--total must be a finite number of at least 0, got {total}"
+            )));
+        }
+    }
+    let event = Event::mcp_progress(
+        &args.token,
+        args.progress,
+        args.total,
+        args.message.as_deref(),
+    );
+    let client = Client::connect(&socket).await?;
+    let id = client.publish(&event).await?;
+    println!("{id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bound(flag: &str, value: Option<&str>) -> Result<Option<Bound>, CliError> {
+    value
+        .map(|v| parse_bound(v).map_err(|e| CliError::Usage(format!("{flag} {v:?}: {e}"))))
+        .transpose()
+}
+
+async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError> {
+    let mut filter = match &args.filter {
+        Some(expr) => {
+            EventFilter::parse(expr).map_err(|e| CliError::Usage(format!("--filter: {e}")))?
+        }
+        None => EventFilter::new(),
+    };
+    let since = bound("--since", args.since.as_deref())?;
+    let until = bound("--until", args.until.as_deref())?;
+    let client = Client::connect(&socket).await?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.no_follow {
+        filter = match since {
+            Some(Bound::Time(t)) => filter.since(t),
+            Some(Bound::Id(id)) => filter.since_id(id),
+            None => filter,
+        };
+        filter = match until {
+            Some(Bound::Time(t)) => filter.until(t),
+            Some(Bound::Id(id)) => filter.until_id(id),
+            None => filter,
+        };
+        for event in client.history(&filter, None).await? {
+            if !print_event(&mut out, &event, args.format) {
+                break;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let replay = match since {
+        Some(Bound::Time(t)) => Replay::FromTime(t),
+        Some(Bound::Id(id)) => Replay::FromId(id),
+        None => Replay::None,
+    };
+    let mut sub = client.subscribe(&filter, replay).await?;
+    let deadline = match until {
+        Some(Bound::Time(t)) => Some(
+            tokio::time::Instant::now()
+                + t.duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO),
+        ),
+        _ => None,
+    };
+    loop {
+        let event: Option<Arc<Event>> = match deadline {
+            Some(at) => tokio::select! {
+                event = sub.recv() => event,
+                () = tokio::time::sleep_until(at) => return Ok(ExitCode::SUCCESS),
+            },
+            None => sub.recv().await,
+        };
+        let Some(event) = event else {
+            return Err(CliError::Client(ClientError::Closed));
+        };
+        let past = match until {
+            Some(Bound::Time(t)) => event.timestamp > t,
+            Some(Bound::Id(id)) => event.id > id,
+            None => false,
+        };
+        if past || !print_event(&mut out, &event, args.format) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if event.event_type == crate::event_types::SYSTEM_SHUTDOWN {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if matches!(until, Some(Bound::Id(id)) if event.id >= id) {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+}
+
+/// Prints one event; false when stdout is gone (e.g. piped into `head`).
+fn print_event(out: &mut impl Write, event: &Event, format: Format) -> bool {
+    let written = match format {
+        Format::Json => serde_json::to_writer(&mut *out, event)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n")),
+        Format::Text => {
+            let time: chrono::DateTime<chrono::Utc> = event.timestamp.into();
+            let data = if event.data.is_null() {
+                String::new()
+            } else {
+                format!(" {}", event.data)
+            };
+            writeln!(
+                out,
+                "{} #{} {} {}{}",
+                time.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                event.id,
+                event.event_type,
+                event.resource_id.as_deref().unwrap_or("-"),
+                data
+            )
+        }
+    };
+    written.and_then(|()| out.flush()).is_ok()
+}

@@ -1,0 +1,809 @@
+//! The wire format: newline-delimited JSON frames, typed on both sides, and a line reader that never
+//! holds more than its limit.
+//!
+//! Requests are decoded with serde into [`Request`] (unknown frame types, unknown fields, duplicate
+//! fields, non-finite numbers and out-of-range integers are all decode errors that name the problem);
+//! server frames are [`Reply`] values except event frames, which the server writes from bytes it
+//! encoded once per event (see [`encode_event_frame`]). The full description is `docs/protocol.md`.
+
+use crate::event_stream::{Event, EventId, Replay, ReplayGap};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+/// The protocol version the hello frames carry. A client that says another version gets an error frame.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The protocol name in the server's hello frame.
+pub const PROTOCOL_NAME: &str = "ipckit";
+
+/// The default limit on the length of one request line, newline excluded: 1 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
+
+/// A request from a client. Every request carries an `id` chosen by the client, echoed in the reply.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Optional: states the protocol version the client speaks.
+    Hello {
+        /// Request id.
+        id: u64,
+        /// Protocol version; must be [`PROTOCOL_VERSION`].
+        version: u32,
+        /// A name for the client, for diagnostics.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
+    },
+    /// Publish one event; the reply is `published` with its id.
+    Publish {
+        /// Request id.
+        id: u64,
+        /// The event.
+        event: NewEvent,
+    },
+    /// Publish several events in order; all are validated before any is published.
+    PublishBatch {
+        /// Request id.
+        id: u64,
+        /// The events, in order.
+        events: Vec<NewEvent>,
+    },
+    /// Subscribe with a filter expression and a replay request.
+    Subscribe {
+        /// Request id.
+        id: u64,
+        /// Filter expression (`task.* !task.progress res:render-*`); empty matches everything.
+        #[serde(default)]
+        filter: String,
+        /// Which kept history to send before live events.
+        #[serde(default)]
+        replay: ReplaySpec,
+    },
+    /// End a subscription.
+    Unsubscribe {
+        /// Request id.
+        id: u64,
+        /// The subscription number from `subscribed`.
+        sub: u64,
+    },
+    /// Kept events matching a filter, oldest first.
+    History {
+        /// Request id.
+        id: u64,
+        /// Filter expression.
+        #[serde(default)]
+        filter: String,
+        /// At most this many, the newest ones.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    /// Bus and server counters.
+    Stats {
+        /// Request id.
+        id: u64,
+    },
+    /// Liveness check; the reply is `pong`.
+    Ping {
+        /// Request id.
+        id: u64,
+    },
+}
+
+impl Request {
+    /// The request id.
+    pub fn id(&self) -> u64 {
+        match self {
+            Request::Hello { id, .. }
+            | Request::Publish { id, .. }
+            | Request::PublishBatch { id, .. }
+            | Request::Subscribe { id, .. }
+            | Request::Unsubscribe { id, .. }
+            | Request::History { id, .. }
+            | Request::Stats { id }
+            | Request::Ping { id } => *id,
+        }
+    }
+}
+
+/// Which kept history a subscription starts with: `"none"`, `"all"`, `{"last":N}`, `{"from_id":N}` or
+/// `{"from_time":SECONDS}`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ReplaySpec {
+    /// Live events only.
+    #[default]
+    None,
+    /// All kept matching events.
+    All,
+    /// The last N kept matching events.
+    Last(usize),
+    /// Kept matching events with this id or later.
+    FromId(EventId),
+    /// Kept matching events stamped at or after this time (seconds since the Unix epoch).
+    FromTime(f64),
+}
+
+impl ReplaySpec {
+    /// The bus's replay request.
+    ///
+    /// # Errors
+    ///
+    /// A sentence when `from_time` is not a representable time.
+    pub fn to_replay(self) -> Result<Replay, String> {
+        Ok(match self {
+            ReplaySpec::None => Replay::None,
+            ReplaySpec::All => Replay::All,
+            ReplaySpec::Last(n) => Replay::Last(n),
+            ReplaySpec::FromId(id) => Replay::FromId(id),
+            ReplaySpec::FromTime(secs) => Replay::FromTime(
+                time_from_secs(secs)
+                    .ok_or_else(|| format!("from_time {secs} is not a representable time"))?,
+            ),
+        })
+    }
+
+    /// The wire form of a bus replay request.
+    pub fn from_replay(replay: Replay) -> Self {
+        match replay {
+            Replay::None => ReplaySpec::None,
+            Replay::All => ReplaySpec::All,
+            Replay::Last(n) => ReplaySpec::Last(n),
+            Replay::FromId(id) => ReplaySpec::FromId(id),
+            Replay::FromTime(t) => ReplaySpec::FromTime(secs_from_time(t)),
+        }
+    }
+}
+
+/// An event as a client publishes it. The server assigns the id; an `id` field is accepted (so the
+/// JSON the server sends can be published again) and ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEvent {
+    /// Ignored: the server stamps its own id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    /// Seconds since the Unix epoch; the server's clock when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<f64>,
+    /// The event type, non-empty.
+    pub event_type: String,
+    /// The resource, if any.
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    /// The payload; `null` when absent.
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+impl NewEvent {
+    /// The event to publish, after the checks `docs/protocol.md` lists.
+    ///
+    /// # Errors
+    ///
+    /// A sentence naming the problem: an empty type, an unrepresentable timestamp, or an MCP progress
+    /// payload whose progress is not a finite number or whose total is negative.
+    pub fn into_event(self) -> Result<Event, String> {
+        if self.event_type.is_empty() {
+            return Err("event_type is empty".into());
+        }
+        if self.event_type == crate::event_types::MCP_PROGRESS {
+            check_mcp_progress(&self.data)?;
+        }
+        let mut event = Event::new(&self.event_type, self.data);
+        event.resource_id = self.resource_id;
+        if let Some(secs) = self.timestamp {
+            event.timestamp = time_from_secs(secs)
+                .ok_or_else(|| format!("timestamp {secs} is not a representable time"))?;
+        }
+        Ok(event)
+    }
+}
+
+fn check_mcp_progress(data: &serde_json::Value) -> Result<(), String> {
+    let payload: crate::McpProgressPayload = serde_json::from_value(data.clone())
+        .map_err(|e| format!("invalid MCP progress payload: {e}"))?;
+    if !payload.progress.is_finite() || payload.progress < 0.0 {
+        return Err(format!(
+            "MCP progress must be a finite number of at least 0, got {}",
+            payload.progress
+        ));
+    }
+    if let Some(total) = payload.total {
+        if !total.is_finite() || total < 0.0 {
+            return Err(format!(
+                "MCP total must be a finite number of at least 0, got {total}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch, negative before it.
+pub(crate) fn secs_from_time(time: SystemTime) -> f64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => after.as_secs_f64(),
+        Err(before) => -before.duration().as_secs_f64(),
+    }
+}
+
+/// The time `secs` seconds from the epoch, rounded to the microsecond, if representable.
+pub(crate) fn time_from_secs(secs: f64) -> Option<SystemTime> {
+    let micros = (secs.abs() * 1e6).round();
+    if !micros.is_finite() || micros >= u64::MAX as f64 {
+        return None;
+    }
+    let magnitude = Duration::from_micros(micros as u64);
+    if secs >= 0.0 {
+        UNIX_EPOCH.checked_add(magnitude)
+    } else {
+        UNIX_EPOCH.checked_sub(magnitude)
+    }
+}
+
+/// A frame the server sends, other than `event` and `history` frames (written from pre-encoded
+/// bytes; see [`encode_event_frame`]). Clients decode every server frame into [`ServerFrame`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    /// The first frame on every connection.
+    Hello(ServerHello),
+    /// A request succeeded and has nothing more to say.
+    Ok {
+        /// Request id.
+        id: u64,
+    },
+    /// Events were published; their ids, in order.
+    Published {
+        /// Request id.
+        id: u64,
+        /// The ids the bus gave the events.
+        ids: Vec<EventId>,
+    },
+    /// A subscription is open; its event frames follow.
+    Subscribed {
+        /// Request id.
+        id: u64,
+        /// The subscription number event frames carry.
+        sub: u64,
+        /// Set when replay asked for events history no longer holds.
+        #[serde(default)]
+        gap: Option<GapFrame>,
+    },
+    /// Counters.
+    Stats(StatsFrame),
+    /// Reply to `ping`.
+    Pong {
+        /// Request id.
+        id: u64,
+    },
+    /// The bus discarded `missed` events for this subscription because the client read too slowly.
+    Lagged {
+        /// Subscription number.
+        sub: u64,
+        /// How many events were discarded since the last `lagged` frame.
+        missed: u64,
+    },
+    /// A request or a line could not be handled.
+    Error(ErrorFrame),
+    /// The server is closing the connection (`reason`: `shutdown` or `slow_consumer`).
+    Bye {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The server's hello frame.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ServerHello {
+    /// Always `ipckit`.
+    pub protocol: String,
+    /// The protocol version ([`PROTOCOL_VERSION`]).
+    pub version: u32,
+    /// The server software and its version.
+    pub server: String,
+    /// Identifies the bus being served: the same bus served again keeps it, a new bus gets another, so a
+    /// reconnecting client knows whether ids continue.
+    pub instance: String,
+    /// The id of the last event published so far.
+    pub last_id: EventId,
+    /// The longest request line the server reads, in bytes.
+    pub max_frame: usize,
+}
+
+/// The `gap` of a `subscribed` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub struct GapFrame {
+    /// The first id asked for.
+    pub requested: EventId,
+    /// The oldest id history still held; replay started there.
+    pub oldest_held: EventId,
+}
+
+impl From<ReplayGap> for GapFrame {
+    fn from(gap: ReplayGap) -> Self {
+        Self {
+            requested: gap.requested,
+            oldest_held: gap.oldest_held,
+        }
+    }
+}
+
+impl From<GapFrame> for ReplayGap {
+    fn from(gap: GapFrame) -> Self {
+        Self {
+            requested: gap.requested,
+            oldest_held: gap.oldest_held,
+        }
+    }
+}
+
+/// The `stats` frame: the bus's counters and the server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub struct StatsFrame {
+    /// Request id.
+    pub id: u64,
+    /// Events published (also the id of the last one).
+    pub published: u64,
+    /// Events handed to subscribers, in-process and remote.
+    pub delivered: u64,
+    /// Events discarded by the slow-consumer policy.
+    pub dropped: u64,
+    /// Subscribers attached now (each remote subscription is one).
+    pub subscribers: usize,
+    /// Events in history.
+    pub history_len: usize,
+    /// The oldest id in history.
+    pub oldest_id: Option<EventId>,
+    /// Client connections open now.
+    pub connections: usize,
+    /// Events serialized for the wire so far (each at most once, whatever the number of receivers).
+    pub encoded: u64,
+}
+
+/// An `error` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ErrorFrame {
+    /// The request id, when the request got far enough to have one.
+    pub id: Option<u64>,
+    /// A stable machine-readable code (see [`ErrorCode`]).
+    pub code: String,
+    /// A sentence naming the problem.
+    pub message: String,
+}
+
+/// The codes of error frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The line is not UTF-8.
+    InvalidUtf8,
+    /// The line is not JSON (syntax, truncation, trailing garbage, nesting deeper than 128).
+    InvalidJson,
+    /// The line is longer than the limit.
+    FrameTooLarge,
+    /// The `type` is not a request type.
+    UnknownType,
+    /// The frame has unknown, duplicate, missing or mistyped fields.
+    InvalidFrame,
+    /// An event failed the checks of `docs/protocol.md`.
+    InvalidEvent,
+    /// The filter expression does not parse.
+    InvalidFilter,
+    /// The client speaks another protocol version.
+    UnsupportedVersion,
+    /// The server has as many connections as it accepts.
+    TooManyConnections,
+    /// This connection has as many subscriptions as it may.
+    TooManySubscriptions,
+    /// `unsubscribe` named no open subscription.
+    UnknownSubscription,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidUtf8 => "invalid_utf8",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidFrame => "invalid_frame",
+            ErrorCode::InvalidEvent => "invalid_event",
+            ErrorCode::InvalidFilter => "invalid_filter",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+            ErrorCode::UnknownSubscription => "unknown_subscription",
+        }
+    }
+}
+
+impl ErrorFrame {
+    /// An error frame.
+    pub fn new(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            id,
+            code: code.as_str().to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Any frame a client can receive.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerFrame {
+    /// An event of a subscription.
+    Event {
+        /// Subscription number.
+        sub: u64,
+        /// The event.
+        event: Event,
+    },
+    /// The reply to a `history` request.
+    History {
+        /// Request id.
+        id: u64,
+        /// Kept events, oldest first.
+        events: Vec<Event>,
+    },
+    /// Any other frame.
+    Reply(Reply),
+}
+
+const EVENT_PREFIX: &[u8] = b"{\"type\":\"event\",\"sub\":";
+const EVENT_INFIX: &[u8] = b",\"event\":";
+
+/// Writes the event frame of subscription `sub` around `event_json` (an event already serialized):
+/// `{"type":"event","sub":N,"event":EVENT}` and a newline.
+pub fn encode_event_frame(out: &mut Vec<u8>, sub: u64, event_json: &[u8]) {
+    out.extend_from_slice(EVENT_PREFIX);
+    out.extend_from_slice(sub.to_string().as_bytes());
+    out.extend_from_slice(EVENT_INFIX);
+    out.extend_from_slice(event_json);
+    out.extend_from_slice(b"}\n");
+}
+
+/// Appends `frame` as one line.
+pub fn encode_line<T: Serialize>(out: &mut Vec<u8>, frame: &T) {
+    // Serializing these plain structs into a Vec cannot fail: no maps with non-string keys, no I/O.
+    if serde_json::to_writer(&mut *out, frame).is_ok() {
+        out.push(b'\n');
+    }
+}
+
+/// Decodes one server line (without its newline).
+///
+/// # Errors
+///
+/// The JSON error when the line is not a server frame.
+pub fn decode_server_frame(line: &[u8]) -> Result<ServerFrame, serde_json::Error> {
+    if let Some(rest) = line.strip_prefix(EVENT_PREFIX) {
+        // Fast path for the frames that make up the bulk of the traffic: no intermediate buffering.
+        if let Some(digits) = rest.iter().position(|b| !b.is_ascii_digit()) {
+            let (number, tail) = rest.split_at(digits);
+            if let (Some(body), Ok(Ok(sub))) = (
+                tail.strip_prefix(EVENT_INFIX)
+                    .and_then(|b| b.strip_suffix(b"}")),
+                std::str::from_utf8(number).map(str::parse::<u64>),
+            ) {
+                if let Ok(event) = serde_json::from_slice::<Event>(body) {
+                    return Ok(ServerFrame::Event { sub, event });
+                }
+            }
+        }
+    }
+    #[derive(Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum Bulk {
+        Event { sub: u64, event: Event },
+        History { id: u64, events: Vec<Event> },
+    }
+    let value: serde_json::Value = serde_json::from_slice(line)?;
+    let kind = value.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    if kind == "event" || kind == "history" {
+        return Ok(match serde_json::from_value::<Bulk>(value)? {
+            Bulk::Event { sub, event } => ServerFrame::Event { sub, event },
+            Bulk::History { id, events } => ServerFrame::History { id, events },
+        });
+    }
+    Ok(ServerFrame::Reply(serde_json::from_value(value)?))
+}
+
+/// Why a request line was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// The request id, if the line was JSON with a numeric `id`.
+    pub id: Option<u64>,
+    /// The kind of problem.
+    pub code: ErrorCode,
+    /// A sentence naming it.
+    pub message: String,
+}
+
+impl DecodeError {
+    /// The error frame to send back.
+    pub fn to_frame(&self) -> ErrorFrame {
+        ErrorFrame::new(self.id, self.code, self.message.clone())
+    }
+}
+
+/// Decodes one request line (without its newline; a trailing `\r` is accepted).
+///
+/// # Errors
+///
+/// A [`DecodeError`] naming the problem and, when it can be read, the request id.
+pub fn decode_request(line: &[u8]) -> Result<Request, DecodeError> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if let Err(e) = std::str::from_utf8(line) {
+        return Err(DecodeError {
+            id: None,
+            code: ErrorCode::InvalidUtf8,
+            message: format!("the frame is not valid UTF-8 (at byte {})", e.valid_up_to()),
+        });
+    }
+    match serde_json::from_slice::<Request>(line) {
+        Ok(request) => Ok(request),
+        Err(err) => {
+            let loose: Option<serde_json::Value> = serde_json::from_slice(line).ok();
+            let id = loose
+                .as_ref()
+                .and_then(|v| v.get("id"))
+                .and_then(|v| v.as_u64());
+            let kind = loose
+                .as_ref()
+                .and_then(|v| v.get("type"))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
+            let text = err.to_string();
+            let code = match err.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    ErrorCode::InvalidJson
+                }
+                serde_json::error::Category::Io => ErrorCode::InvalidJson,
+                serde_json::error::Category::Data if text.starts_with("unknown variant") => {
+                    ErrorCode::UnknownType
+                }
+                serde_json::error::Category::Data => ErrorCode::InvalidFrame,
+            };
+            let message = match (code, kind) {
+                (ErrorCode::UnknownType, Some(kind)) => format!(
+                    "unknown frame type {kind:?} (expected hello, publish, publish_batch, subscribe, \
+                     unsubscribe, history, stats or ping)"
+                ),
+                (ErrorCode::InvalidJson, _) => format!("invalid JSON: {text}"),
+                (_, Some(kind)) => format!("invalid {kind} frame: {text}"),
+                (_, None) => format!("invalid frame: {text}"),
+            };
+            Err(DecodeError { id, code, message })
+        }
+    }
+}
+
+/// One outcome of [`LineReader::read_line`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadLine {
+    /// A complete line is in the buffer (newline removed).
+    Line,
+    /// A line longer than the limit was read and discarded up to and including its newline; it was
+    /// this many bytes long.
+    TooLong(usize),
+    /// The peer closed the stream after a partial line of this many bytes, which was discarded.
+    Truncated(usize),
+    /// The peer closed the stream at a line boundary.
+    Eof,
+}
+
+/// Reads newline-terminated lines of at most `limit` bytes, never buffering more than `limit` plus
+/// one read buffer, whatever the peer sends.
+#[derive(Debug)]
+pub struct LineReader<R> {
+    inner: R,
+    limit: usize,
+}
+
+impl<R: AsyncBufRead + Unpin> LineReader<R> {
+    /// A reader of lines of at most `limit` bytes.
+    pub fn new(inner: R, limit: usize) -> Self {
+        Self { inner, limit }
+    }
+
+    /// Reads the next line into `out` (cleared first).
+    ///
+    /// # Errors
+    ///
+    /// I/O errors of the stream.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a cancelled call may have consumed part of a line.
+    pub async fn read_line(&mut self, out: &mut Vec<u8>) -> std::io::Result<ReadLine> {
+        out.clear();
+        let mut seen = 0usize;
+        let mut discarding = false;
+        loop {
+            let available = self.inner.fill_buf().await?;
+            if available.is_empty() {
+                return Ok(if seen == 0 {
+                    ReadLine::Eof
+                } else {
+                    out.clear();
+                    ReadLine::Truncated(seen)
+                });
+            }
+            let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
+                Some(at) => (&available[..at], true),
+                None => (available, false),
+            };
+            let used = chunk.len();
+            if !discarding {
+                if out.len() + used > self.limit {
+                    discarding = true;
+                    out.clear();
+                    out.shrink_to(self.limit.min(64 * 1024));
+                } else {
+                    out.extend_from_slice(chunk);
+                }
+            }
+            seen += used;
+            self.inner.consume(used + usize::from(found));
+            if found {
+                return Ok(if discarding {
+                    ReadLine::TooLong(seen)
+                } else {
+                    ReadLine::Line
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_decode_and_bad_ones_are_named() {
+        let ok = decode_request(br#"{"type":"ping","id":3}"#).unwrap();
+        assert_eq!(ok, Request::Ping { id: 3 });
+        let crlf = decode_request(b"{\"type\":\"stats\",\"id\":4}\r").unwrap();
+        assert_eq!(crlf, Request::Stats { id: 4 });
+
+        let unknown = decode_request(br#"{"type":"launch","id":5}"#).unwrap_err();
+        assert_eq!(
+            (unknown.code, unknown.id),
+            (ErrorCode::UnknownType, Some(5))
+        );
+        assert!(
+            unknown.message.contains("\"launch\""),
+            "{}",
+            unknown.message
+        );
+
+        let extra = decode_request(br#"{"type":"ping","id":6,"x":1}"#).unwrap_err();
+        assert_eq!(extra.code, ErrorCode::InvalidFrame);
+        assert!(
+            extra.message.contains("unknown field `x`"),
+            "{}",
+            extra.message
+        );
+
+        let dup = decode_request(br#"{"type":"ping","id":6,"id":7}"#).unwrap_err();
+        assert_eq!(dup.code, ErrorCode::InvalidFrame);
+        assert!(dup.message.contains("duplicate field"), "{}", dup.message);
+
+        let utf8 = decode_request(b"{\"type\":\"ping\",\"id\":1,\xff}").unwrap_err();
+        assert_eq!(utf8.code, ErrorCode::InvalidUtf8);
+
+        for bad in [
+            &br#"{"type":"ping","id":1"#[..],
+            br#"{"type":"ping","id":1} trailing"#,
+            br#"{"type":"publish","id":1,"event":{"event_type":"x","data":NaN}}"#,
+            br#"{"type":"publish","id":1,"event":{"event_type":"x","data":1e400}}"#,
+            br#"{"type":"publish","id":1,"event":{"event_type":"\ud800x"}}"#,
+        ] {
+            let err = decode_request(bad).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidJson, "{}", err.message);
+        }
+        let big = decode_request(br#"{"type":"ping","id":18446744073709551616}"#).unwrap_err();
+        assert_eq!(big.code, ErrorCode::InvalidFrame, "{}", big.message);
+
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let line =
+            format!(r#"{{"type":"publish","id":1,"event":{{"event_type":"x","data":{deep}}}}}"#);
+        let err = decode_request(line.as_bytes()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidJson);
+        assert!(err.message.contains("recursion limit"), "{}", err.message);
+    }
+
+    #[test]
+    fn replay_specs_have_their_documented_forms() {
+        let sub = decode_request(
+            br#"{"type":"subscribe","id":1,"filter":"task.*","replay":{"from_id":5}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            sub,
+            Request::Subscribe {
+                id: 1,
+                filter: "task.*".into(),
+                replay: ReplaySpec::FromId(5)
+            }
+        );
+        let all = decode_request(br#"{"type":"subscribe","id":1,"replay":"all"}"#).unwrap();
+        assert!(matches!(
+            all,
+            Request::Subscribe {
+                replay: ReplaySpec::All,
+                ..
+            }
+        ));
+        assert!(ReplaySpec::FromTime(f64::MAX).to_replay().is_err());
+    }
+
+    #[test]
+    fn mcp_progress_events_are_checked() {
+        let event = |data: serde_json::Value| NewEvent {
+            id: None,
+            timestamp: None,
+            event_type: crate::event_types::MCP_PROGRESS.into(),
+            resource_id: Some("t".into()),
+            data,
+        };
+        assert!(
+            event(serde_json::json!({"progressToken":"t","progress":1.5}))
+                .into_event()
+                .is_ok()
+        );
+        let negative = event(serde_json::json!({"progressToken":"t","progress":1,"total":-1}));
+        assert!(negative.into_event().unwrap_err().contains("total"));
+        let missing = event(serde_json::json!({"progressToken":"t"}));
+        assert!(missing.into_event().is_err());
+    }
+
+    #[test]
+    fn event_frames_decode_on_the_fast_path_and_the_slow_one() {
+        let mut event = Event::new("task.started", serde_json::json!({"a":1}));
+        event.timestamp = UNIX_EPOCH + Duration::from_micros(1_732_500_000_123_456);
+        let json = serde_json::to_vec(&event).unwrap();
+        let mut line = Vec::new();
+        encode_event_frame(&mut line, 7, &json);
+        assert_eq!(line.pop(), Some(b'\n'));
+        let frame = decode_server_frame(&line).unwrap();
+        assert_eq!(
+            frame,
+            ServerFrame::Event {
+                sub: 7,
+                event: event.clone()
+            }
+        );
+        let spaced = format!(
+            r#"{{"type": "event", "event": {}, "sub": 7}}"#,
+            String::from_utf8(json).unwrap()
+        );
+        assert_eq!(decode_server_frame(spaced.as_bytes()).unwrap(), frame);
+        let pong = decode_server_frame(br#"{"type":"pong","id":2}"#).unwrap();
+        assert_eq!(pong, ServerFrame::Reply(Reply::Pong { id: 2 }));
+    }
+
+    #[tokio::test]
+    async fn line_reader_bounds_lines() {
+        let mut input = Vec::new();
+        input.extend_from_slice(b"short\r\n");
+        input.extend(std::iter::repeat_n(b'x', 100));
+        input.extend_from_slice(b"\nnext\npartial");
+        let mut reader = LineReader::new(tokio::io::BufReader::with_capacity(8, &input[..]), 16);
+        let mut line = Vec::new();
+        assert_eq!(reader.read_line(&mut line).await.unwrap(), ReadLine::Line);
+        assert_eq!(line, b"short\r");
+        assert_eq!(
+            reader.read_line(&mut line).await.unwrap(),
+            ReadLine::TooLong(100)
+        );
+        assert_eq!(reader.read_line(&mut line).await.unwrap(), ReadLine::Line);
+        assert_eq!(line, b"next");
+        assert_eq!(
+            reader.read_line(&mut line).await.unwrap(),
+            ReadLine::Truncated(7)
+        );
+        assert_eq!(reader.read_line(&mut line).await.unwrap(), ReadLine::Eof);
+    }
+}

@@ -1,0 +1,50 @@
+//! Serving a bus on a local socket and attaching to one from another process.
+//!
+//! - [`Server`] serves an [`EventBus`](crate::EventBus) on a Unix domain socket (a named pipe on
+//!   Windows) through `interprocess`, with tokio.
+//! - [`Client`] attaches: [`Client::publish`], [`Client::subscribe`] (a [`RemoteSubscriber`] that
+//!   yields the same [`Event`](crate::Event)s as an in-process subscriber), [`Client::history`],
+//!   [`Client::stats`], [`Client::ping`].
+//! - [`ReconnectingSubscriber`] keeps a subscription alive across server restarts, resuming from the
+//!   last id it saw and telling its caller when it lost and regained the server.
+//! - [`frame`] is the wire format, described for other languages in `docs/protocol.md`.
+//!
+//! The default socket is [`default_socket_path`].
+
+mod client;
+pub mod frame;
+mod io;
+mod server;
+
+pub use client::{
+    Client, ClientError, ReconnectingSubscriber, RemoteItem, RemoteStats, RemoteSubscriber,
+    SubscriptionItem,
+};
+pub use frame::{ServerHello, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+pub use server::{shutdown_signal, ServeError, Server, ServerConfig, ServerCounters};
+
+use std::path::PathBuf;
+
+/// The environment variable that overrides the default socket path.
+pub const SOCKET_ENV: &str = "IPCKIT_SOCKET";
+
+/// Where the bus socket is by default: `$IPCKIT_SOCKET` if set and not empty; else `ipckit/default.sock`
+/// in the per-user runtime directory (`$XDG_RUNTIME_DIR` on Linux); else in a per-user directory
+/// under the temp dir (`/tmp/ipckit-UID/default.sock`). Never the Linux abstract namespace.
+pub fn default_socket_path() -> PathBuf {
+    if let Some(path) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    if let Some(runtime) =
+        directories::BaseDirs::new().and_then(|b| b.runtime_dir().map(PathBuf::from))
+    {
+        return runtime.join("ipckit").join("default.sock");
+    }
+    #[cfg(unix)]
+    let user = server::current_uid().to_string();
+    #[cfg(not(unix))]
+    let user = std::env::var("USERNAME").unwrap_or_else(|_| "user".into());
+    std::env::temp_dir()
+        .join(format!("ipckit-{user}"))
+        .join("default.sock")
+}

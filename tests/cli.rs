@@ -1,0 +1,366 @@
+//! The `ipckit-top` subcommands, run as a user would.
+
+mod common;
+
+use common::{run, ServerProcess, TempDir};
+use serde_json::Value;
+
+fn sock(dir: &TempDir) -> String {
+    dir.socket().to_str().unwrap().to_owned()
+}
+
+fn events_json(socket: &str, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec![
+        "--socket",
+        socket,
+        "events",
+        "--no-follow",
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args, "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in [
+        &[][..],
+        &["serve"],
+        &["publish"],
+        &["pipe"],
+        &["progress"],
+        &["events"],
+    ] {
+        let mut args: Vec<&str> = sub.to_vec();
+        args.push("--help");
+        let out = run(&args, "");
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage:"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn no_bus_is_one_line_naming_the_socket_and_how_to_start_one() {
+    let dir = TempDir::new();
+    let socket = sock(&dir);
+    for args in [
+        vec!["--socket", &socket, "publish", "x.y"],
+        vec!["--socket", &socket, "events"],
+        vec!["--socket", &socket, "progress", "t", "1"],
+    ] {
+        let out = run(&args, "");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&socket) && stderr.contains("ipckit-top serve"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn ipckit_socket_environment_variable_selects_the_socket() {
+    let dir = TempDir::new();
+    let _server = ServerProcess::start(&dir.socket(), &[]);
+    let out = std::process::Command::new(common::BIN)
+        .args(["publish", "env.test"])
+        .env("IPCKIT_SOCKET", dir.socket())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+}
+
+#[test]
+fn publish_one_event_and_read_it_back() {
+    let dir = TempDir::new();
+    let _server = ServerProcess::start(&dir.socket(), &[]);
+    let socket = sock(&dir);
+    let out = run(
+        &[
+            "--socket",
+            &socket,
+            "publish",
+            "task.started",
+            "--resource",
+            "job-1",
+            "--data",
+            r#"{"a":1}"#,
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    let bad = run(
+        &["--socket", &socket, "publish", "x", "--data", "{nope"],
+        "",
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--data is not valid JSON"));
+    let events = events_json(&socket, &[]);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["event_type"], "task.started");
+    assert_eq!(events[0]["resource_id"], "job-1");
+    assert_eq!(events[0]["data"]["a"], 1);
+}
+
+#[test]
+fn publish_stdin_reports_bad_lines_by_number_and_publishes_the_good_ones() {
+    let dir = TempDir::new();
+    let _server = ServerProcess::start(&dir.socket(), &[]);
+    let socket = sock(&dir);
+    let input = concat!(
+        r#"{"event_type":"a.one","resource_id":"r","data":{"n":1}}"#,
+        "\n",
+        "not json\n",
+        "\n",
+        r#"{"event_type":"a.two","bogus":1}"#,
+        "\n",
+        r#"{"id":77,"timestamp":1732500000.5,"event_type":"a.three","resource_id":null,"data":null}"#,
+        "\n"
+    );
+    let out = run(&["--socket", &socket, "publish", "--stdin"], input);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 2:"), "{stderr}");
+    assert!(
+        stderr.contains("line 4:") && stderr.contains("bogus"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("2 of 4 lines were not published"),
+        "{stderr}"
+    );
+    let events = events_json(&socket, &[]);
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["a.one", "a.three"]);
+    assert_eq!(events[1]["id"], 2, "the server assigns ids");
+    assert_eq!(events[1]["timestamp"], 1732500000.5);
+}
+
+#[test]
+fn pipe_publishes_the_child_output_and_its_exit() {
+    let dir = TempDir::new();
+    let _server = ServerProcess::start(&dir.socket(), &[]);
+    let socket = sock(&dir);
+    let out = run(
+        &[
+            "--socket",
+            &socket,
+            "pipe",
+            "--resource",
+            "build",
+            "--",
+            "sh",
+            "-c",
+            "echo out1; echo err1 >&2; echo out2; exit 3",
+        ],
+        "",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "pipe exits with the child's code"
+    );
+    let events = events_json(&socket, &["--filter", "res:build"]);
+    let kinds: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap().to_owned(),
+                e["data"]["message"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds.first().unwrap().0, "task.started");
+    assert!(kinds.contains(&("log.stdout".into(), "out1".into())));
+    assert!(kinds.contains(&("log.stdout".into(), "out2".into())));
+    assert!(kinds.contains(&("log.stderr".into(), "err1".into())));
+    let last = events.last().unwrap();
+    assert_eq!(last["event_type"], "task.failed");
+    assert_eq!(last["data"]["exit_code"], 3);
+
+    let ok = run(
+        &[
+            "--socket",
+            &socket,
+            "pipe",
+            "--resource",
+            "ok",
+            "--",
+            "true",
+        ],
+        "",
+    );
+    assert!(ok.status.success());
+    let events = events_json(&socket, &["--filter", "res:ok"]);
+    assert_eq!(events.last().unwrap()["event_type"], "task.completed");
+
+    let stdin = run(
+        &["--socket", &socket, "pipe", "--resource", "in"],
+        "line a\nline b\n",
+    );
+    assert!(stdin.status.success());
+    let events = events_json(&socket, &["--filter", "res:in"]);
+    let lines: Vec<&str> = events
+        .iter()
+        .map(|e| e["data"]["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(lines, ["line a", "line b"]);
+}
+
+#[test]
+fn progress_publishes_an_mcp_notification_and_refuses_nan() {
+    let dir = TempDir::new();
+    let _server = ServerProcess::start(&dir.socket(), &[]);
+    let socket = sock(&dir);
+    let out = run(
+        &[
+            "--socket",
+            &socket,
+            "progress",
+            "tok",
+            "5",
+            "--total",
+            "10",
+            "--message",
+            "half",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = events_json(&socket, &[]);
+    assert_eq!(events[0]["event_type"], "mcp.notifications.progress");
+    assert_eq!(events[0]["resource_id"], "tok");
+    assert_eq!(
+        events[0]["data"],
+        serde_json::json!({"progressToken":"tok","progress":5.0,"total":10.0,"message":"half"})
+    );
+    for bad in [["progress", "tok", "NaN"], ["progress", "tok", "inf"]] {
+        let mut args = vec!["--socket", &socket];
+        args.extend_from_slice(&bad);
+        let out = run(&args, "");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("finite"));
+    }
+    assert_eq!(events_json(&socket, &[]).len(), 1);
+}
+
+#[test]
+fn events_since_until_no_follow_and_follow() {
+    let dir = TempDir::new();
+    let _server = ServerProcess::start(&dir.socket(), &[]);
+    let socket = sock(&dir);
+    for i in 1..=6 {
+        let kind = if i % 2 == 0 { "even.x" } else { "odd.x" };
+        let data = format!("{{\"i\":{i}}}");
+        assert!(
+            run(&["--socket", &socket, "publish", kind, "--data", &data], "")
+                .status
+                .success()
+        );
+    }
+    let ids = |events: Vec<Value>| {
+        events
+            .iter()
+            .map(|e| e["id"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(events_json(
+            &socket,
+            &["--since", "id:2", "--until", "id:4"]
+        )),
+        [2, 3, 4]
+    );
+    assert_eq!(
+        ids(events_json(&socket, &["--filter", "even.*"])),
+        [2, 4, 6]
+    );
+    assert_eq!(
+        ids(events_json(&socket, &["--since", "10m"])),
+        [1, 2, 3, 4, 5, 6]
+    );
+
+    // Following: replay from id 3, stop at id 5.
+    let out = run(
+        &[
+            "--socket", &socket, "events", "--since", "id:3", "--until", "id:5",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].contains(" #3 odd.x - {\"i\":3}"), "{text}");
+
+    let bad = run(
+        &["--socket", &socket, "events", "--since", "yesterday-ish"],
+        "",
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).starts_with("ipckit-top: --since"));
+}
+
+#[test]
+fn serve_demo_produces_a_live_workload() {
+    let dir = TempDir::new();
+    let _server = ServerProcess::start(&dir.socket(), &["--demo"]);
+    let socket = sock(&dir);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let events = events_json(&socket, &[]);
+        let has = |t: &str| events.iter().any(|e| e["event_type"] == t);
+        if has("task.started") && has("mcp.notifications.progress") && has("log.stdout") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo published too little: {events:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_monitor_says_it_is_not_built_here() {
+    let dir = TempDir::new();
+    let out = run(&["--socket", &sock(&dir)], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("monitor is not built"));
+}
