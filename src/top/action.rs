@@ -114,7 +114,10 @@ impl Action {
 pub const KEYS: &[(&str, &str)] = &[
     ("q  Ctrl-C", "quit"),
     ("?", "show / hide this help"),
-    ("/", "edit the filter (Enter keeps, Esc restores, ↑/↓ recall)"),
+    (
+        "/",
+        "edit the filter (Enter keeps, Esc restores, ↑/↓ recall)",
+    ),
     ("j k  ↓ ↑", "select the next / previous event"),
     ("PgDn PgUp", "one screenful down / up"),
     ("g  G", "oldest event / newest event, following"),

@@ -228,6 +228,21 @@ impl Timeline {
         let Some((start, end)) = self.span() else {
             return out;
         };
+        let span_bins = usize::try_from((end - start) / self.width_ms).unwrap_or(usize::MAX);
+        if span_bins < columns {
+            // Fewer bins than columns: each bin gets a run of columns, so the chart has no holes.
+            let mut per_bin = vec![0; span_bins];
+            let first = start / self.width_ms;
+            for &(bin, count) in &self.bins {
+                if let Some(slot) = per_bin.get_mut((bin - first) as usize) {
+                    *slot += count;
+                }
+            }
+            for (col, slot) in out.iter_mut().enumerate() {
+                *slot = per_bin[col * span_bins / columns];
+            }
+            return out;
+        }
         let width = (end - start).max(1) as i128;
         for &(bin, count) in &self.bins {
             let col = ((bin * self.width_ms - start) as i128 * columns as i128 / width) as usize;
@@ -279,7 +294,10 @@ mod tests {
         assert_eq!(log.unscanned(), 3);
         log.push(ev("a"));
         log.scan(usize::MAX);
-        assert_eq!(log.matches().iter().copied().collect::<Vec<_>>(), [0, 2, 4, 5]);
+        assert_eq!(
+            log.matches().iter().copied().collect::<Vec<_>>(),
+            [0, 2, 4, 5]
+        );
         assert_eq!(log.unscanned(), 0);
     }
 
@@ -292,6 +310,7 @@ mod tests {
         }
         assert!(t.bins.len() <= MAX_BINS);
         assert_eq!(t.columns(10).iter().sum::<u64>(), 5000);
+        assert_eq!(t.columns(100_000).iter().filter(|c| **c == 0).count(), 0);
         t.remove(t0);
         assert_eq!(t.columns(10).iter().sum::<u64>(), 4999);
         assert_eq!(t.column_of(t0, 10), Some(0));

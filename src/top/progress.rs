@@ -318,7 +318,10 @@ mod tests {
     #[test]
     fn mcp_progress_with_total_reaches_done() {
         let mut g = Gauges::default();
-        g.apply(&at(Event::mcp_progress("t", 10.0, Some(100.0), Some("a")), 0));
+        g.apply(&at(
+            Event::mcp_progress("t", 10.0, Some(100.0), Some("a")),
+            0,
+        ));
         g.apply(&at(Event::mcp_progress("t", 30.0, Some(100.0), None), 2));
         let gauge = g.get("t").unwrap();
         assert_eq!(gauge.ratio(), Some(0.3));
@@ -360,7 +363,10 @@ mod tests {
     fn gauge_count_is_bounded() {
         let mut g = Gauges::default();
         for i in 0..(MAX_GAUGES + 50) {
-            g.apply(&at(Event::mcp_progress(&format!("t{i}"), 1.0, None, None), i as u64));
+            g.apply(&at(
+                Event::mcp_progress(&format!("t{i}"), 1.0, None, None),
+                i as u64,
+            ));
         }
         assert_eq!(g.len(), MAX_GAUGES);
         assert!(g.get("t0").is_none());

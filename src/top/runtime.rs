@@ -61,7 +61,12 @@ where
             height: size.height,
         },
     );
-    update(state, Action::Tick { now: SystemTime::now() });
+    update(
+        state,
+        Action::Tick {
+            now: SystemTime::now(),
+        },
+    );
     let mut frames = tokio::time::interval(frame.max(Duration::from_millis(1)));
     frames.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut ticks = tokio::time::interval(TICK);

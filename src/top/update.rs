@@ -2,9 +2,7 @@
 
 use super::action::Action;
 use super::log::{epoch_millis, Seq};
-use super::state::{
-    Connection, Detail, Overlay, Replay, Scrub, State, CHECKPOINT_EVERY,
-};
+use super::state::{Connection, Detail, Overlay, Replay, Scrub, State, CHECKPOINT_EVERY};
 use crate::event_stream::{Event, EventFilter};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -154,7 +152,9 @@ impl State {
         let h = self.event_rows();
         let w = self.window();
         let current = w.selected.unwrap_or(len - 1);
-        let target = (current as i64).saturating_add(delta).clamp(0, len as i64 - 1) as usize;
+        let target = (current as i64)
+            .saturating_add(delta)
+            .clamp(0, len as i64 - 1) as usize;
         let mut start = w.start;
         if target < start {
             start = target;

@@ -8,7 +8,11 @@ use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
 
 pub(super) fn render(detail: &Detail, frame: &mut Frame<'_>, area: Rect) {
-    let popup = centered(area, area.width.saturating_sub(8), area.height.saturating_sub(4));
+    let popup = centered(
+        area,
+        area.width.saturating_sub(8),
+        area.height.saturating_sub(4),
+    );
     let rows = usize::from(popup.height.saturating_sub(2));
     let lines: Vec<Line<'_>> = detail
         .lines

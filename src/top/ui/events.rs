@@ -52,9 +52,15 @@ fn row(event: &Event, utc: bool, selected: bool) -> Line<'static> {
             clock(event.timestamp, utc, "%H:%M:%S%.3f "),
             Style::new().fg(Color::DarkGray),
         ),
-        Span::styled(format!("#{:<7} ", event.id), Style::new().fg(Color::DarkGray)),
+        Span::styled(
+            format!("#{:<7} ", event.id),
+            Style::new().fg(Color::DarkGray),
+        ),
         Span::styled(format!("{:<26} ", event.event_type), Style::new().fg(color)),
-        Span::raw(format!("{:<12} ", event.resource_id.as_deref().unwrap_or("-"))),
+        Span::raw(format!(
+            "{:<12} ",
+            event.resource_id.as_deref().unwrap_or("-")
+        )),
         Span::raw(summary(event)),
     ]);
     if selected {

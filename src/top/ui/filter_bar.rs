@@ -13,10 +13,7 @@ const PROMPT: &str = " filter> ";
 pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
     let bar = state.filter_bar();
     let right = match state.filter_error() {
-        Some(error) => Span::styled(
-            format!("✗ {error} "),
-            Style::new().fg(Color::Red),
-        ),
+        Some(error) => Span::styled(format!("✗ {error} "), Style::new().fg(Color::Red)),
         None => {
             let total = thousands(state.history_len() as u64);
             let matched = thousands(state.match_count() as u64);
@@ -46,7 +43,10 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
     } else {
         Style::new().fg(Color::DarkGray)
     };
-    let mut spans = vec![Span::styled(PROMPT, prompt_style), Span::styled(value, text_style)];
+    let mut spans = vec![
+        Span::styled(PROMPT, prompt_style),
+        Span::styled(value, text_style),
+    ];
     if !bar.editing && bar.input.value().is_empty() {
         spans.push(Span::styled(
             "(none: / to filter, e.g. task.* !task.progress res:render-*)",
@@ -54,7 +54,10 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
         ));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), left_area);
-    frame.render_widget(Paragraph::new(Line::from(right)).right_aligned(), right_area);
+    frame.render_widget(
+        Paragraph::new(Line::from(right)).right_aligned(),
+        right_area,
+    );
     if bar.editing {
         let cursor = bar.input.visual_cursor().saturating_sub(scroll);
         let x = left_area.x + (PROMPT.len() + cursor) as u16;

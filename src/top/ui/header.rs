@@ -26,14 +26,20 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
         },
     }));
     spans.push(sep());
-    spans.push(Span::raw(format!("{} ev/s", thousands(state.rate().round() as u64))));
+    spans.push(Span::raw(format!(
+        "{} ev/s",
+        thousands(state.rate().round() as u64)
+    )));
     spans.push(sep());
     let stats = state.stats();
     spans.push(Span::raw(format!("{} subs", stats.subscribers)));
     spans.push(sep());
     let dropped = format!("dropped {}", thousands(stats.dropped));
     spans.push(if stats.dropped > 0 {
-        Span::styled(dropped, Style::new().fg(Color::Red).add_modifier(Modifier::BOLD))
+        Span::styled(
+            dropped,
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        )
     } else {
         Span::raw(dropped)
     });
@@ -45,7 +51,10 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
     };
     let disconnected = matches!(state.connection(), Connection::Disconnected { .. });
     if !(disconnected && label == "LIVE") {
-        spans.push(Span::styled(label, Style::new().fg(color).add_modifier(Modifier::BOLD)));
+        spans.push(Span::styled(
+            label,
+            Style::new().fg(color).add_modifier(Modifier::BOLD),
+        ));
     }
     if let Connection::Disconnected { retry_at, .. } = state.connection() {
         if label != "LIVE" {
@@ -54,7 +63,10 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
         let retry = match retry_at {
             Some(at) => {
                 let left = at.duration_since(state.now()).unwrap_or_default();
-                format!("DISCONNECTED retrying in {}s", left.as_secs_f64().ceil() as u64)
+                format!(
+                    "DISCONNECTED retrying in {}s",
+                    left.as_secs_f64().ceil() as u64
+                )
             }
             None => "DISCONNECTED".to_owned(),
         };

@@ -50,12 +50,18 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
     match cursor {
         Some(col) => {
             let before: String = chars.chars().take(col).collect();
-            let at: String = chars.chars().nth(col).map_or(' ', |c| if c == ' ' { '◆' } else { c }).to_string();
+            let at: String = chars
+                .chars()
+                .nth(col)
+                .map_or(' ', |c| if c == ' ' { '◆' } else { c })
+                .to_string();
             let after: String = chars.chars().skip(col + 1).collect();
             spans.push(Span::styled(before, spark));
             spans.push(Span::styled(
                 at,
-                Style::new().fg(Color::Magenta).add_modifier(Modifier::REVERSED),
+                Style::new()
+                    .fg(Color::Magenta)
+                    .add_modifier(Modifier::REVERSED),
             ));
             spans.push(Span::styled(after, Style::new().fg(Color::DarkGray)));
         }

@@ -44,10 +44,9 @@ fn areas(area: Rect) -> Option<Areas> {
         Constraint::Length(1),
     ])
     .areas(area);
-    let progress_width = (area.width * 38 / 100).clamp(26, 56);
+    let progress_width = (area.width * 36 / 100).clamp(26, 52);
     let [events, progress] =
-        Layout::horizontal([Constraint::Min(20), Constraint::Length(progress_width)])
-            .areas(middle);
+        Layout::horizontal([Constraint::Min(20), Constraint::Length(progress_width)]).areas(middle);
     Some(Areas {
         header,
         filter,
@@ -60,7 +59,8 @@ fn areas(area: Rect) -> Option<Areas> {
 
 /// Rows of the event pane in a terminal of this size (0 when too small to draw in).
 pub(crate) fn event_rows(width: u16, height: u16) -> usize {
-    areas(Rect::new(0, 0, width, height)).map_or(0, |a| usize::from(a.events.height.saturating_sub(2)))
+    areas(Rect::new(0, 0, width, height))
+        .map_or(0, |a| usize::from(a.events.height.saturating_sub(2)))
 }
 
 /// Draws `state` into `frame`.
@@ -98,7 +98,8 @@ fn too_small(frame: &mut Frame<'_>, area: Rect) {
 }
 
 fn footer(frame: &mut Frame<'_>, area: Rect) {
-    let keys = " q quit  / filter  enter detail  space pause  ←/→ [ ] scrub  r replay  L live  ? help";
+    let keys =
+        " q quit  / filter  enter detail  space pause  ←/→ [ ] scrub  r replay  L live  ? help";
     frame.render_widget(
         Paragraph::new(Line::from(keys)).style(Style::new().add_modifier(Modifier::DIM)),
         area,
@@ -144,7 +145,9 @@ pub(crate) fn short_duration(d: Duration) -> String {
 /// `time` formatted with `format`, in UTC or local time.
 pub(crate) fn clock(time: SystemTime, utc: bool, format: &str) -> String {
     if utc {
-        chrono::DateTime::<chrono::Utc>::from(time).format(format).to_string()
+        chrono::DateTime::<chrono::Utc>::from(time)
+            .format(format)
+            .to_string()
     } else {
         chrono::DateTime::<chrono::Local>::from(time)
             .format(format)

@@ -72,7 +72,10 @@ fn gauge_lines(gauge: &Gauge, now: SystemTime, width: usize) -> [Line<'static>; 
         _ => gauge.ratio(),
     };
     if let (Some(ratio), true) = (ratio, room >= 4) {
-        first.push(Span::styled(bar(ratio, room.min(24)), Style::new().fg(bar_color)));
+        first.push(Span::styled(
+            bar(ratio, room.min(24)),
+            Style::new().fg(bar_color),
+        ));
         first.push(Span::raw(" "));
     }
     first.push(Span::styled(status, status_style));
@@ -129,5 +132,8 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
     } else {
         format!(" progress ─ {} ", gauges.len())
     };
-    frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(title)), area);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(title)),
+        area,
+    );
 }
