@@ -117,3 +117,98 @@ async fn the_loop_ends_when_the_keys_end_and_marks_a_closed_source() {
         ipckit::top::Connection::Disconnected { retry_at: None, .. }
     ));
 }
+
+async fn next_msg(rx: &mut mpsc::Receiver<ipckit::top::SourceMsg>) -> ipckit::top::SourceMsg {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a source message within 10 s")
+        .expect("the source is running")
+}
+
+/// Events from `rx` until `n` have arrived, skipping counters; panics on anything else.
+async fn events_from(rx: &mut mpsc::Receiver<ipckit::top::SourceMsg>, n: usize) -> Vec<u64> {
+    let mut ids = Vec::new();
+    while ids.len() < n {
+        match next_msg(rx).await {
+            ipckit::top::SourceMsg::Events(batch) => ids.extend(batch.iter().map(|e| e.id)),
+            ipckit::top::SourceMsg::Stats(_) | ipckit::top::SourceMsg::Connected { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_source_attaches_reports_loss_and_resumes_without_gap_or_duplicate() {
+    use ipckit::top::{spawn_socket_source, SourceMsg};
+    use ipckit::transport::{Server, ServerConfig};
+    let dir = std::env::temp_dir().join(format!("ipckit-top-tui-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("bus.sock");
+    let bus = EventBus::new(Default::default());
+    let serve = |bus: &EventBus| {
+        let server = Server::bind(bus.clone(), ServerConfig::new(&socket)).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        (stop, task)
+    };
+    for _ in 0..5 {
+        bus.publish(Event::stdout("a", "before"));
+    }
+    let (stop, task) = serve(&bus);
+    let (mut rx, source) = spawn_socket_source(&socket);
+    match next_msg(&mut rx).await {
+        SourceMsg::Connected { socket, hosted } => {
+            assert_eq!(socket, "bus.sock");
+            assert!(!hosted);
+        }
+        other => panic!("expected Connected first, got {other:?}"),
+    }
+    assert_eq!(events_from(&mut rx, 5).await, [1, 2, 3, 4, 5]);
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    // The server says goodbye with a system.shutdown event, then the link drops.
+    let mut saw_disconnect = false;
+    for _ in 0..10 {
+        match next_msg(&mut rx).await {
+            SourceMsg::Disconnected { retry_in } => {
+                assert!(retry_in <= Duration::from_secs(2));
+                saw_disconnect = true;
+                break;
+            }
+            SourceMsg::Events(_) | SourceMsg::Stats(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(saw_disconnect);
+    for _ in 0..3 {
+        bus.publish(Event::stdout("a", "while away"));
+    }
+    let (stop, task) = serve(&bus);
+    let mut ids = Vec::new();
+    let mut reconnected = false;
+    while ids.len() < 3 {
+        match next_msg(&mut rx).await {
+            SourceMsg::Connected { .. } => reconnected = true,
+            SourceMsg::Events(batch) => ids.extend(batch.iter().map(|e| e.id)),
+            SourceMsg::Stats(_) | SourceMsg::Disconnected { .. } => {}
+        }
+    }
+    assert!(reconnected);
+    assert_eq!(
+        ids,
+        [7, 8, 9],
+        "resumes after the shutdown event (6), no gap, no duplicate"
+    );
+    source.abort();
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,7 +9,8 @@
 //!   it on the real terminal and restores the terminal on every way out.
 //!
 //! Events come from a [`SourceMsg`] channel, so a bus in this process ([`spawn_bus_source`],
-//! [`run_on_bus`]) and one attached over a socket look alike to the monitor.
+//! [`run_on_bus`]) and one served by another process ([`spawn_socket_source`]) look alike to the
+//! monitor.
 //!
 //! Memory is bounded by [`TopOptions::history`]: a ring of shared events, the positions of those
 //! matching the filter, rate bins, and a snapshot of the gauges every few thousand events (for the
@@ -30,6 +31,7 @@
 mod action;
 mod log;
 pub mod progress;
+mod remote;
 mod runtime;
 mod source;
 mod state;
@@ -38,6 +40,7 @@ mod update;
 
 pub use action::{action_for_key, action_for_terminal_event, Action, KEYS};
 pub use log::Seq;
+pub use remote::{socket_label, spawn_socket_source};
 pub use runtime::{run, run_loop, run_on_bus, run_with_source, TICK};
 pub use source::{spawn_bus_source, SourceMsg, SourceStats, CHANNEL_CAPACITY, MAX_BATCH};
 pub use state::{Connection, Detail, Focus, Mode, State};
