@@ -29,6 +29,7 @@
 //! ```
 
 mod action;
+mod attach;
 mod log;
 pub mod progress;
 mod remote;
@@ -39,6 +40,7 @@ pub mod ui;
 mod update;
 
 pub use action::{action_for_key, action_for_terminal_event, Action, KEYS};
+pub use attach::{run_at_socket, HOSTED_SUBSCRIBER_BUFFER};
 pub use log::Seq;
 pub use remote::{socket_label, spawn_socket_source};
 pub use runtime::{run, run_loop, run_on_bus, run_with_source, TICK};
@@ -92,7 +94,18 @@ pub enum TopError {
     /// The terminal or the runtime failed.
     #[error("terminal error: {0}")]
     Io(#[from] std::io::Error),
+    /// Standard output is not a terminal.
+    #[error(
+        "the monitor needs a terminal, and stdout is not one (`ipckit-top events` prints events)"
+    )]
+    NoTerminal,
     /// Drawing a frame failed.
     #[error("drawing failed: {0}")]
     Draw(String),
+    /// A bus answered at the socket but attaching failed.
+    #[error(transparent)]
+    Attach(#[from] crate::transport::ClientError),
+    /// No bus answered and hosting one at the socket failed.
+    #[error(transparent)]
+    Serve(#[from] crate::transport::ServeError),
 }

@@ -126,6 +126,9 @@ struct TerminalGuard {
 
 impl TerminalGuard {
     fn new() -> Result<Self, TopError> {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            return Err(TopError::NoTerminal);
+        }
         Ok(Self {
             terminal: ratatui::try_init()?,
         })
@@ -144,7 +147,8 @@ impl Drop for TerminalGuard {
 ///
 /// # Errors
 ///
-/// The initial filter does not parse (checked before the screen is touched), or the terminal failed.
+/// The initial filter does not parse (checked before the screen is touched), stdout is not a
+/// terminal, or the terminal failed.
 pub async fn run_with_source(
     options: TopOptions,
     source: mpsc::Receiver<SourceMsg>,
