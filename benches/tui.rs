@@ -11,6 +11,7 @@ use ratatui::Terminal;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tui_input::InputRequest;
 
 const BATCH: usize = 4096;
 
@@ -137,5 +138,32 @@ fn frame_time(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ingest_while_drawing, frame_time);
+/// A key typed into the filter bar with 1M events of history: the filter changes (and is tested
+/// against the newest `SCAN_SLICE` events at once), then a frame is drawn. Each iteration types a
+/// character and deletes it, so two keys.
+fn filter_keystroke(c: &mut Criterion) {
+    let mut group = c.benchmark_group("filter_two_keys_and_frames");
+    group.sample_size(30);
+    let events = workload(1_000_000);
+    let mut state = state(1_000_000, None);
+    fill(&mut state, &events);
+    update(&mut state, Action::FilterStart);
+    for c in "log.warn res:render-".chars() {
+        update(&mut state, Action::FilterInput(InputRequest::InsertChar(c)));
+    }
+    let mut terminal = Terminal::new(TestBackend::new(160, 48)).expect("test backend");
+    group.bench_function("1000000", |b| {
+        b.iter(|| {
+            for request in [InputRequest::InsertChar('3'), InputRequest::DeletePrevChar] {
+                update(&mut state, Action::FilterInput(request));
+                terminal
+                    .draw(|f| ipckit::top::ui::render(&state, f))
+                    .expect("draw");
+            }
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ingest_while_drawing, frame_time, filter_keystroke);
 criterion_main!(benches);

@@ -90,11 +90,9 @@ impl Screen {
                 self.col = nums.get(1).copied().unwrap_or(1).max(1) - 1;
             }
             'J' if nums.first() == Some(&2) => self.cells = vec![vec![' '; COLS]; ROWS],
-            'K' => {
-                if self.row < ROWS {
-                    for c in self.col..COLS {
-                        self.cells[self.row][c] = ' ';
-                    }
+            'K' if self.row < ROWS => {
+                for c in self.col..COLS {
+                    self.cells[self.row][c] = ' ';
                 }
             }
             _ => {}

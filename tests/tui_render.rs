@@ -69,14 +69,14 @@ fn live_screen_shows_header_rows_and_gauges() {
     assert!(
         contains(
             &s,
-            "12:00:00.470 #48      mcp.notifications.progress render-token frame"
+            "12:00:00.470 #48      mcp.notifications.pro… render-token     frame"
         ),
         "{text}"
     );
     assert!(
         contains(
             &s,
-            "12:00:00.460 #47      log.stderr                 render-2     disk slow 46"
+            "12:00:00.460 #47      log.stderr             render-2         disk slow 46"
         ),
         "{text}"
     );

@@ -169,7 +169,7 @@ pub struct Timeline {
 impl Default for Timeline {
     fn default() -> Self {
         Self {
-            width_ms: 10,
+            width_ms: 100,
             bins: VecDeque::new(),
         }
     }

@@ -45,7 +45,19 @@ fn summary(event: &Event) -> String {
     }
 }
 
-fn row(event: &Event, utc: bool, selected: bool) -> Line<'static> {
+/// `text` in exactly `width` columns plus a space: padded, or cut with `…`.
+fn fit(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width {
+        format!("{text:<width$} ")
+    } else {
+        let mut out: String = text.chars().take(width - 1).collect();
+        out.push_str("… ");
+        out
+    }
+}
+
+fn row(event: &Event, utc: bool, selected: bool, type_width: usize) -> Line<'static> {
     let color = type_color(&event.event_type);
     let mut line = Line::from(vec![
         Span::styled(
@@ -56,11 +68,8 @@ fn row(event: &Event, utc: bool, selected: bool) -> Line<'static> {
             format!("#{:<7} ", event.id),
             Style::new().fg(Color::DarkGray),
         ),
-        Span::styled(format!("{:<26} ", event.event_type), Style::new().fg(color)),
-        Span::raw(format!(
-            "{:<12} ",
-            event.resource_id.as_deref().unwrap_or("-")
-        )),
+        Span::styled(fit(&event.event_type, type_width), Style::new().fg(color)),
+        Span::raw(fit(event.resource_id.as_deref().unwrap_or("-"), 16)),
         Span::raw(summary(event)),
     ]);
     if selected {
@@ -72,10 +81,16 @@ fn row(event: &Event, utc: bool, selected: bool) -> Line<'static> {
 pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
     let window = state.window();
     let log = state.log();
+    let type_width = if area.width >= 110 { 26 } else { 22 };
     let lines: Vec<Line<'static>> = (window.start..window.end)
         .filter_map(|i| {
             let (_, event) = log.match_event(i)?;
-            Some(row(event, state.utc(), window.selected == Some(i)))
+            Some(row(
+                event,
+                state.utc(),
+                window.selected == Some(i),
+                type_width,
+            ))
         })
         .collect();
     let title = match state.mode() {

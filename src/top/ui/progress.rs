@@ -27,8 +27,15 @@ fn bar(ratio: f64, width: usize) -> String {
 }
 
 fn gauge_lines(gauge: &Gauge, now: SystemTime, width: usize) -> [Line<'static>; 2] {
-    let key_width = (width / 3).clamp(6, 20);
-    let mut key: String = gauge.key.chars().take(key_width).collect();
+    let key_width = (width * 45 / 100).clamp(6, 24);
+    let key_len = gauge.key.chars().count();
+    let mut key: String = if key_len > key_width {
+        let mut cut: String = gauge.key.chars().take(key_width - 1).collect();
+        cut.push('…');
+        cut
+    } else {
+        gauge.key.clone()
+    };
     while key.chars().count() < key_width {
         key.push(' ');
     }
