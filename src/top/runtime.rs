@@ -32,7 +32,8 @@ fn draw_error(error: impl std::fmt::Display) -> TopError {
 
 /// Runs the monitor on `terminal` until a quit key, the end of `keys`, or an error: one
 /// `select!` over the keys, a frame timer (only while something changed), the source, a clock tick
-/// and, lowest, background filter work. Generic over the backend so tests can drive it with
+/// and, lowest, background filter work. A key press is drawn at once; everything else (events,
+/// ticks) is coalesced into at most one frame per `frame`. Generic over the backend so tests can drive it with
 /// `TestBackend` and injected keys and events.
 ///
 /// # Errors
@@ -83,7 +84,11 @@ where
                             terminal.autoresize().map_err(draw_error)?;
                         }
                         update(state, action);
-                        dirty = true;
+                        // A key is answered at once rather than at the next frame: people type
+                        // slowly next to a bus, and the frame cap then applies from here.
+                        terminal.draw(|f| ui::render(state, f)).map_err(draw_error)?;
+                        dirty = false;
+                        frames.reset();
                     }
                 }
                 Some(Err(error)) => return Err(TopError::Io(error)),
