@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{run, ServerProcess, TempDir};
+use common::{run, run_bytes, ServerProcess, TempDir};
 use serde_json::Value;
 
 fn sock(dir: &TempDir) -> String {
@@ -142,7 +142,10 @@ fn publish_stdin_reports_bad_lines_by_number_and_publishes_the_good_ones() {
         r#"{"id":77,"timestamp":1732500000.5,"event_type":"a.three","resource_id":null,"data":null}"#,
         "\n"
     );
-    let out = run(&["--socket", &socket, "publish", "--stdin"], input);
+    let mut input = input.as_bytes().to_vec();
+    input.extend_from_slice(b"{\"event_type\":\"bad.\xff\"}\n");
+    input.extend_from_slice(b"{\"event_type\":\"a.four\"}\r\n");
+    let out = run_bytes(&["--socket", &socket, "publish", "--stdin"], &input);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 2:"), "{stderr}");
@@ -150,8 +153,9 @@ fn publish_stdin_reports_bad_lines_by_number_and_publishes_the_good_ones() {
         stderr.contains("line 4:") && stderr.contains("bogus"),
         "{stderr}"
     );
+    assert!(stderr.contains("line 6: not valid UTF-8"), "{stderr}");
     assert!(
-        stderr.contains("2 of 4 lines were not published"),
+        stderr.contains("3 of 6 lines were not published"),
         "{stderr}"
     );
     let events = events_json(&socket, &[]);
@@ -159,7 +163,7 @@ fn publish_stdin_reports_bad_lines_by_number_and_publishes_the_good_ones() {
         .iter()
         .map(|e| e["event_type"].as_str().unwrap())
         .collect();
-    assert_eq!(types, ["a.one", "a.three"]);
+    assert_eq!(types, ["a.one", "a.three", "a.four"]);
     assert_eq!(events[1]["id"], 2, "the server assigns ids");
     assert_eq!(events[1]["timestamp"], 1732500000.5);
 }
@@ -328,6 +332,22 @@ fn events_since_until_no_follow_and_follow() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[0].contains(" #3 odd.x - {\"i\":3}"), "{text}");
+
+    // An --until already past prints history up to it and exits, following or not.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let now = format!("@{now}");
+    for (until, count) in [("id:2", 2), (now.as_str(), 6), ("10m", 0)] {
+        let args = [
+            "--socket", &socket, "events", "--since", "1h", "--until", until,
+        ];
+        let out = run(&args, "");
+        assert!(out.status.success());
+        let printed = String::from_utf8_lossy(&out.stdout).lines().count();
+        assert_eq!(printed, count, "{until}");
+    }
 
     let bad = run(
         &["--socket", &socket, "events", "--since", "yesterday-ish"],

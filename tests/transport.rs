@@ -240,6 +240,10 @@ async fn reconnect_after_restart_resumes_with_no_gap_and_no_duplicate() {
             other => panic!("expected event {id}, got {other:?}"),
         }
     }
+    let handle = sub.handle();
+    assert!(handle.is_connected());
+    let stats = within(handle.stats()).await.unwrap();
+    assert_eq!((stats.published, stats.subscribers), (5, 1));
     stop.send(()).unwrap();
     task.await.unwrap();
     // system.shutdown (id 6) is delivered before the connection closes.
@@ -251,6 +255,8 @@ async fn reconnect_after_restart_resumes_with_no_gap_and_no_duplicate() {
         within(sub.next()).await,
         SubscriptionItem::Disconnected { .. }
     ));
+    assert!(!handle.is_connected());
+    assert_eq!(within(handle.stats()).await, None);
     for i in 7..=10 {
         bus.publish(Event::new("step", json!(i)));
     }
@@ -545,4 +551,49 @@ async fn connection_and_subscription_caps_answer_with_errors() {
     .await
     .unwrap();
     within(again.ping()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_running_as_another_user_is_closed_before_it_gets_data() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // Needs the power to run a process as another user; as anyone else the socket's 0600 mode
+    // already keeps other users out, and the check below cannot be reached.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run a client as another user");
+        return;
+    }
+    let dir = TempDir::new();
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bus = EventBus::default();
+    let server = Server::bind(bus.clone(), ServerConfig::new(dir.socket())).unwrap();
+    let counters = server.counters();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run_until(async {
+        let _ = rx.await;
+    }));
+    // Open the socket file to everyone, so only the peer check stands in the way.
+    std::fs::set_permissions(dir.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let socket = dir.socket();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::BIN)
+            .args(["--socket", socket.to_str().unwrap(), "publish", "intruder"])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("closed"), "{stderr}");
+    assert_eq!(bus.last_id(), 0, "nothing was published");
+    assert_eq!(counters.refused_peers(), 1);
+    let client = within(Client::connect(dir.socket())).await.unwrap();
+    within(client.ping())
+        .await
+        .expect("the owner is still served");
+    stop.send(()).unwrap();
+    within(task).await.unwrap().unwrap();
 }

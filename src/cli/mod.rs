@@ -306,14 +306,28 @@ async fn publish(socket: PathBuf, args: PublishArgs) -> Result<ExitCode, CliErro
     Ok(ExitCode::SUCCESS)
 }
 
-/// Lines from stdin on a thread of their own (stdin reads block), as (line number, text).
-fn stdin_lines() -> tokio::sync::mpsc::Receiver<(usize, std::io::Result<String>)> {
+/// Lines from stdin on a thread of their own (stdin reads block), as (line number, text). A line
+/// that is not UTF-8 comes as an `InvalidData` error (or, if `lossy`, with replacement characters)
+/// and reading goes on; other read errors end the stream.
+fn stdin_lines(lossy: bool) -> tokio::sync::mpsc::Receiver<(usize, std::io::Result<String>)> {
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     std::thread::spawn(move || {
         use std::io::BufRead;
         let stdin = std::io::stdin();
-        for (index, line) in stdin.lock().lines().enumerate() {
-            let stop = line.is_err();
+        for (index, line) in stdin.lock().split(b'\n').enumerate() {
+            let (line, stop) = match line {
+                Ok(bytes) if lossy => (Ok(String::from_utf8_lossy(&bytes).into_owned()), false),
+                Ok(bytes) => (
+                    String::from_utf8(bytes).map_err(|e| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to()),
+                        )
+                    }),
+                    false,
+                ),
+                Err(e) => (Err(e), true),
+            };
             if tx.blocking_send((index + 1, line)).is_err() || stop {
                 break;
             }
@@ -324,16 +338,27 @@ fn stdin_lines() -> tokio::sync::mpsc::Receiver<(usize, std::io::Result<String>)
 
 async fn publish_stdin(socket: PathBuf) -> Result<ExitCode, CliError> {
     let client = Client::connect(&socket).await?;
-    let mut lines = stdin_lines();
+    let mut lines = stdin_lines(false);
     let (mut total, mut bad) = (0usize, 0usize);
     let mut batch: Vec<Event> = Vec::new();
     while let Some(first) = lines.recv().await {
         let mut next = Some(first);
         while let Some((number, line)) = next.take() {
-            let line = line.map_err(|source| CliError::Io {
-                context: format!("cannot read stdin line {number}"),
-                source,
-            })?;
+            let line = match line {
+                Ok(line) => line,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    total += 1;
+                    bad += 1;
+                    eprintln!("ipckit-top: line {number}: {e}");
+                    String::new()
+                }
+                Err(source) => {
+                    return Err(CliError::Io {
+                        context: format!("cannot read stdin line {number}"),
+                        source,
+                    })
+                }
+            };
             if !line.trim().is_empty() {
                 total += 1;
                 let parsed = serde_json::from_str::<NewEvent>(&line)
@@ -367,13 +392,14 @@ async fn pipe(socket: PathBuf, args: PipeArgs) -> Result<ExitCode, CliError> {
     let client = Client::connect(&socket).await?;
     let resource = args.resource;
     let Some((program, rest)) = args.command.split_first() else {
-        let mut lines = stdin_lines();
+        let mut lines = stdin_lines(true);
         while let Some((number, line)) = lines.recv().await {
             let line = line.map_err(|source| CliError::Io {
                 context: format!("cannot read stdin line {number}"),
                 source,
             })?;
-            client.publish(&Event::stdout(&resource, &line)).await?;
+            let line = line.strip_suffix('\r').unwrap_or(&line);
+            client.publish(&Event::stdout(&resource, line)).await?;
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -535,7 +561,13 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
     let client = Client::connect(&socket).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    if args.no_follow {
+    // An end already reached needs no following: what history holds is the whole answer.
+    let ended = match until {
+        Some(Bound::Time(t)) => t <= SystemTime::now(),
+        Some(Bound::Id(id)) => id <= client.hello().last_id,
+        None => false,
+    };
+    if args.no_follow || ended {
         filter = match since {
             Some(Bound::Time(t)) => filter.since(t),
             Some(Bound::Id(id)) => filter.since_id(id),
@@ -570,6 +602,7 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
     loop {
         let event: Option<Arc<Event>> = match deadline {
             Some(at) => tokio::select! {
+                biased;
                 event = sub.recv() => event,
                 () = tokio::time::sleep_until(at) => return Ok(ExitCode::SUCCESS),
             },

@@ -393,7 +393,10 @@ impl State {
                 });
                 (self.history.shared(filter, Some(from)).into(), gap)
             }
-            Replay::FromTime(t) => (self.history.since_time(filter, t).into(), None),
+            Replay::FromTime(t) => {
+                let since = epoch_seconds::to_micros(t);
+                (self.history.since_time(filter, since).into(), None)
+            }
         }
     }
 }

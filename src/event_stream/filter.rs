@@ -105,7 +105,25 @@ pub enum Term {
     Until(Bound),
 }
 
+impl Bound {
+    /// A time bound cut to the microsecond, as the bus cuts event times.
+    fn to_micros(self) -> Self {
+        match self {
+            Bound::Time(t) => Bound::Time(super::event::epoch_seconds::to_micros(t)),
+            id => id,
+        }
+    }
+}
+
 impl Term {
+    fn to_micros(self) -> Self {
+        match self {
+            Term::Since(b) => Term::Since(b.to_micros()),
+            Term::Until(b) => Term::Until(b.to_micros()),
+            other => other,
+        }
+    }
+
     fn matches(&self, event: &Event) -> bool {
         match self {
             Term::Type(glob) => glob.matches(&event.event_type),
@@ -169,15 +187,17 @@ impl EventFilter {
         self
     }
 
-    /// Only events stamped at or after `time` (replaces earlier lower bounds).
+    /// Only events stamped at or after `time` (replaces earlier lower bounds). Times compare to the
+    /// microsecond, the precision the bus keeps.
     pub fn since(mut self, time: SystemTime) -> Self {
-        self.since = vec![Bound::Time(time)];
+        self.since = vec![Bound::Time(time).to_micros()];
         self
     }
 
-    /// Only events stamped at or before `time` (replaces earlier upper bounds).
+    /// Only events stamped at or before `time` (replaces earlier upper bounds). Times compare to the
+    /// microsecond, the precision the bus keeps.
     pub fn until(mut self, time: SystemTime) -> Self {
-        self.until = vec![Bound::Time(time)];
+        self.until = vec![Bound::Time(time).to_micros()];
         self
     }
 
@@ -206,7 +226,7 @@ impl EventFilter {
 
     /// Excludes the events `term` matches.
     pub fn exclude(mut self, term: Term) -> Self {
-        self.excluded.push(term);
+        self.excluded.push(term.to_micros());
         self
     }
 
@@ -285,6 +305,7 @@ impl EventFilter {
     }
 
     fn add(&mut self, negated: bool, term: Term) {
+        let term = term.to_micros();
         if negated {
             self.excluded.push(term);
             return;
@@ -790,7 +811,10 @@ mod tests {
     fn time_terms() {
         let now = SystemTime::now();
         let f = parse("since:5m", now).unwrap();
-        assert_eq!(f.since, vec![Bound::Time(now - Duration::from_secs(300))]);
+        assert_eq!(
+            f.since,
+            vec![Bound::Time(now - Duration::from_secs(300)).to_micros()]
+        );
         let f = parse("until:2024-01-01T02:00:00+02:00", now).unwrap();
         assert_eq!(
             f.until,

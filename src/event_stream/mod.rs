@@ -45,7 +45,8 @@
 //! Terms are separated by spaces and all must hold; several terms of one kind are alternatives.
 //! `GLOB` or `type:GLOB` matches the event type, `res:GLOB` (or `resource:GLOB`) the resource id,
 //! `text:WORD` a case-insensitive substring of any key or value in the data, `since:T` / `until:T` bound
-//! the time (RFC 3339, a duration ago such as `30s`, `5m`, `2h`, or `@SECONDS` since the epoch) or the id
+//! the time (RFC 3339, a duration ago such as `30s`, `5m`, `2h`, or `@SECONDS` since the epoch; compared
+//! to the microsecond, the precision the bus keeps) or the id
 //! (`id:N`), and `!TERM` excludes what the term matches. In a glob, `*` matches any run of characters
 //! (dots included), `?` exactly one, and everything else itself.
 

@@ -22,8 +22,14 @@ use tokio::sync::{mpsc, oneshot};
 const CLIENT_MAX_LINE: usize = 256 << 20;
 /// How long a request waits for its reply.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Events buffered per remote subscription before the connection's reader waits for the consumer.
-const SUB_CHANNEL: usize = 4096;
+/// Batches buffered per remote subscription before the connection's reader waits for the consumer.
+const SUB_CHANNEL: usize = 256;
+/// Most events handed over in one batch: small enough (under 1 KiB of items) that allocating a batch
+/// stays on the allocator's fast path.
+const SUB_BATCH: usize = 60;
+
+/// Events (and lag reports) handed from the connection's reader to one subscription at once.
+type Batch = Vec<RemoteItem>;
 
 /// What went wrong talking to a server.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +140,7 @@ enum Pending {
     Reply(oneshot::Sender<Result<ServerFrame, ClientError>>),
     Subscribe(
         oneshot::Sender<Result<ServerFrame, ClientError>>,
-        mpsc::Sender<RemoteItem>,
+        mpsc::Sender<Batch>,
     ),
 }
 
@@ -143,7 +149,7 @@ struct Inner {
     writer: tokio::sync::Mutex<SharedStream>,
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, Pending>>,
-    subs: Mutex<HashMap<u64, mpsc::Sender<RemoteItem>>>,
+    subs: Mutex<HashMap<u64, mpsc::Sender<Batch>>>,
     closed: AtomicBool,
 }
 
@@ -299,7 +305,7 @@ impl Client {
     async fn request(
         &self,
         build: impl FnOnce(u64) -> Request,
-        events: Option<mpsc::Sender<RemoteItem>>,
+        events: Option<mpsc::Sender<Batch>>,
     ) -> Result<ServerFrame, ClientError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let request = build(id);
@@ -397,6 +403,7 @@ impl Client {
                 client: self.clone(),
                 sub,
                 rx,
+                ready: std::collections::VecDeque::new(),
                 gap: gap.map(ReplayGap::from),
                 dropped: 0,
             }),
@@ -478,64 +485,89 @@ fn unexpected(frame: ServerFrame) -> ClientError {
 }
 
 /// Reads server frames and routes them: replies to their requests, events to their subscriptions.
-async fn read_frames<R>(inner: Arc<Inner>, mut reader: LineReader<R>)
-where
-    R: tokio::io::AsyncBufRead + Unpin,
-{
+/// Events are handed over in batches: everything decoded from what one read brought in.
+async fn read_frames(
+    inner: Arc<Inner>,
+    mut reader: LineReader<tokio::io::BufReader<SharedStream>>,
+) {
     let mut line = Vec::new();
+    let mut pending: Vec<(u64, Batch)> = Vec::new();
     loop {
         match reader.read_line(&mut line).await {
             Ok(ReadLine::Line) => {}
             Ok(ReadLine::TooLong(_)) => continue,
             _ => break,
         }
-        let Ok(frame) = decode_server_frame(&line) else {
-            continue;
-        };
-        match frame {
-            ServerFrame::Event { sub, event } => {
-                let tx = inner.subs.lock().get(&sub).cloned();
-                if let Some(tx) = tx {
-                    if tx.send(RemoteItem::Event(Arc::new(event))).await.is_err() {
-                        inner.subs.lock().remove(&sub);
-                    }
+        if let Ok(frame) = decode_server_frame(&line) {
+            match frame {
+                ServerFrame::Event { sub, event } => {
+                    queue(&mut pending, sub, RemoteItem::Event(Arc::new(event)));
                 }
+                ServerFrame::Reply(Reply::Lagged { sub, missed }) => {
+                    queue(&mut pending, sub, RemoteItem::Lagged { missed });
+                }
+                ServerFrame::Reply(Reply::Bye { .. }) => break,
+                ServerFrame::Reply(Reply::Hello(_)) => {}
+                frame => answer(&inner, frame),
             }
-            ServerFrame::Reply(Reply::Lagged { sub, missed }) => {
-                let tx = inner.subs.lock().get(&sub).cloned();
-                if let Some(tx) = tx {
-                    let _ = tx.send(RemoteItem::Lagged { missed }).await;
-                }
-            }
-            ServerFrame::Reply(Reply::Bye { .. }) => break,
-            ServerFrame::Reply(Reply::Hello(_)) => {}
-            frame => {
-                let id = match &frame {
-                    ServerFrame::History { id, .. } => Some(*id),
-                    ServerFrame::Reply(reply) => reply_id(reply),
-                    ServerFrame::Event { .. } => None,
-                };
-                let Some(id) = id else { continue };
-                let Some(pending) = inner.pending.lock().remove(&id) else {
-                    continue;
-                };
-                match pending {
-                    Pending::Reply(tx) => {
-                        let _ = tx.send(Ok(frame));
-                    }
-                    Pending::Subscribe(tx, events) => {
-                        if let ServerFrame::Reply(Reply::Subscribed { sub, .. }) = &frame {
-                            // Registered before the reply is handed over, so no event frame that
-                            // follows it can miss its channel.
-                            inner.subs.lock().insert(*sub, events);
-                        }
-                        let _ = tx.send(Ok(frame));
-                    }
-                }
+        }
+        let buffered = reader.get_ref().buffer();
+        let more_lines = memchr::memchr(b'\n', buffered).is_some();
+        if !more_lines || pending.iter().any(|(_, batch)| batch.len() >= SUB_BATCH) {
+            flush(&inner, &mut pending).await;
+        }
+    }
+    flush(&inner, &mut pending).await;
+    inner.fail_all();
+}
+
+fn queue(pending: &mut Vec<(u64, Batch)>, sub: u64, item: RemoteItem) {
+    match pending.iter_mut().find(|(s, _)| *s == sub) {
+        Some((_, batch)) => batch.push(item),
+        None => {
+            let mut batch = Vec::with_capacity(SUB_BATCH);
+            batch.push(item);
+            pending.push((sub, batch));
+        }
+    }
+}
+
+/// Hands the batches over; a subscription whose receiver is gone is forgotten.
+async fn flush(inner: &Inner, pending: &mut Vec<(u64, Batch)>) {
+    for (sub, batch) in pending.drain(..) {
+        let tx = inner.subs.lock().get(&sub).cloned();
+        if let Some(tx) = tx {
+            if tx.send(batch).await.is_err() {
+                inner.subs.lock().remove(&sub);
             }
         }
     }
-    inner.fail_all();
+}
+
+/// Routes a reply to the request waiting for it.
+fn answer(inner: &Inner, frame: ServerFrame) {
+    let id = match &frame {
+        ServerFrame::History { id, .. } => Some(*id),
+        ServerFrame::Reply(reply) => reply_id(reply),
+        ServerFrame::Event { .. } => None,
+    };
+    let Some(id) = id else { return };
+    let Some(pending) = inner.pending.lock().remove(&id) else {
+        return;
+    };
+    match pending {
+        Pending::Reply(tx) => {
+            let _ = tx.send(Ok(frame));
+        }
+        Pending::Subscribe(tx, events) => {
+            if let ServerFrame::Reply(Reply::Subscribed { sub, .. }) = &frame {
+                // Registered before the reply is handed over, so no event frame that follows it
+                // can miss its channel.
+                inner.subs.lock().insert(*sub, events);
+            }
+            let _ = tx.send(Ok(frame));
+        }
+    }
 }
 
 fn reply_id(reply: &Reply) -> Option<u64> {
@@ -555,7 +587,8 @@ fn reply_id(reply: &Reply) -> Option<u64> {
 pub struct RemoteSubscriber {
     client: Client,
     sub: u64,
-    rx: mpsc::Receiver<RemoteItem>,
+    rx: mpsc::Receiver<Batch>,
+    ready: std::collections::VecDeque<RemoteItem>,
     gap: Option<ReplayGap>,
     dropped: u64,
 }
@@ -578,7 +611,10 @@ impl RemoteSubscriber {
     ///
     /// Cancel-safe.
     pub async fn next_item(&mut self) -> Option<RemoteItem> {
-        let item = self.rx.recv().await?;
+        if self.ready.is_empty() {
+            self.ready.extend(self.rx.recv().await?);
+        }
+        let item = self.ready.pop_front()?;
         if let RemoteItem::Lagged { missed } = item {
             self.dropped += missed;
         }
@@ -603,7 +639,10 @@ impl RemoteSubscriber {
     /// The next event if one has arrived.
     pub fn try_recv(&mut self) -> Option<Arc<Event>> {
         loop {
-            match self.rx.try_recv().ok()? {
+            if self.ready.is_empty() {
+                self.ready.extend(self.rx.try_recv().ok()?);
+            }
+            match self.ready.pop_front()? {
                 RemoteItem::Event(event) => return Some(event),
                 RemoteItem::Lagged { missed } => self.dropped += missed,
             }
@@ -645,6 +684,38 @@ impl Drop for RemoteSubscriber {
     }
 }
 
+/// Queries on a [`ReconnectingSubscriber`]'s current connection; cheap to clone.
+#[derive(Clone)]
+pub struct ConnectionHandle {
+    client: Arc<Mutex<Option<Client>>>,
+}
+
+impl std::fmt::Debug for ConnectionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionHandle")
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+impl ConnectionHandle {
+    /// The client of the current connection, if attached.
+    pub fn client(&self) -> Option<Client> {
+        self.client.lock().clone()
+    }
+
+    /// Whether the subscriber is attached now.
+    pub fn is_connected(&self) -> bool {
+        self.client.lock().as_ref().is_some_and(|c| !c.is_closed())
+    }
+
+    /// The bus's counters (published, subscribers, dropped, ...), if attached.
+    pub async fn stats(&self) -> Option<RemoteStats> {
+        let client = self.client()?;
+        client.stats().await.ok()
+    }
+}
+
 /// What a [`ReconnectingSubscriber`] yields.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SubscriptionItem {
@@ -677,6 +748,7 @@ pub struct ReconnectingSubscriber {
     filter: EventFilter,
     initial: Replay,
     current: Option<RemoteSubscriber>,
+    shared: Arc<Mutex<Option<Client>>>,
     last_id: Option<EventId>,
     instance: Option<String>,
     backoff: Duration,
@@ -707,6 +779,7 @@ impl ReconnectingSubscriber {
             filter,
             initial: replay,
             current: None,
+            shared: Arc::new(Mutex::new(None)),
             last_id: None,
             instance: None,
             backoff: MIN_BACKOFF,
@@ -735,6 +808,15 @@ impl ReconnectingSubscriber {
         self.client()?.stats().await.ok()
     }
 
+    /// A handle for queries (statistics, history) on the current connection that can be used while
+    /// a [`ReconnectingSubscriber::next`] call is pending, for example from another task or another
+    /// branch of a `select!`.
+    pub fn handle(&self) -> ConnectionHandle {
+        ConnectionHandle {
+            client: Arc::clone(&self.shared),
+        }
+    }
+
     /// The next item. Never ends: while the server is away it yields
     /// [`SubscriptionItem::Disconnected`] once per attempt.
     ///
@@ -754,6 +836,7 @@ impl ReconnectingSubscriber {
                     }
                     None => {
                         self.current = None;
+                        *self.shared.lock() = None;
                         return self.disconnected();
                     }
                 }
@@ -794,6 +877,7 @@ impl ReconnectingSubscriber {
         let sub = client.subscribe(&self.filter, replay).await?;
         self.instance = Some(client.hello().instance.clone());
         let gap = sub.replay_gap();
+        *self.shared.lock() = Some(sub.client().clone());
         self.current = Some(sub);
         Ok(gap)
     }

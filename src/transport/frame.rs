@@ -142,14 +142,16 @@ impl ReplaySpec {
         })
     }
 
-    /// The wire form of a bus replay request.
+    /// The wire form of a bus replay request; a time is rounded down to the microsecond.
     pub fn from_replay(replay: Replay) -> Self {
         match replay {
             Replay::None => ReplaySpec::None,
             Replay::All => ReplaySpec::All,
             Replay::Last(n) => ReplaySpec::Last(n),
             Replay::FromId(id) => ReplaySpec::FromId(id),
-            Replay::FromTime(t) => ReplaySpec::FromTime(secs_from_time(t)),
+            // Rounded down to the microsecond (the wire's precision), so no event at or after `t`
+            // is left out.
+            Replay::FromTime(t) => ReplaySpec::FromTime(floor_micros_secs(t)),
         }
     }
 }
@@ -216,6 +218,15 @@ fn check_mcp_progress(data: &serde_json::Value) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Seconds since the epoch of `time` rounded down to the microsecond, computed in integers so that
+/// the float (whose resolution today is about 0.24 µs) reads back as that microsecond.
+fn floor_micros_secs(time: SystemTime) -> f64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => after.as_micros() as f64 / 1e6,
+        Err(before) => -(before.duration().as_nanos().div_ceil(1000) as f64) / 1e6,
+    }
 }
 
 /// Seconds since the epoch, negative before it.
@@ -455,11 +466,18 @@ const EVENT_INFIX: &[u8] = b",\"event\":";
 /// Writes the event frame of subscription `sub` around `event_json` (an event already serialized):
 /// `{"type":"event","sub":N,"event":EVENT}` and a newline.
 pub fn encode_event_frame(out: &mut Vec<u8>, sub: u64, event_json: &[u8]) {
-    out.extend_from_slice(EVENT_PREFIX);
-    out.extend_from_slice(sub.to_string().as_bytes());
-    out.extend_from_slice(EVENT_INFIX);
+    out.extend_from_slice(&event_frame_prefix(sub));
     out.extend_from_slice(event_json);
     out.extend_from_slice(b"}\n");
+}
+
+/// What precedes the event in an event frame of subscription `sub`: `{"type":"event","sub":N,"event":`.
+pub fn event_frame_prefix(sub: u64) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(48);
+    prefix.extend_from_slice(EVENT_PREFIX);
+    prefix.extend_from_slice(sub.to_string().as_bytes());
+    prefix.extend_from_slice(EVENT_INFIX);
+    prefix
 }
 
 /// Appends `frame` as one line.
@@ -606,6 +624,11 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
         Self { inner, limit }
     }
 
+    /// The wrapped reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// Reads the next line into `out` (cleared first).
     ///
     /// # Errors
@@ -629,7 +652,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                     ReadLine::Truncated(seen)
                 });
             }
-            let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
+            let (chunk, found) = match memchr::memchr(b'\n', available) {
                 Some(at) => (&available[..at], true),
                 None => (available, false),
             };
@@ -737,6 +760,18 @@ mod tests {
             }
         ));
         assert!(ReplaySpec::FromTime(f64::MAX).to_replay().is_err());
+        // Any nanosecond time goes out rounded down to its microsecond and reads back as that.
+        for nanos in [1_795_587_822_821_493_950u64, 1_795_587_822_821_493_001, 999] {
+            let t = UNIX_EPOCH + Duration::from_nanos(nanos);
+            let ReplaySpec::FromTime(secs) = ReplaySpec::from_replay(Replay::FromTime(t)) else {
+                panic!("not a time");
+            };
+            let back = ReplaySpec::FromTime(secs).to_replay().unwrap();
+            assert_eq!(
+                back,
+                Replay::FromTime(UNIX_EPOCH + Duration::from_micros(nanos / 1000))
+            );
+        }
     }
 
     #[test]

@@ -17,8 +17,8 @@ mod io;
 mod server;
 
 pub use client::{
-    Client, ClientError, ReconnectingSubscriber, RemoteItem, RemoteStats, RemoteSubscriber,
-    SubscriptionItem,
+    Client, ClientError, ConnectionHandle, ReconnectingSubscriber, RemoteItem, RemoteStats,
+    RemoteSubscriber, SubscriptionItem,
 };
 pub use frame::{ServerHello, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
 pub use server::{shutdown_signal, ServeError, Server, ServerConfig, ServerCounters};
@@ -47,4 +47,33 @@ pub fn default_socket_path() -> PathBuf {
     std::env::temp_dir()
         .join(format!("ipckit-{user}"))
         .join("default.sock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn handles_can_move_between_tasks() {
+        assert_send_sync::<Client>();
+        assert_send_sync::<ConnectionHandle>();
+        assert_send_sync::<ServerCounters>();
+        assert_send::<Server>();
+        assert_send::<RemoteSubscriber>();
+        assert_send::<ReconnectingSubscriber>();
+    }
+
+    #[test]
+    fn the_environment_variable_overrides_the_default_socket() {
+        // The only test in this binary that touches IPCKIT_SOCKET.
+        std::env::set_var(SOCKET_ENV, "/tmp/x/bus.sock");
+        assert_eq!(default_socket_path(), PathBuf::from("/tmp/x/bus.sock"));
+        std::env::remove_var(SOCKET_ENV);
+        let path = default_socket_path();
+        assert!(path.ends_with("default.sock"), "{}", path.display());
+        assert!(path.is_absolute());
+    }
 }

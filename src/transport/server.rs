@@ -29,7 +29,7 @@
 //! rules; `ipckit-top serve` uses `DropOldest`.)
 
 use super::frame::{
-    decode_request, encode_event_frame, encode_line, ErrorCode, ErrorFrame, GapFrame, ReadLine,
+    decode_request, encode_line, event_frame_prefix, ErrorCode, ErrorFrame, GapFrame, ReadLine,
     Reply, Request, ServerHello, StatsFrame, DEFAULT_MAX_FRAME, PROTOCOL_NAME, PROTOCOL_VERSION,
 };
 use super::io::SharedStream;
@@ -288,7 +288,9 @@ impl Server {
             bus: self.bus.clone(),
             config: self.config.clone(),
             counters: Arc::clone(&self.counters),
-            cache: EncodeCache::new(4096),
+            // Subscribers of one bus drift apart by at most about their buffer before the bus drops
+            // events for the slower one, so a cache that size encodes each event once.
+            cache: EncodeCache::new(self.bus.config().subscriber_buffer.clamp(4096, 1 << 16)),
             instance: instance_of(&self.bus),
             closing: closing_rx,
         });
@@ -870,6 +872,7 @@ async fn forward(
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut reported_dropped = 0u64;
     let mut last = false;
+    let prefix = event_frame_prefix(sub);
     loop {
         tokio::select! {
             biased;
@@ -903,7 +906,9 @@ async fn forward(
         }
         for event in batch.drain(..) {
             let bytes = shared.cache.get(&event, &shared.counters);
-            encode_event_frame(&mut out, sub, &bytes);
+            out.extend_from_slice(&prefix);
+            out.extend_from_slice(&bytes);
+            out.extend_from_slice(b"}\n");
         }
         if !out.is_empty() && !conn.send(&out).await {
             return;

@@ -173,6 +173,11 @@ impl Raw {
 
 /// Runs the binary to completion with `args`, feeding `stdin`.
 pub fn run(args: &[&str], stdin: &str) -> std::process::Output {
+    run_bytes(args, stdin.as_bytes())
+}
+
+/// Runs the binary to completion with `args`, feeding `stdin` bytes.
+pub fn run_bytes(args: &[&str], stdin: &[u8]) -> std::process::Output {
     let mut child = Command::new(BIN)
         .args(args)
         .env_remove("IPCKIT_SOCKET")
@@ -182,9 +187,9 @@ pub fn run(args: &[&str], stdin: &str) -> std::process::Output {
         .spawn()
         .unwrap();
     let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_owned();
+    let data = stdin.to_vec();
     let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(data.as_bytes());
+        let _ = input.write_all(&data);
     });
     let out = child.wait_with_output().unwrap();
     feeder.join().unwrap();

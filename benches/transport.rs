@@ -1,0 +1,428 @@
+//! The transport against its ceiling and the naive way, in one run, between two processes.
+//!
+//! - `raw lines`: ~200-byte newline-terminated lines over a Unix socket, counted by the reader (the
+//!   ceiling: framing only).
+//! - `naive pipe`: the writer builds an `Event` and serializes it with serde_json to a line; the reader
+//!   parses each line into an owned `Event`.
+//! - `ours, 1 sub` / `ours, 8 subs`: a child process hosts a bus and a `Server` on one thread (as the
+//!   naive writer is one thread); events published there reach 1 or 8 remote `RemoteSubscriber`s in
+//!   this process (8 subscribers: total delivered). Nothing may be dropped (checked).
+//! - `remote publish`: this process publishes through a `Client` (`publish_batch` of 256).
+//! - latency: one event per millisecond published in the child, `now - event.timestamp` here.
+//!
+//! `cargo bench --bench transport` runs the criterion groups, then prints a report with events/s and
+//! ratios. `cargo bench --bench transport -- --report-only` prints only the report.
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use ipckit::transport::{Client, RemoteSubscriber, Server, ServerConfig};
+use ipckit::{Event, EventBus, EventBusConfig, EventFilter, Replay};
+use serde_json::json;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+const CHILD_ENV: &str = "IPCKIT_TRANSPORT_BENCH_CHILD";
+
+fn event(i: u64) -> Event {
+    Event::with_resource(
+        "render.frame",
+        "job-7",
+        json!({ "frame": i, "message": "frame rendered in 41 ms, 2.1M samples/s, denoised" }),
+    )
+}
+
+// ---------------------------------------------------------------- child side
+
+fn child(mode: &str, socket: &Path) {
+    let stdin = std::io::stdin();
+    let mut commands = stdin.lock().lines();
+    match mode {
+        "raw" | "naive" => {
+            let listener = UnixListener::bind(socket).expect("bind");
+            println!("ready");
+            let (stream, _) = listener.accept().expect("accept");
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, stream);
+            let mut line = vec![b'x'; 199];
+            line.push(b'\n');
+            while let Some(Ok(command)) = commands.next() {
+                let n: u64 = command.trim().parse().expect("count");
+                for i in 0..n {
+                    if mode == "raw" {
+                        out.write_all(&line).expect("write");
+                    } else {
+                        serde_json::to_writer(&mut out, &event(i)).expect("serialize");
+                        out.write_all(b"\n").expect("write");
+                    }
+                }
+                out.flush().expect("flush");
+            }
+        }
+        _ => {
+            // One thread hosts the bus, its publisher and the server, as the naive writer is one
+            // thread: the comparison is per core on both sides.
+            let bus = EventBus::new(EventBusConfig {
+                subscriber_buffer: 1 << 16,
+                ..Default::default()
+            });
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            drop(commands);
+            std::thread::spawn(move || {
+                for command in std::io::stdin().lines().map_while(Result::ok) {
+                    if tx.send(command).is_err() {
+                        break;
+                    }
+                }
+            });
+            runtime.block_on(async move {
+                let server = Server::bind(bus.clone(), ServerConfig::new(socket)).expect("bind");
+                tokio::spawn(server.run_until(std::future::pending()));
+                println!("ready");
+                let publisher = bus.publisher();
+                while let Some(command) = rx.recv().await {
+                    let mut words = command.split_whitespace();
+                    match (words.next(), words.next()) {
+                        (Some("latency"), Some(count)) => {
+                            for i in 0..count.parse::<u64>().expect("count") {
+                                publisher.publish(event(i));
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            }
+                        }
+                        (Some(n), None) => {
+                            for i in 0..n.parse::<u64>().expect("count") {
+                                publisher.publish(event(i));
+                                if i % 256 == 255 {
+                                    // Let the server write; hold back while a subscriber is far
+                                    // behind, so nothing is dropped.
+                                    tokio::task::yield_now().await;
+                                    while bus.subscribers().iter().any(|s| s.queued > 1 << 14) {
+                                        tokio::task::yield_now().await;
+                                    }
+                                }
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+            });
+        }
+    }
+}
+
+// ---------------------------------------------------------------- parent side
+
+struct Peer {
+    child: Child,
+    stdin: ChildStdin,
+    socket: PathBuf,
+    _dir: PathBuf,
+}
+
+impl Peer {
+    fn start(mode: &str) -> Peer {
+        let dir = std::env::temp_dir().join(format!("ipckit-bench-{}-{mode}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let socket = dir.join("s.sock");
+        let mut child = Command::new(std::env::current_exe().expect("exe"))
+            .env(CHILD_ENV, mode)
+            .arg(&socket)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn child");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut ready)
+            .expect("ready");
+        assert_eq!(ready.trim(), "ready");
+        Peer {
+            child,
+            stdin,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    fn command(&mut self, text: &str) {
+        writeln!(self.stdin, "{text}").expect("command");
+        self.stdin.flush().expect("flush");
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+/// A line-reading connection to a `raw` or `naive` child.
+struct LinePeer {
+    peer: Peer,
+    reader: BufReader<UnixStream>,
+    line: Vec<u8>,
+}
+
+impl LinePeer {
+    fn start(mode: &str) -> LinePeer {
+        let peer = Peer::start(mode);
+        let stream = UnixStream::connect(&peer.socket).expect("connect");
+        LinePeer {
+            peer,
+            reader: BufReader::with_capacity(64 * 1024, stream),
+            line: Vec::with_capacity(512),
+        }
+    }
+
+    fn raw(&mut self, n: u64) -> Duration {
+        let start = Instant::now();
+        self.peer.command(&n.to_string());
+        let mut seen = 0u64;
+        while seen < n {
+            let buf = self.reader.fill_buf().expect("read");
+            let len = buf.len();
+            seen += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+            self.reader.consume(len);
+        }
+        start.elapsed()
+    }
+
+    fn naive(&mut self, n: u64) -> Duration {
+        let start = Instant::now();
+        self.peer.command(&n.to_string());
+        for _ in 0..n {
+            self.line.clear();
+            self.reader.read_until(b'\n', &mut self.line).expect("read");
+            let event: Event = serde_json::from_slice(&self.line).expect("parse");
+            std::hint::black_box(event);
+        }
+        start.elapsed()
+    }
+}
+
+/// A bus served by a child process, with `subs` remote subscribers here.
+struct Ours {
+    peer: Peer,
+    runtime: tokio::runtime::Runtime,
+    subs: Vec<RemoteSubscriber>,
+    client: Client,
+}
+
+impl Ours {
+    fn start(subs: usize) -> Ours {
+        let peer = Peer::start("server");
+        // One subscriber: one thread, so the connection's reader and the consuming task hand over
+        // without cross-thread wake-ups (the other core runs the serving process). Several: two
+        // worker threads, so connections are read in parallel.
+        let runtime = if subs <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+        }
+        .expect("runtime");
+        let (client, subs) = runtime.block_on(async {
+            let client = Client::connect(&peer.socket).await.expect("connect");
+            let mut out = Vec::new();
+            for _ in 0..subs {
+                let c = Client::connect(&peer.socket).await.expect("connect");
+                out.push(
+                    c.subscribe(&EventFilter::new(), Replay::None)
+                        .await
+                        .expect("subscribe"),
+                );
+            }
+            (client, out)
+        });
+        Ours {
+            peer,
+            runtime,
+            subs,
+            client,
+        }
+    }
+
+    /// Time for every subscriber to receive `n` events published in the child.
+    fn deliver(&mut self, n: u64) -> Duration {
+        let start = Instant::now();
+        self.peer.command(&n.to_string());
+        let subs = std::mem::take(&mut self.subs);
+        self.subs = self.runtime.block_on(async move {
+            let tasks: Vec<_> = subs
+                .into_iter()
+                .map(|mut sub| {
+                    tokio::spawn(async move {
+                        for _ in 0..n {
+                            std::hint::black_box(sub.recv().await.expect("event"));
+                        }
+                        assert_eq!(sub.dropped(), 0, "the benchmark must not drop events");
+                        sub
+                    })
+                })
+                .collect();
+            let mut back = Vec::new();
+            for task in tasks {
+                back.push(task.await.expect("task"));
+            }
+            back
+        });
+        start.elapsed()
+    }
+
+    /// Time to publish `n` events from here in batches of 256.
+    fn publish(&mut self, n: u64) -> Duration {
+        let batch: Vec<Event> = (0..256).map(event).collect();
+        let client = self.client.clone();
+        self.runtime.block_on(async move {
+            let start = Instant::now();
+            let mut sent = 0;
+            while sent < n {
+                let take = (n - sent).min(256) as usize;
+                client.publish_batch(&batch[..take]).await.expect("publish");
+                sent += take as u64;
+            }
+            start.elapsed()
+        })
+    }
+
+    fn latency(&mut self, count: u64) -> Vec<Duration> {
+        self.peer.command(&format!("latency {count}"));
+        let sub = self.subs.first_mut().expect("a subscriber");
+        self.runtime.block_on(async move {
+            let mut out = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                let event = sub.recv().await.expect("event");
+                out.push(
+                    SystemTime::now()
+                        .duration_since(event.timestamp)
+                        .unwrap_or_default(),
+                );
+            }
+            out
+        })
+    }
+
+    fn encoded(&mut self) -> (u64, u64) {
+        let stats = self.runtime.block_on(self.client.stats()).expect("stats");
+        (stats.published, stats.encoded)
+    }
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn best(mut f: impl FnMut(u64) -> Duration, n: u64) -> f64 {
+    (0..3).map(|_| rate(n, f(n))).fold(0.0, f64::max)
+}
+
+fn criterion_groups(c: &mut Criterion) {
+    let mut group = c.benchmark_group("transport");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(3));
+    group.warm_up_time(Duration::from_secs(1));
+    let mut raw = LinePeer::start("raw");
+    group.bench_function("raw lines (ceiling)", |b| {
+        b.iter_custom(|n| raw.raw(n.max(1) * 64) / 64)
+    });
+    drop(raw);
+    let mut naive = LinePeer::start("naive");
+    group.bench_function("naive owned-Event pipe", |b| {
+        b.iter_custom(|n| naive.naive(n.max(1) * 64) / 64)
+    });
+    drop(naive);
+    for subs in [1usize, 8] {
+        let mut ours = Ours::start(subs);
+        group.bench_with_input(
+            BenchmarkId::new("ours, subscribers", subs),
+            &subs,
+            |b, _| b.iter_custom(|n| ours.deliver(n.max(1) * 64) / 64),
+        );
+    }
+    let mut ours = Ours::start(0);
+    group.bench_function("remote publish (batches of 256)", |b| {
+        b.iter_custom(|n| ours.publish(n.max(1) * 64) / 64)
+    });
+    group.finish();
+}
+
+fn report() {
+    const N: u64 = 200_000;
+    let sample = serde_json::to_string(&event(123_456)).expect("json");
+    println!(
+        "\ntransport report ({} bytes per event line, best of 3 runs of {N}):",
+        sample.len() + 1
+    );
+    let raw = best(|n| LinePeer::start("raw").raw(n), N * 10);
+    let naive = best(|n| LinePeer::start("naive").naive(n), N);
+    let mut one = Ours::start(1);
+    let ours1 = best(|n| one.deliver(n), N);
+    let mut eight = Ours::start(8);
+    let ours8 = 8.0 * best(|n| eight.deliver(n), N / 4);
+    let (published, encoded) = eight.encoded();
+    let mut publisher = Ours::start(0);
+    let publish = best(|n| publisher.publish(n), N);
+    let mut lat = one.latency(2000);
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    println!("  raw lines (ceiling)        {:>12.0} lines/s", raw);
+    println!(
+        "  naive owned-Event pipe     {:>12.0} events/s  ({:.2}x of ceiling)",
+        naive,
+        naive / raw
+    );
+    println!(
+        "  ours, 1 remote subscriber  {:>12.0} events/s  ({:.2}x naive, {:.3}x ceiling)",
+        ours1,
+        ours1 / naive,
+        ours1 / raw
+    );
+    println!(
+        "  ours, 8 remote subscribers {:>12.0} events/s delivered in total ({:.2}x one subscriber)",
+        ours8,
+        ours8 / ours1
+    );
+    println!(
+        "    serialized once: {encoded} events encoded for {published} published to 8 subscribers"
+    );
+    println!(
+        "  remote publish             {:>12.0} events/s  (publish_batch of 256)",
+        publish
+    );
+    println!(
+        "  latency publish -> remote subscriber, 1 event/ms: p50 {:?}, p99 {:?}",
+        p(0.5),
+        p(0.99)
+    );
+}
+
+fn main() {
+    if let Ok(mode) = std::env::var(CHILD_ENV) {
+        let socket = std::env::args_os()
+            .nth(1)
+            .map(PathBuf::from)
+            .expect("socket argument");
+        child(&mode, &socket);
+        return;
+    }
+    let report_only = std::env::args().any(|a| a == "--report-only");
+    if !report_only {
+        let mut c = Criterion::default().configure_from_args();
+        criterion_groups(&mut c);
+        c.final_summary();
+    }
+    report();
+}

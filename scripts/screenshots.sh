@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Makes the README's pictures from the real binary: runs `ipckit-top --demo` in tmux on a private socket,
+# drives it with keys as a person would, captures the screen with its colours (`capture-pane -e`) and
+# renders each capture to PNG with scripts/ansi_to_png.py. Writes screenshots/{demo,filtered,scrubbing,detail}.png.
+#
+# Needs tmux, python3 with Pillow (installed with pip if missing), and the DejaVu fonts (fonts-dejavu-core).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cols=${COLS:-140}
+rows=${ROWS:-40}
+session=ipckit-shots-$$
+
+command -v tmux >/dev/null || { echo "screenshots: tmux is needed (apt-get install tmux)" >&2; exit 1; }
+python3 -c 'import PIL' 2>/dev/null || python3 -m pip install --quiet pillow
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf ] || { echo "screenshots: needs fonts-dejavu-core" >&2; exit 1; }
+
+cargo build --release --quiet
+bin=$PWD/target/release/ipckit-top
+tmp=$(mktemp -d)
+trap 'tmux kill-session -t "$session" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+mkdir -p screenshots
+
+keys() { tmux send-keys -t "$session" "$@"; }
+shot() {
+  sleep "$2"
+  tmux capture-pane -t "$session" -e -p > "$tmp/$1.txt"
+  python3 scripts/ansi_to_png.py "$tmp/$1.txt" "screenshots/$1.png" "$cols" "$rows"
+  echo "screenshots/$1.png"
+}
+
+tmux new-session -d -s "$session" -x "$cols" -y "$rows" \
+  "env IPCKIT_SOCKET=$tmp/bus.sock TERM=xterm-256color $bin --demo --history 100000"
+
+# The demo warms up: jobs start, gauges move, logs scroll.
+shot demo 8
+
+# Filter as you type: only task lifecycle and stderr, progress excluded.
+keys /
+keys -l 'task.* log.stderr !task.progress'
+shot filtered-typing 1
+keys Enter
+shot filtered 2
+
+# Clear the filter, then scrub back through history: the panes show the bus as it was.
+keys /
+for _ in $(seq 40); do keys BSpace; done
+keys Enter
+sleep 1
+for _ in 1 2 3 4 5 6; do keys '['; done
+keys Left Left Left
+shot scrubbing 1
+
+# Back to live, select an event and open its detail view.
+keys L
+sleep 1
+keys k k k
+keys Enter
+shot detail 1
+
+keys Escape
+keys q
+sleep 1
+rm -f screenshots/filtered-typing.png
