@@ -8,11 +8,20 @@ use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
 
 pub(super) fn render(detail: &Detail, frame: &mut Frame<'_>, area: Rect) {
-    let popup = centered(
-        area,
-        area.width.saturating_sub(8),
-        area.height.saturating_sub(4),
-    );
+    let widest = detail
+        .lines
+        .iter()
+        .map(|l| l.chars().count())
+        .chain([detail.title.chars().count() + 4, 28])
+        .max()
+        .unwrap_or(0);
+    let width = u16::try_from(widest + 4)
+        .unwrap_or(u16::MAX)
+        .min(area.width.saturating_sub(8));
+    let height = u16::try_from(detail.lines.len() + 2)
+        .unwrap_or(u16::MAX)
+        .min(area.height.saturating_sub(4));
+    let popup = centered(area, width, height);
     let rows = usize::from(popup.height.saturating_sub(2));
     let lines: Vec<Line<'_>> = detail
         .lines

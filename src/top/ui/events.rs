@@ -81,7 +81,7 @@ fn row(event: &Event, utc: bool, selected: bool, type_width: usize) -> Line<'sta
 pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
     let window = state.window();
     let log = state.log();
-    let type_width = if area.width >= 110 { 26 } else { 22 };
+    let type_width = if area.width >= 88 { 26 } else { 22 };
     let lines: Vec<Line<'static>> = (window.start..window.end)
         .filter_map(|i| {
             let (_, event) = log.match_event(i)?;
