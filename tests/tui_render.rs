@@ -253,3 +253,30 @@ fn progress_states_are_drawn() {
     assert!(contains(&s, "⚠ went backwards"), "{text}");
     assert!(contains(&s, "progress ─ 4"), "{text}");
 }
+
+#[test]
+fn the_selected_row_is_highlighted_across_the_pane() {
+    use ratatui::style::Modifier;
+    let mut state = live_state();
+    key(&mut state, KeyCode::Char('k'));
+    let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
+    terminal
+        .draw(|f| ipckit::top::ui::render(&state, f))
+        .unwrap();
+    let buffer = terminal.backend().buffer();
+    let row = |y: u16| {
+        (0..120)
+            .map(|x| buffer[(x, y)].symbol())
+            .collect::<String>()
+    };
+    let y = (0..30).find(|&y| row(y).contains("#47 ")).unwrap();
+    let right_edge = row(y)
+        .find("││")
+        .map(|i| row(y)[..i].chars().count() as u16)
+        .unwrap();
+    assert!(buffer[(1, y)].modifier.contains(Modifier::REVERSED));
+    assert!(buffer[(right_edge - 1, y)]
+        .modifier
+        .contains(Modifier::REVERSED));
+    assert!(!buffer[(1, y - 1)].modifier.contains(Modifier::REVERSED));
+}

@@ -57,7 +57,8 @@ fn fit(text: &str, width: usize) -> String {
     }
 }
 
-fn row(event: &Event, utc: bool, selected: bool, type_width: usize) -> Line<'static> {
+fn row(event: &Event, utc: bool, selected: bool, widths: (usize, usize)) -> Line<'static> {
+    let (type_width, row_width) = widths;
     let color = type_color(&event.event_type);
     let mut line = Line::from(vec![
         Span::styled(
@@ -73,6 +74,11 @@ fn row(event: &Event, utc: bool, selected: bool, type_width: usize) -> Line<'sta
         Span::raw(summary(event)),
     ]);
     if selected {
+        // The highlight spans the whole row, not just its text.
+        let used = line.width();
+        if used < row_width {
+            line.push_span(Span::raw(" ".repeat(row_width - used)));
+        }
         line = line.style(Style::new().add_modifier(Modifier::REVERSED));
     }
     line
@@ -89,7 +95,7 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
                 event,
                 state.utc(),
                 window.selected == Some(i),
-                type_width,
+                (type_width, usize::from(area.width.saturating_sub(2))),
             ))
         })
         .collect();
