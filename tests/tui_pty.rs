@@ -1,6 +1,7 @@
-//! End to end: the real binary in a pseudo-terminal, attached to a served bus. It types a filter,
-//! reads the screen back through a small terminal emulator, and quits with `q`, leaving the terminal
-//! restored (alternate screen left, cursor shown, exit status 0).
+//! End to end: the real binary in a pseudo-terminal, attached to a served bus (which then goes away
+//! and comes back), or hosting one. It types a filter, reads the screen back through a small terminal
+//! emulator, and quits with `q`, leaving the terminal restored (alternate screen left, cursor shown,
+//! exit status 0).
 
 mod common;
 
@@ -108,6 +109,83 @@ impl Screen {
     }
 }
 
+/// The real binary in a pseudo-terminal, its output followed by a [`Screen`].
+struct Monitor {
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    writer: Box<dyn Write + Send>,
+    screen: Arc<Mutex<Screen>>,
+    feeder: Option<std::thread::JoinHandle<()>>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+impl Monitor {
+    fn start(args: &[&str]) -> Self {
+        let pty = native_pty_system()
+            .openpty(PtySize {
+                rows: ROWS as u16,
+                cols: COLS as u16,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut cmd = CommandBuilder::new(BIN);
+        cmd.args(args);
+        cmd.env("TERM", "xterm-256color");
+        cmd.env_remove("IPCKIT_SOCKET");
+        let child = pty.slave.spawn_command(cmd).unwrap();
+        drop(pty.slave);
+        let mut reader = pty.master.try_clone_reader().unwrap();
+        let writer = pty.master.take_writer().unwrap();
+        let screen = Arc::new(Mutex::new(Screen::new()));
+        let feeder = {
+            let screen = Arc::clone(&screen);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = reader.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    screen.lock().unwrap().feed(&buf[..n]);
+                }
+            })
+        };
+        Monitor {
+            child,
+            writer,
+            screen,
+            feeder: Some(feeder),
+            _master: pty.master,
+        }
+    }
+
+    fn keys(&mut self, keys: &[u8]) {
+        self.writer.write_all(keys).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    /// Waits for the process to end; its exit status.
+    fn wait(&mut self) -> portable_pty::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                if let Some(feeder) = self.feeder.take() {
+                    // The pty closes with the process; the feeder then reads everything left.
+                    let _ = feeder.join();
+                }
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the monitor did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
 fn wait_for(screen: &Arc<Mutex<Screen>>, what: &str, check: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -142,76 +220,68 @@ fn the_monitor_in_a_pty_filters_as_typed_and_quits_leaving_the_terminal_restored
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let pty = native_pty_system()
-        .openpty(PtySize {
-            rows: ROWS as u16,
-            cols: COLS as u16,
-            pixel_width: 0,
-            pixel_height: 0,
-        })
-        .unwrap();
-    let mut cmd = CommandBuilder::new(BIN);
-    cmd.args(["--socket", sock]);
-    cmd.env("TERM", "xterm-256color");
-    cmd.env_remove("IPCKIT_SOCKET");
-    let mut child = pty.slave.spawn_command(cmd).unwrap();
-    drop(pty.slave);
-    let mut reader = pty.master.try_clone_reader().unwrap();
-    let mut writer = pty.master.take_writer().unwrap();
-    let screen = Arc::new(Mutex::new(Screen::new()));
-    let feeder = {
-        let screen = Arc::clone(&screen);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                screen.lock().unwrap().feed(&buf[..n]);
-            }
-        })
-    };
+    let mut monitor = Monitor::start(&["--socket", sock]);
+    let screen = Arc::clone(&monitor.screen);
 
     wait_for(&screen, "the attached screen", |s| {
         s.contains("attached bus.sock") && s.contains("30 of 30 match") && s.contains("LIVE")
     });
-    writer.write_all(b"/log.*").unwrap();
-    writer.flush().unwrap();
+    monitor.keys(b"/log.*");
     wait_for(&screen, "the filter to apply as typed", |s| {
         s.contains("filter> log.*") && s.contains("10 of 30 match")
     });
-    writer.write_all(b"\r").unwrap();
-    writer.flush().unwrap();
+    monitor.keys(b"\r");
     wait_for(&screen, "only matching rows", |s| {
         let rows: Vec<&str> = s.lines().filter(|l| l.contains(" #")).collect();
         rows.len() == 10 && rows.iter().all(|r| r.contains("log.stderr"))
     });
-    writer.write_all(b"?").unwrap();
-    writer.flush().unwrap();
+    monitor.keys(b"?");
     wait_for(&screen, "the help", |s| {
         s.contains("keys ─ ? or Esc closes")
     });
-    writer.write_all(b"q").unwrap();
-    writer.flush().unwrap();
+    monitor.keys(b"q");
     wait_for(&screen, "the help to close", |s| {
         !s.contains("keys ─ ? or Esc closes")
     });
-    writer.write_all(b"q").unwrap();
-    writer.flush().unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "q did not end the monitor");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    // The bus goes away: the screen stays, saying so; it comes back: the monitor re-attaches.
+    server.terminate();
+    wait_for(&screen, "the disconnected state", |s| {
+        s.contains("lost bus.sock")
+            && s.contains("DISCONNECTED retrying in")
+            && s.contains("10 of ")
+    });
+    let server = ServerProcess::start(&socket, &[]);
+    let out = run(
+        &[
+            "--socket",
+            sock,
+            "publish",
+            "log.stderr",
+            "--resource",
+            "after",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(&screen, "re-attached with the new bus's event", |s| {
+        s.contains("attached bus.sock") && !s.contains("DISCONNECTED") && s.contains("after")
+    });
+    monitor.keys(b"q");
+
+    let status = monitor.wait();
     assert!(status.success(), "{status:?}");
-    drop(writer);
-    drop(pty.master);
-    let _ = feeder.join();
-    let raw = String::from_utf8_lossy(&screen.lock().unwrap().raw).into_owned();
+    assert_restored(&screen.lock().unwrap().raw);
+    drop(server);
+}
+
+/// The output ends with the alternate screen left and the cursor shown.
+fn assert_restored(raw: &[u8]) {
+    let raw = String::from_utf8_lossy(raw).into_owned();
     let entered = raw
         .rfind("\x1b[?1049h")
         .expect("entered the alternate screen");
@@ -219,5 +289,44 @@ fn the_monitor_in_a_pty_filters_as_typed_and_quits_leaving_the_terminal_restored
     assert!(left > entered);
     let shown = raw.rfind("\x1b[?25h").expect("showed the cursor");
     assert!(shown > raw.rfind("\x1b[?25l").unwrap_or(0));
-    drop(server);
+}
+
+#[test]
+fn with_no_bus_at_the_socket_it_hosts_one_others_can_publish_to_with_the_demo_running() {
+    let dir = TempDir::new();
+    let socket = dir.socket();
+    let sock = socket.to_str().unwrap();
+    let mut monitor = Monitor::start(&["--socket", sock, "--demo"]);
+    let screen = Arc::clone(&monitor.screen);
+    wait_for(&screen, "the hosted demo", |s| {
+        s.contains("hosting bus.sock") && s.contains("render-") && s.contains("(no total)")
+    });
+    let out = run(
+        &[
+            "--socket",
+            sock,
+            "publish",
+            "probe.from-outside",
+            "--resource",
+            "probe-1",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    monitor.keys(b"/probe.*\r");
+    wait_for(&screen, "the outside event", |s| {
+        s.contains("probe.from-outside") && s.contains("probe-1") && s.contains("1 of ")
+    });
+    monitor.keys(b"q");
+    let status = monitor.wait();
+    assert!(status.success(), "{status:?}");
+    assert_restored(&screen.lock().unwrap().raw);
+    assert!(
+        !socket.exists(),
+        "the hosted bus's socket is removed on the way out"
+    );
 }
