@@ -330,3 +330,38 @@ fn with_no_bus_at_the_socket_it_hosts_one_others_can_publish_to_with_the_demo_ru
         "the hosted bus's socket is removed on the way out"
     );
 }
+
+#[test]
+fn attached_with_demo_the_workload_publishes_to_the_served_bus() {
+    let dir = TempDir::new();
+    let socket = dir.socket();
+    let server = ServerProcess::start(&socket, &[]);
+    let sock = socket.to_str().unwrap();
+    let mut monitor = Monitor::start(&["--socket", sock, "--demo"]);
+    let screen = Arc::clone(&monitor.screen);
+    wait_for(&screen, "demo events through the served bus", |s| {
+        s.contains("attached bus.sock") && s.contains("render-") && s.contains("(no total)")
+    });
+    monitor.keys(b"q");
+    let status = monitor.wait();
+    assert!(status.success(), "{status:?}");
+    // The events went to the served bus, not only to the monitor.
+    let out = run(
+        &[
+            "--socket",
+            sock,
+            "events",
+            "--no-follow",
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mcp.notifications.progress"));
+    drop(server);
+}
