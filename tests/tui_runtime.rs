@@ -61,7 +61,16 @@ async fn the_loop_shows_bus_events_filters_as_typed_and_quits_on_q() {
     for i in 0..20 {
         bus.publish(Event::stderr(&format!("job-{i}"), "oops"));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The source has read all 50 (it reads before it forwards); give the loop time to take them in.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while bus.stats().delivered < 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the source did not read the events"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     press(&tx, KeyCode::Char('/'));
     for c in "log.*".chars() {
         press(&tx, KeyCode::Char(c));
