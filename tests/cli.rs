@@ -378,9 +378,20 @@ fn serve_demo_produces_a_live_workload() {
 }
 
 #[test]
-fn the_monitor_says_it_is_not_built_here() {
+fn the_monitor_refuses_a_bad_filter_and_needs_a_terminal() {
     let dir = TempDir::new();
+    let out = run(&["--socket", &sock(&dir), "--filter", "res:"], "");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid filter: `res:` at column 1 needs a value"),
+        "{stderr}"
+    );
+    // Without a terminal (stdout is a pipe here) it says so in one line, before hosting anything.
     let out = run(&["--socket", &sock(&dir)], "");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("monitor is not built"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("the monitor needs a terminal"), "{stderr}");
+    assert!(!std::path::Path::new(&sock(&dir)).exists());
 }

@@ -176,9 +176,9 @@ pub enum CliError {
         /// The error.
         source: std::io::Error,
     },
-    /// The monitor is wired in by the TUI branch.
-    #[error("the monitor is not built in this branch; use a subcommand (see --help)")]
-    MonitorNotBuilt,
+    /// The monitor failed.
+    #[error(transparent)]
+    Monitor(#[from] crate::top::TopError),
 }
 
 /// Parses the arguments, runs the command, prints an error as one line; the process exit status.
@@ -234,14 +234,29 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     })
 }
 
-/// The full-screen monitor. Not built in this branch: the TUI branch replaces this function.
+/// The full-screen monitor: attaches to the bus at the socket, or hosts one there
+/// ([`crate::top::run_at_socket`]).
 ///
 /// # Errors
 ///
-/// Always [`CliError::MonitorNotBuilt`] here.
+/// The monitor's failure (a bad filter, a socket that cannot be served, no terminal).
 pub fn run_monitor(options: MonitorOptions) -> Result<ExitCode, CliError> {
-    let _ = options;
-    Err(CliError::MonitorNotBuilt)
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Io {
+            context: "cannot start the async runtime".into(),
+            source,
+        })?;
+    let top = crate::top::TopOptions {
+        socket_label: crate::top::socket_label(&options.socket),
+        filter: options.filter,
+        history: options.history,
+        ..Default::default()
+    };
+    runtime.block_on(crate::top::run_at_socket(options.socket, top, options.demo))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Events queued per subscriber of `serve`'s bus (one pointer each) before the oldest are dropped:

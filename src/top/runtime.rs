@@ -1,0 +1,195 @@
+//! The terminal and the loop: key presses, source messages and a clock become [`Action`]s, and the
+//! screen is redrawn after changes at most once per frame.
+
+use super::action::{action_for_terminal_event, Action};
+use super::source::{spawn_bus_source, SourceMsg};
+use super::state::{Connection, State};
+use super::{ui, update, TopError, TopOptions};
+use crate::event_stream::EventBus;
+use futures_core::Stream;
+use ratatui::backend::Backend;
+use ratatui::crossterm::event::Event as TermEvent;
+use ratatui::{DefaultTerminal, Terminal};
+use std::io;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
+/// How often time-driven things (rate, spinner, replay, retry countdown) move on.
+pub const TICK: Duration = Duration::from_millis(100);
+
+async fn next_key<K>(keys: &mut K) -> Option<io::Result<TermEvent>>
+where
+    K: Stream<Item = io::Result<TermEvent>> + Unpin,
+{
+    std::future::poll_fn(|cx| Pin::new(&mut *keys).poll_next(cx)).await
+}
+
+fn draw_error(error: impl std::fmt::Display) -> TopError {
+    TopError::Draw(error.to_string())
+}
+
+/// Runs the monitor on `terminal` until a quit key, the end of `keys`, or an error: one
+/// `select!` over the keys, a frame timer (only while something changed), the source, a clock tick
+/// and, lowest, background filter work. A key press is drawn at once; everything else (events,
+/// ticks) is coalesced into at most one frame per `frame`. Generic over the backend so tests can drive it with
+/// `TestBackend` and injected keys and events.
+///
+/// # Errors
+///
+/// Reading keys or drawing failed.
+///
+/// # Cancel safety
+///
+/// Dropping the future leaves `state` consistent (it is only changed between awaits).
+pub async fn run_loop<B, K>(
+    terminal: &mut Terminal<B>,
+    state: &mut State,
+    mut keys: K,
+    mut source: mpsc::Receiver<SourceMsg>,
+    frame: Duration,
+) -> Result<(), TopError>
+where
+    B: Backend,
+    K: Stream<Item = io::Result<TermEvent>> + Unpin,
+{
+    let size = terminal.size().map_err(draw_error)?;
+    update(
+        state,
+        Action::Resize {
+            width: size.width,
+            height: size.height,
+        },
+    );
+    update(
+        state,
+        Action::Tick {
+            now: SystemTime::now(),
+        },
+    );
+    let mut frames = tokio::time::interval(frame.max(Duration::from_millis(1)));
+    frames.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut ticks = tokio::time::interval(TICK);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut dirty = true;
+    let mut source_open = true;
+    while !state.should_quit() {
+        tokio::select! {
+            biased;
+            key = next_key(&mut keys) => match key {
+                Some(Ok(event)) => {
+                    if let Some(action) = action_for_terminal_event(state, &event) {
+                        if matches!(action, Action::Resize { .. }) {
+                            terminal.autoresize().map_err(draw_error)?;
+                        }
+                        update(state, action);
+                        // A key is answered at once rather than at the next frame: people type
+                        // slowly next to a bus, and the frame cap then applies from here.
+                        terminal.draw(|f| ui::render(state, f)).map_err(draw_error)?;
+                        dirty = false;
+                        frames.reset();
+                    }
+                }
+                Some(Err(error)) => return Err(TopError::Io(error)),
+                None => break,
+            },
+            _ = frames.tick(), if dirty => {
+                terminal.draw(|f| ui::render(state, f)).map_err(draw_error)?;
+                dirty = false;
+            }
+            msg = source.recv(), if source_open => {
+                match msg {
+                    Some(msg) => update(state, Action::from_source(msg, SystemTime::now())),
+                    None => {
+                        source_open = false;
+                        if !matches!(state.connection(), Connection::Disconnected { .. }) {
+                            update(state, Action::Disconnected { retry_in: Duration::MAX });
+                        }
+                    }
+                }
+                dirty = true;
+            }
+            _ = ticks.tick() => {
+                update(state, Action::Tick { now: SystemTime::now() });
+                dirty = true;
+            }
+            () = std::future::ready(()), if state.has_background_work() => {
+                update(state, Action::Scan);
+                dirty = true;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The real terminal, restored when dropped (also on early returns; `ratatui::try_init` adds a
+/// panic hook that restores it before a panic message is printed).
+struct TerminalGuard {
+    terminal: DefaultTerminal,
+}
+
+impl TerminalGuard {
+    fn new() -> Result<Self, TopError> {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            return Err(TopError::NoTerminal);
+        }
+        Ok(Self {
+            terminal: ratatui::try_init()?,
+        })
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ = self.terminal.show_cursor();
+        ratatui::restore();
+    }
+}
+
+/// Runs the monitor full-screen on this process's terminal, reading events from `source`, until `q`,
+/// Ctrl-C (a key in raw mode, or SIGINT) or an error. The terminal is restored on every way out.
+///
+/// # Errors
+///
+/// The initial filter does not parse (checked before the screen is touched), stdout is not a
+/// terminal, or the terminal failed.
+pub async fn run_with_source(
+    options: TopOptions,
+    source: mpsc::Receiver<SourceMsg>,
+) -> Result<(), TopError> {
+    let mut state = State::new(&options)?;
+    let mut guard = TerminalGuard::new()?;
+    let keys = ratatui::crossterm::event::EventStream::new();
+    let frame = options.frame_period();
+    tokio::select! {
+        result = run_loop(&mut guard.terminal, &mut state, keys, source, frame) => result,
+        signal = tokio::signal::ctrl_c() => signal.map_err(TopError::Io),
+    }
+}
+
+/// Runs the monitor on a bus in this process (see [`run_with_source`]): it subscribes with all kept
+/// history, shows `options.socket_label` as the socket it is hosting, and unsubscribes on the way out.
+///
+/// # Errors
+///
+/// As [`run_with_source`].
+pub async fn run_on_bus(bus: &EventBus, options: TopOptions) -> Result<(), TopError> {
+    let (source, task) = spawn_bus_source(bus, options.socket_label.clone(), true);
+    let result = run_with_source(options, source).await;
+    task.abort();
+    result
+}
+
+/// [`run_on_bus`] on a tokio runtime of its own, for callers that have none.
+///
+/// # Errors
+///
+/// As [`run_with_source`], or the runtime could not be built.
+pub fn run(bus: &EventBus, options: TopOptions) -> Result<(), TopError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run_on_bus(bus, options))
+}

@@ -1,0 +1,424 @@
+//! The monitor's state: plain data, changed only by [`update`](super::update), read by the views.
+
+use super::log::{epoch_millis, EventLog, Seq, Timeline};
+use super::progress::{Gauge, Gauges};
+use super::source::SourceStats;
+use super::TopOptions;
+use crate::event_stream::{Event, EventFilter, EventId, FilterError};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tui_input::Input;
+
+/// A snapshot of the gauges is kept every this many events, so the scrubber can rebuild the gauges at
+/// any point by replaying at most this many events.
+pub(super) const CHECKPOINT_EVERY: u64 = 4096;
+
+/// What keys go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    /// The event pane (the normal keys).
+    Events,
+    /// The filter bar is being edited.
+    Filter,
+    /// The help overlay is open.
+    Help,
+    /// The detail view is open.
+    Detail,
+}
+
+/// What the event pane shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Following the newest events.
+    Live,
+    /// Holding still while events keep arriving below.
+    Paused,
+    /// Showing the bus as it was at the history cursor.
+    Scrubbing,
+}
+
+/// The link to the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    /// No word from the source yet.
+    Connecting,
+    /// Attached.
+    Connected {
+        /// Socket or label.
+        socket: String,
+        /// The bus is hosted by this process.
+        hosted: bool,
+    },
+    /// The bus went away.
+    Disconnected {
+        /// The socket it was at, if it was ever attached.
+        socket: Option<String>,
+        /// When the source tries again, if it does.
+        retry_at: Option<SystemTime>,
+    },
+}
+
+/// The detail view of one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detail {
+    /// The title: id and type.
+    pub title: String,
+    /// Pretty-printed JSON, one line each.
+    pub lines: Vec<String>,
+    /// First line shown.
+    pub scroll: usize,
+}
+
+/// The overlay over the panes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Overlay {
+    None,
+    Help,
+    Detail(Detail),
+}
+
+/// The filter bar.
+#[derive(Debug, Clone)]
+pub(crate) struct FilterBar {
+    pub(crate) editing: bool,
+    pub(crate) input: Input,
+    /// Text of the filter in force.
+    pub(crate) applied: String,
+    /// Text in force when editing began (Esc restores it).
+    pub(crate) before_edit: String,
+    /// Why the text being edited does not parse.
+    pub(crate) error: Option<FilterError>,
+    /// Earlier kept filters, oldest first.
+    pub(crate) recall: Vec<String>,
+    pub(crate) recall_pos: Option<usize>,
+    /// What was typed before recalling.
+    pub(crate) draft: String,
+}
+
+/// A replay in progress.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Replay {
+    pub(super) speed: u32,
+    /// Event time reached, epoch millis.
+    pub(super) clock_ms: f64,
+    pub(super) last_tick: SystemTime,
+}
+
+/// The history cursor.
+#[derive(Debug, Clone)]
+pub(super) struct Scrub {
+    pub(super) cursor: Seq,
+    /// The gauges as they were just after the cursor's event.
+    pub(super) gauges: Gauges,
+    pub(super) replay: Option<Replay>,
+}
+
+/// The rows of the event pane: indices into the matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) selected: Option<usize>,
+}
+
+/// Everything the monitor shows. Build it with [`State::new`], change it with
+/// [`update`](super::update), draw it with [`render`](super::ui::render).
+#[derive(Debug)]
+pub struct State {
+    pub(super) log: EventLog,
+    pub(super) timeline: Timeline,
+    pub(super) gauges: Gauges,
+    /// (seq, gauges just before the event at seq); the first is always at the log's base.
+    pub(super) checkpoints: VecDeque<(Seq, Gauges)>,
+    pub(super) follow: bool,
+    /// First row shown while paused.
+    pub(super) top: Seq,
+    /// Selected row while paused.
+    pub(super) selected: Seq,
+    pub(super) scrub: Option<Scrub>,
+    pub(super) filter: FilterBar,
+    pub(super) overlay: Overlay,
+    pub(super) connection: Connection,
+    pub(super) stats: SourceStats,
+    /// (arrival time, events) over the last second or so.
+    pub(super) arrivals: VecDeque<(SystemTime, usize)>,
+    pub(super) rate: f64,
+    pub(super) now: SystemTime,
+    pub(super) size: (u16, u16),
+    pub(super) utc: bool,
+    pub(super) quit: bool,
+    pub(super) received: u64,
+}
+
+impl State {
+    /// A state for `options`, empty and connecting.
+    ///
+    /// # Errors
+    ///
+    /// The initial filter does not parse.
+    pub fn new(options: &TopOptions) -> Result<Self, FilterError> {
+        let text = options.filter.clone().unwrap_or_default();
+        let filter = EventFilter::parse(&text)?;
+        let recall = if text.trim().is_empty() {
+            Vec::new()
+        } else {
+            vec![text.clone()]
+        };
+        let mut checkpoints = VecDeque::new();
+        checkpoints.push_back((0, Gauges::default()));
+        Ok(Self {
+            log: EventLog::new(options.history, filter),
+            timeline: Timeline::default(),
+            gauges: Gauges::default(),
+            checkpoints,
+            follow: true,
+            top: 0,
+            selected: 0,
+            scrub: None,
+            filter: FilterBar {
+                editing: false,
+                input: Input::new(text.clone()),
+                applied: text.clone(),
+                before_edit: text,
+                error: None,
+                recall,
+                recall_pos: None,
+                draft: String::new(),
+            },
+            overlay: Overlay::None,
+            connection: Connection::Connecting,
+            stats: SourceStats::default(),
+            arrivals: VecDeque::new(),
+            rate: 0.0,
+            now: SystemTime::now(),
+            size: (80, 24),
+            utc: options.utc,
+            quit: false,
+            received: 0,
+        })
+    }
+
+    /// A quit was asked for.
+    pub fn should_quit(&self) -> bool {
+        self.quit
+    }
+
+    /// What keys go to.
+    pub fn focus(&self) -> Focus {
+        if self.filter.editing {
+            return Focus::Filter;
+        }
+        match self.overlay {
+            Overlay::None => Focus::Events,
+            Overlay::Help => Focus::Help,
+            Overlay::Detail(_) => Focus::Detail,
+        }
+    }
+
+    /// What the event pane shows.
+    pub fn mode(&self) -> Mode {
+        if self.scrub.is_some() {
+            Mode::Scrubbing
+        } else if self.follow {
+            Mode::Live
+        } else {
+            Mode::Paused
+        }
+    }
+
+    /// The link to the bus.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// The latest bus counters.
+    pub fn stats(&self) -> SourceStats {
+        self.stats
+    }
+
+    /// Events received per second, over the last second.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Events received since start.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Events held in history.
+    pub fn history_len(&self) -> usize {
+        self.log.len()
+    }
+
+    /// Held events known to match the filter (all of them once [`State::has_background_work`] is false).
+    pub fn match_count(&self) -> usize {
+        self.log.matches().len()
+    }
+
+    /// A new filter is still being tested against history: send [`Action::Scan`](super::Action::Scan).
+    pub fn has_background_work(&self) -> bool {
+        self.log.unscanned() > 0
+    }
+
+    /// Held events not yet tested against a new filter.
+    pub fn unscanned(&self) -> u64 {
+        self.log.unscanned()
+    }
+
+    /// The text in the filter bar.
+    pub fn filter_text(&self) -> &str {
+        self.filter.input.value()
+    }
+
+    /// The text of the filter in force.
+    pub fn applied_filter(&self) -> &str {
+        &self.filter.applied
+    }
+
+    /// Why the text in the filter bar does not parse (the filter in force is then the last valid one).
+    pub fn filter_error(&self) -> Option<&FilterError> {
+        self.filter.error.as_ref()
+    }
+
+    /// The detail view, when open.
+    pub fn detail(&self) -> Option<&Detail> {
+        match &self.overlay {
+            Overlay::Detail(detail) => Some(detail),
+            _ => None,
+        }
+    }
+
+    /// The replay speed, while replaying.
+    pub fn replay_speed(&self) -> Option<u32> {
+        self.scrub.as_ref()?.replay.map(|r| r.speed)
+    }
+
+    /// The event under the history cursor, while scrubbing.
+    pub fn scrub_event(&self) -> Option<&Arc<Event>> {
+        self.log.get(self.scrub.as_ref()?.cursor)
+    }
+
+    /// The id of the newest event received.
+    pub fn last_id(&self) -> Option<EventId> {
+        self.log.newest().map(|e| e.id)
+    }
+
+    /// The events in the event pane, top to bottom.
+    pub fn visible_events(&self) -> Vec<Arc<Event>> {
+        let w = self.window();
+        (w.start..w.end)
+            .filter_map(|i| self.log.match_event(i).map(|(_, e)| Arc::clone(e)))
+            .collect()
+    }
+
+    /// The selected event: under the cursor while scrubbing, the chosen row while paused, the newest
+    /// match while live.
+    pub fn selected_event(&self) -> Option<&Arc<Event>> {
+        let w = self.window();
+        let index = w.selected.or_else(|| w.end.checked_sub(1))?;
+        self.log.match_event(index).map(|(_, e)| e)
+    }
+
+    /// The gauges shown, in display order: as they were at the cursor while scrubbing.
+    pub fn shown_gauges(&self) -> Vec<&Gauge> {
+        let now = self.gauge_clock();
+        match &self.scrub {
+            Some(scrub) => scrub.gauges.sorted(now),
+            None => self.gauges.sorted(now),
+        }
+    }
+
+    /// The time gauges are judged at: now, or the cursor's event time while scrubbing.
+    pub(crate) fn gauge_clock(&self) -> SystemTime {
+        self.scrub_event().map_or(self.now, |e| e.timestamp)
+    }
+
+    pub(crate) fn now(&self) -> SystemTime {
+        self.now
+    }
+
+    pub(crate) fn utc(&self) -> bool {
+        self.utc
+    }
+
+    pub(crate) fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    pub(crate) fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    pub(crate) fn help_open(&self) -> bool {
+        self.overlay == Overlay::Help
+    }
+
+    pub(crate) fn filter_bar(&self) -> &FilterBar {
+        &self.filter
+    }
+
+    /// Rows of the event pane at the current size.
+    pub(crate) fn event_rows(&self) -> usize {
+        super::ui::event_rows(self.size.0, self.size.1).max(1)
+    }
+
+    /// The rows of the event pane.
+    pub(crate) fn window(&self) -> Window {
+        let h = self.event_rows();
+        let len = self.log.matches().len();
+        if let Some(scrub) = &self.scrub {
+            let end = self.log.match_index_after(scrub.cursor);
+            return Window {
+                start: end.saturating_sub(h),
+                end,
+                selected: end.checked_sub(1),
+            };
+        }
+        if self.follow {
+            return Window {
+                start: len.saturating_sub(h),
+                end: len,
+                selected: None,
+            };
+        }
+        let start = self
+            .log
+            .match_index_from(self.top)
+            .min(len.saturating_sub(1));
+        let end = (start + h).min(len);
+        let selected = (end > start).then(|| {
+            self.log
+                .match_index_from(self.selected)
+                .clamp(start, end - 1)
+        });
+        Window {
+            start,
+            end,
+            selected,
+        }
+    }
+
+    /// The gauges as they were just after the event at `cursor`.
+    pub(super) fn gauges_at(&self, cursor: Seq) -> Gauges {
+        let i = self.checkpoints.partition_point(|c| c.0 <= cursor);
+        let Some((from, snapshot)) = i.checked_sub(1).and_then(|i| self.checkpoints.get(i)) else {
+            return Gauges::default();
+        };
+        let mut gauges = snapshot.clone();
+        for seq in *from..=cursor {
+            if let Some(event) = self.log.get(seq) {
+                gauges.apply(event);
+            }
+        }
+        gauges
+    }
+
+    /// Event time of the `index`th match, epoch millis.
+    pub(super) fn match_millis(&self, index: usize) -> Option<i64> {
+        self.log
+            .match_event(index)
+            .map(|(_, e)| epoch_millis(e.timestamp))
+    }
+}

@@ -1,0 +1,187 @@
+//! Drawing: [`render`] reads a [`State`] and draws one frame; one file per pane. Nothing here changes
+//! the state or does I/O, and only the rows on screen are formatted, whatever the history holds.
+
+mod detail;
+mod events;
+mod filter_bar;
+mod header;
+mod help;
+mod history;
+mod progress;
+
+use super::state::State;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::Frame;
+use std::time::{Duration, SystemTime};
+
+/// The smallest terminal the monitor draws its panes in.
+pub const MIN_WIDTH: u16 = 60;
+/// The smallest terminal height the monitor draws its panes in.
+pub const MIN_HEIGHT: u16 = 12;
+
+/// Where each pane goes.
+struct Areas {
+    header: Rect,
+    filter: Rect,
+    events: Rect,
+    progress: Rect,
+    history: Rect,
+    footer: Rect,
+}
+
+fn areas(area: Rect) -> Option<Areas> {
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        return None;
+    }
+    let [header, filter, middle, history, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(5),
+        Constraint::Length(3),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let progress_width = (area.width * 36 / 100).clamp(26, 52);
+    let [events, progress] =
+        Layout::horizontal([Constraint::Min(20), Constraint::Length(progress_width)]).areas(middle);
+    Some(Areas {
+        header,
+        filter,
+        events,
+        progress,
+        history,
+        footer,
+    })
+}
+
+/// Rows of the event pane in a terminal of this size (0 when too small to draw in).
+pub(crate) fn event_rows(width: u16, height: u16) -> usize {
+    areas(Rect::new(0, 0, width, height))
+        .map_or(0, |a| usize::from(a.events.height.saturating_sub(2)))
+}
+
+/// Draws `state` into `frame`.
+pub fn render(state: &State, frame: &mut Frame<'_>) {
+    let area = frame.area();
+    let Some(areas) = areas(area) else {
+        too_small(frame, area);
+        return;
+    };
+    header::render(state, frame, areas.header);
+    filter_bar::render(state, frame, areas.filter);
+    events::render(state, frame, areas.events);
+    progress::render(state, frame, areas.progress);
+    history::render(state, frame, areas.history);
+    footer(frame, areas.footer);
+    if state.help_open() {
+        help::render(frame, area);
+    }
+    if let Some(detail) = state.detail() {
+        detail::render(detail, frame, area);
+    }
+}
+
+fn too_small(frame: &mut Frame<'_>, area: Rect) {
+    let text = format!(
+        "terminal too small: ipckit-top needs {MIN_WIDTH}x{MIN_HEIGHT}, this is {}x{} (q quits)",
+        area.width, area.height
+    );
+    frame.render_widget(
+        Paragraph::new(text)
+            .style(Style::new().fg(Color::Yellow))
+            .wrap(Wrap { trim: true }),
+        area,
+    );
+}
+
+fn footer(frame: &mut Frame<'_>, area: Rect) {
+    let keys =
+        " q quit  / filter  enter detail  space pause  ←/→ [ ] scrub  r replay  L live  ? help";
+    frame.render_widget(
+        Paragraph::new(Line::from(keys)).style(Style::new().add_modifier(Modifier::DIM)),
+        area,
+    );
+}
+
+/// A rectangle of at most `width` x `height` centred in `area`.
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
+        .flex(Flex::Center)
+        .areas(area);
+    let [cell] = Layout::horizontal([Constraint::Length(width.min(area.width))])
+        .flex(Flex::Center)
+        .areas(row);
+    cell
+}
+
+/// `n` with thousands separators: `48,210`.
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A short duration: `7s`, `3m12s`, `1h04m`.
+pub(crate) fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+/// `time` formatted with `format`, in UTC or local time.
+pub(crate) fn clock(time: SystemTime, utc: bool, format: &str) -> String {
+    if utc {
+        chrono::DateTime::<chrono::Utc>::from(time)
+            .format(format)
+            .to_string()
+    } else {
+        chrono::DateTime::<chrono::Local>::from(time)
+            .format(format)
+            .to_string()
+    }
+}
+
+/// A compact number: `950`, `12.5k`, `3.2M`.
+pub(crate) fn compact(n: f64) -> String {
+    let a = n.abs();
+    if a >= 1e9 {
+        format!("{:.1}G", n / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.1}M", n / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.1}k", n / 1e3)
+    } else if n.fract() == 0.0 {
+        format!("{n:.0}")
+    } else {
+        format!("{n:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_formatted_for_people() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(48210), "48,210");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(short_duration(Duration::from_secs(192)), "3m12s");
+        assert_eq!(compact(3_200_000.0), "3.2M");
+        assert_eq!(compact(72.0), "72");
+    }
+}

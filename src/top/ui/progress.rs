@@ -1,0 +1,146 @@
+//! The progress pane: one gauge per progress token or resource, two lines each, active first.
+
+use super::{compact, short_duration};
+use crate::top::progress::{Gauge, Outcome};
+use crate::top::state::State;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph};
+use ratatui::Frame;
+use std::time::SystemTime;
+
+const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+fn spinner(now: SystemTime) -> char {
+    let tenths = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() / 100);
+    SPINNER[(tenths % SPINNER.len() as u128) as usize]
+}
+
+fn bar(ratio: f64, width: usize) -> String {
+    let filled = ((ratio.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
+    let mut out = "█".repeat(filled);
+    out.push_str(&"░".repeat(width - filled));
+    out
+}
+
+fn gauge_lines(gauge: &Gauge, now: SystemTime, width: usize) -> [Line<'static>; 2] {
+    let key_width = (width * 45 / 100).clamp(6, 24);
+    let key_len = gauge.key.chars().count();
+    let mut key: String = if key_len > key_width {
+        let mut cut: String = gauge.key.chars().take(key_width - 1).collect();
+        cut.push('…');
+        cut
+    } else {
+        gauge.key.clone()
+    };
+    while key.chars().count() < key_width {
+        key.push(' ');
+    }
+    let stale = gauge.is_stale(now);
+    let (status, status_style) = match gauge.outcome {
+        Outcome::Done => (
+            format!("done ✓ {}", short_duration(gauge.elapsed(now))),
+            Style::new().fg(Color::Green),
+        ),
+        Outcome::Failed => (
+            format!("failed ✗ {}", short_duration(gauge.elapsed(now))),
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ),
+        Outcome::Cancelled => ("cancelled".to_owned(), Style::new().fg(Color::Yellow)),
+        Outcome::Running if stale => (
+            format!(
+                "stale {}",
+                short_duration(now.duration_since(gauge.updated).unwrap_or_default())
+            ),
+            Style::new().fg(Color::Yellow),
+        ),
+        Outcome::Running => match gauge.ratio() {
+            Some(ratio) => (format!("{:>3.0}%", ratio * 100.0), Style::new()),
+            None => (
+                format!("{} {} (no total)", spinner(now), compact(gauge.current)),
+                Style::new().fg(Color::Cyan),
+            ),
+        },
+    };
+    let bar_color = match gauge.outcome {
+        Outcome::Done => Color::Green,
+        Outcome::Failed => Color::Red,
+        Outcome::Cancelled => Color::Yellow,
+        Outcome::Running if stale => Color::DarkGray,
+        Outcome::Running => Color::Blue,
+    };
+    let mut first = vec![Span::raw(key), Span::raw(" ")];
+    let room = width.saturating_sub(key_width + 2 + status.chars().count());
+    let ratio = match gauge.outcome {
+        Outcome::Done => Some(1.0),
+        _ => gauge.ratio(),
+    };
+    if let (Some(ratio), true) = (ratio, room >= 4) {
+        first.push(Span::styled(
+            bar(ratio, room.min(24)),
+            Style::new().fg(bar_color),
+        ));
+        first.push(Span::raw(" "));
+    }
+    first.push(Span::styled(status, status_style));
+
+    let mut detail = Vec::new();
+    if let Some(message) = &gauge.message {
+        detail.push(message.clone());
+    }
+    match gauge.total {
+        Some(total) => detail.push(format!("{}/{}", compact(gauge.current), compact(total))),
+        None if gauge.outcome != Outcome::Running => detail.push(compact(gauge.current)),
+        None => {}
+    }
+    if gauge.outcome == Outcome::Running {
+        if let Some(rate) = gauge.rate() {
+            detail.push(format!("{}/s", compact((rate * 10.0).round() / 10.0)));
+        }
+        if let Some(eta) = gauge.eta() {
+            detail.push(format!("ETA {}", short_duration(eta)));
+        }
+    }
+    let mut second = vec![Span::styled(
+        format!("  {}", detail.join(" · ")),
+        Style::new().fg(Color::DarkGray),
+    )];
+    if gauge.backwards {
+        second.push(Span::styled(
+            " ⚠ went backwards",
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ));
+    }
+    [Line::from(first), Line::from(second)]
+}
+
+pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
+    let now = state.gauge_clock();
+    let gauges = state.shown_gauges();
+    let width = usize::from(area.width.saturating_sub(2));
+    let fits = usize::from(area.height.saturating_sub(2)) / 2;
+    let mut lines: Vec<Line<'static>> = gauges
+        .iter()
+        .take(fits)
+        .flat_map(|g| gauge_lines(g, now, width))
+        .collect();
+    if gauges.is_empty() {
+        lines.push(Line::styled(
+            "no progress reported yet",
+            Style::new().fg(Color::DarkGray),
+        ));
+    }
+    let more = gauges.len().saturating_sub(fits);
+    let title = if more > 0 {
+        format!(" progress ─ {} ({more} more) ", gauges.len())
+    } else {
+        format!(" progress ─ {} ", gauges.len())
+    };
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(title)),
+        area,
+    );
+}

@@ -1,0 +1,315 @@
+//! Key-sequence tests on the monitor's state: keys go through the real key map and `update`.
+
+mod tui_support;
+
+use ipckit::top::{update, Action, Connection, Focus, Mode, SCAN_SLICE};
+use ipckit::Event;
+use ratatui::crossterm::event::{KeyCode, KeyModifiers};
+use std::time::Duration;
+use tui_support::*;
+
+#[test]
+fn follow_pause_scroll_and_back_to_live() {
+    let mut state = state_with(1000, None);
+    feed(&mut state, workload(100));
+    assert_eq!(state.mode(), Mode::Live);
+    assert_eq!(state.selected_event().unwrap().id, 100);
+    assert_eq!(state.visible_events().last().unwrap().id, 100);
+
+    key(&mut state, KeyCode::Char('k'));
+    assert_eq!(state.mode(), Mode::Paused);
+    assert_eq!(state.selected_event().unwrap().id, 99);
+    // New events arrive below a paused view without moving it.
+    let before: Vec<u64> = state.visible_events().iter().map(|e| e.id).collect();
+    feed(
+        &mut state,
+        vec![stamped(Event::stdout("x", "late"), 101, 2.0)],
+    );
+    let after: Vec<u64> = state.visible_events().iter().map(|e| e.id).collect();
+    assert_eq!(before, after);
+
+    key(&mut state, KeyCode::Char('g'));
+    assert_eq!(state.selected_event().unwrap().id, 1);
+    assert_eq!(state.visible_events()[0].id, 1);
+    key(&mut state, KeyCode::PageDown);
+    let rows = state.visible_events().len() as u64;
+    assert_eq!(state.selected_event().unwrap().id, 1 + rows);
+    key(&mut state, KeyCode::Char('j'));
+    assert_eq!(state.selected_event().unwrap().id, 2 + rows);
+    key(&mut state, KeyCode::PageUp);
+    assert_eq!(state.selected_event().unwrap().id, 2);
+
+    key(&mut state, KeyCode::Char('G'));
+    assert_eq!(state.mode(), Mode::Live);
+    assert_eq!(state.selected_event().unwrap().id, 101);
+    key(&mut state, KeyCode::Char(' '));
+    assert_eq!(state.mode(), Mode::Paused);
+    assert_eq!(state.selected_event().unwrap().id, 101);
+    key(&mut state, KeyCode::Char('p'));
+    assert_eq!(state.mode(), Mode::Live);
+}
+
+#[test]
+fn filter_refilters_on_each_key_and_enter_keeps_it() {
+    let mut state = state_with(1000, None);
+    feed(&mut state, workload(100));
+    assert_eq!(state.match_count(), 100);
+    key(&mut state, KeyCode::Char('/'));
+    assert_eq!(state.focus(), Focus::Filter);
+    // `q` and `j` are text while editing.
+    typed(&mut state, "log.*");
+    assert_eq!(state.filter_text(), "log.*");
+    assert_eq!(state.match_count(), 40);
+    key(&mut state, KeyCode::Backspace);
+    key(&mut state, KeyCode::Backspace);
+    assert_eq!(state.applied_filter(), "log");
+    assert_eq!(state.match_count(), 0);
+    typed(&mut state, ".warn");
+    assert_eq!(state.match_count(), 20);
+    key(&mut state, KeyCode::Enter);
+    assert_eq!(state.focus(), Focus::Events);
+    assert!(state
+        .visible_events()
+        .iter()
+        .all(|e| e.event_type == "log.warn"));
+
+    // Esc restores the filter in force before editing.
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, " res:none");
+    assert_eq!(state.match_count(), 0);
+    key(&mut state, KeyCode::Esc);
+    assert_eq!(state.focus(), Focus::Events);
+    assert_eq!(state.applied_filter(), "log.warn");
+    assert_eq!(state.filter_text(), "log.warn");
+    assert_eq!(state.match_count(), 20);
+}
+
+#[test]
+fn invalid_filter_names_the_term_and_keeps_the_last_valid_one() {
+    let mut state = state_with(1000, Some("task.*"));
+    feed(&mut state, workload(50));
+    assert_eq!(state.match_count(), 20, "task.started and task.progress");
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, " bogus:1");
+    let error = state.filter_error().expect("bogus:1 does not parse");
+    assert_eq!(error.term(), "bogus:1");
+    assert!(error.to_string().contains("bogus"), "{error}");
+    assert_eq!(state.applied_filter().trim(), "task.* bogus");
+    // Enter does not accept an invalid expression.
+    key(&mut state, KeyCode::Enter);
+    assert_eq!(state.focus(), Focus::Filter);
+    key(&mut state, KeyCode::Esc);
+    assert!(state.filter_error().is_none());
+    assert_eq!(state.applied_filter(), "task.*");
+    assert_eq!(state.match_count(), 20, "task.started and task.progress");
+}
+
+#[test]
+fn up_and_down_recall_earlier_filters() {
+    let mut state = state_with(1000, Some("task.*"));
+    feed(&mut state, workload(50));
+    key(&mut state, KeyCode::Char('/'));
+    key_with(&mut state, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    typed(&mut state, "log.*");
+    key(&mut state, KeyCode::Enter);
+    key(&mut state, KeyCode::Char('/'));
+    key_with(&mut state, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    typed(&mut state, "mcp");
+    key(&mut state, KeyCode::Up);
+    assert_eq!(state.filter_text(), "log.*");
+    assert_eq!(state.match_count(), 20);
+    key(&mut state, KeyCode::Up);
+    assert_eq!(state.filter_text(), "task.*");
+    key(&mut state, KeyCode::Down);
+    assert_eq!(state.filter_text(), "log.*");
+    key(&mut state, KeyCode::Down);
+    assert_eq!(state.filter_text(), "mcp");
+}
+
+#[test]
+fn scrubbing_shows_the_past_while_live_events_arrive() {
+    let mut state = state_with(1000, None);
+    let events = (0..10u64)
+        .map(|i| {
+            stamped(
+                Event::progress("job", i * 10, 100, "working"),
+                i + 1,
+                i as f64,
+            )
+        })
+        .collect();
+    feed(&mut state, events);
+    assert_eq!(state.shown_gauges()[0].current, 90.0);
+
+    key(&mut state, KeyCode::Left);
+    assert_eq!(state.mode(), Mode::Scrubbing);
+    assert_eq!(state.scrub_event().unwrap().id, 9);
+    assert_eq!(state.shown_gauges()[0].current, 80.0);
+    assert_eq!(state.visible_events().last().unwrap().id, 9);
+
+    feed(
+        &mut state,
+        vec![stamped(Event::progress("job", 100, 100, "done"), 11, 10.0)],
+    );
+    assert_eq!(state.scrub_event().unwrap().id, 9);
+    assert_eq!(state.shown_gauges()[0].current, 80.0);
+
+    key(&mut state, KeyCode::Char('['));
+    assert_eq!(state.scrub_event().unwrap().id, 8);
+    key(&mut state, KeyCode::Home);
+    assert_eq!(state.scrub_event().unwrap().id, 1);
+    assert_eq!(state.shown_gauges()[0].current, 0.0);
+    key(&mut state, KeyCode::Right);
+    key(&mut state, KeyCode::Char(']'));
+    assert_eq!(state.scrub_event().unwrap().id, 3);
+    assert_eq!(state.shown_gauges()[0].current, 20.0);
+
+    key(&mut state, KeyCode::Char('L'));
+    assert_eq!(state.mode(), Mode::Live);
+    assert_eq!(state.shown_gauges()[0].current, 100.0);
+    key(&mut state, KeyCode::Left);
+    key(&mut state, KeyCode::End);
+    assert_eq!(state.mode(), Mode::Live);
+}
+
+#[test]
+fn replay_cycles_speeds_and_plays_forward_to_live() {
+    let mut state = state_with(1000, None);
+    let events = (0..20u64)
+        .map(|i| stamped(Event::stdout("r", "line"), i + 1, i as f64))
+        .collect();
+    feed(&mut state, events);
+    key(&mut state, KeyCode::Char('r'));
+    assert_eq!(state.replay_speed(), None, "replay needs a cursor");
+    key(&mut state, KeyCode::Home);
+    key(&mut state, KeyCode::Char('r'));
+    assert_eq!(state.replay_speed(), Some(1));
+    update(&mut state, Action::Tick { now: at(2.5) });
+    assert_eq!(state.scrub_event().unwrap().id, 3);
+    key(&mut state, KeyCode::Char('r'));
+    assert_eq!(state.replay_speed(), Some(10));
+    update(&mut state, Action::Tick { now: at(3.5) });
+    assert_eq!(state.scrub_event().unwrap().id, 13);
+    key(&mut state, KeyCode::Char('r'));
+    assert_eq!(state.replay_speed(), Some(100));
+    key(&mut state, KeyCode::Char('r'));
+    assert_eq!(state.replay_speed(), None);
+    key(&mut state, KeyCode::Char(' '));
+    assert_eq!(state.replay_speed(), Some(1));
+    update(&mut state, Action::Tick { now: at(30.0) });
+    assert_eq!(state.mode(), Mode::Live, "replay that catches up goes live");
+}
+
+#[test]
+fn history_is_bounded_and_scrubbing_reaches_its_oldest_event() {
+    let mut state = state_with(100, None);
+    for chunk in workload(10_000).chunks(333) {
+        feed(&mut state, chunk.to_vec());
+    }
+    assert_eq!(state.history_len(), 100);
+    assert_eq!(state.match_count(), 100);
+    assert_eq!(state.received(), 10_000);
+    key(&mut state, KeyCode::Home);
+    assert_eq!(state.scrub_event().unwrap().id, 9_901);
+    // The gauges at the oldest kept event include what came before it.
+    let gauges = state.shown_gauges();
+    assert!(gauges
+        .iter()
+        .any(|g| g.key == "render-token" && g.current == 97.0));
+}
+
+#[test]
+fn a_new_filter_over_a_long_history_is_counted_in_slices() {
+    let mut state = state_with(100_000, None);
+    for chunk in workload(100_000).chunks(4096) {
+        feed(&mut state, chunk.to_vec());
+    }
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, "log.warn");
+    assert!(state.has_background_work());
+    assert!(state.match_count() < 20_000);
+    // The rows on screen are right at once: the newest matches are tested first.
+    assert!(state
+        .visible_events()
+        .iter()
+        .all(|e| e.event_type == "log.warn"));
+    assert_eq!(state.visible_events().last().unwrap().id, 99_999);
+    let mut slices = 0;
+    while state.has_background_work() {
+        update(&mut state, Action::Scan);
+        slices += 1;
+    }
+    assert!(slices >= 100_000 / SCAN_SLICE - 1);
+    assert_eq!(state.match_count(), 20_000);
+}
+
+#[test]
+fn detail_help_and_quit_keys() {
+    let mut state = state_with(1000, None);
+    feed(&mut state, workload(3));
+    key(&mut state, KeyCode::Enter);
+    assert_eq!(state.focus(), Focus::Detail);
+    let detail = state.detail().unwrap();
+    assert_eq!(detail.title, "event #3 mcp.notifications.progress");
+    assert!(detail
+        .lines
+        .iter()
+        .any(|l| l.contains("\"progressToken\": \"render-token\"")));
+    key(&mut state, KeyCode::Esc);
+    assert_eq!(state.focus(), Focus::Events);
+
+    key(&mut state, KeyCode::Char('?'));
+    assert_eq!(state.focus(), Focus::Help);
+    key(&mut state, KeyCode::Char('q'));
+    assert_eq!(state.focus(), Focus::Events);
+    assert!(!state.should_quit());
+
+    assert_eq!(release(&state, KeyCode::Char('q')), None);
+    key(&mut state, KeyCode::Char('/'));
+    key_with(&mut state, KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(state.should_quit());
+
+    let mut state = state_with(10, None);
+    key(&mut state, KeyCode::Char('q'));
+    assert!(state.should_quit());
+}
+
+#[test]
+fn source_messages_set_connection_and_counters() {
+    let mut state = state_with(10, None);
+    assert_eq!(*state.connection(), Connection::Connecting);
+    update(
+        &mut state,
+        Action::Connected {
+            socket: "a.sock".into(),
+            hosted: false,
+        },
+    );
+    update(
+        &mut state,
+        Action::Disconnected {
+            retry_in: Duration::from_secs(3),
+        },
+    );
+    assert_eq!(
+        *state.connection(),
+        Connection::Disconnected {
+            socket: Some("a.sock".into()),
+            retry_at: Some(at(3.0))
+        }
+    );
+    feed(&mut state, workload(5));
+    update(&mut state, Action::Tick { now: at(0.5) });
+    assert_eq!(state.rate(), 5.0);
+    update(&mut state, Action::Tick { now: at(2.0) });
+    assert_eq!(state.rate(), 0.0);
+}
+
+#[test]
+fn an_invalid_initial_filter_is_refused() {
+    let options = ipckit::top::TopOptions {
+        filter: Some("res:".into()),
+        ..Default::default()
+    };
+    assert!(ipckit::top::State::new(&options).is_err());
+}

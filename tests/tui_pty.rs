@@ -1,0 +1,367 @@
+//! End to end: the real binary in a pseudo-terminal, attached to a served bus (which then goes away
+//! and comes back), or hosting one. It types a filter, reads the screen back through a small terminal
+//! emulator, and quits with `q`, leaving the terminal restored (alternate screen left, cursor shown,
+//! exit status 0).
+
+mod common;
+
+use common::{run, ServerProcess, TempDir, BIN};
+use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const COLS: usize = 110;
+const ROWS: usize = 32;
+
+/// Just enough of a VT100 to follow what ratatui's crossterm backend writes: cursor moves, clears,
+/// printable text; colours and modes are skipped.
+struct Screen {
+    cells: Vec<Vec<char>>,
+    row: usize,
+    col: usize,
+    raw: Vec<u8>,
+}
+
+impl Screen {
+    fn new() -> Self {
+        Self {
+            cells: vec![vec![' '; COLS]; ROWS],
+            row: 0,
+            col: 0,
+            raw: Vec::new(),
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        self.raw.extend_from_slice(bytes);
+        let text = String::from_utf8_lossy(&self.raw).into_owned();
+        // Re-parse everything so that split sequences are never half-applied.
+        self.cells = vec![vec![' '; COLS]; ROWS];
+        self.row = 0;
+        self.col = 0;
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\x1b' => match chars.next() {
+                    Some('[') => {
+                        let mut params = String::new();
+                        let mut fin = ' ';
+                        for p in chars.by_ref() {
+                            if ('@'..='~').contains(&p) {
+                                fin = p;
+                                break;
+                            }
+                            params.push(p);
+                        }
+                        self.csi(&params, fin);
+                    }
+                    Some(']') => {
+                        // OSC: up to BEL or ST.
+                        while let Some(p) = chars.next() {
+                            if p == '\x07' || (p == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
+                                break;
+                            }
+                        }
+                    }
+                    _ => {}
+                },
+                '\r' => self.col = 0,
+                '\n' => self.row = (self.row + 1).min(ROWS - 1),
+                c if c < ' ' => {}
+                c => {
+                    if self.row < ROWS && self.col < COLS {
+                        self.cells[self.row][self.col] = c;
+                    }
+                    self.col += 1;
+                }
+            }
+        }
+    }
+
+    fn csi(&mut self, params: &str, fin: char) {
+        let nums: Vec<usize> = params
+            .trim_start_matches('?')
+            .split(';')
+            .map(|n| n.parse().unwrap_or(0))
+            .collect();
+        match fin {
+            'H' | 'f' => {
+                self.row = nums.first().copied().unwrap_or(1).max(1) - 1;
+                self.col = nums.get(1).copied().unwrap_or(1).max(1) - 1;
+            }
+            'J' if nums.first() == Some(&2) => self.cells = vec![vec![' '; COLS]; ROWS],
+            'K' if self.row < ROWS => {
+                for c in self.col..COLS {
+                    self.cells[self.row][c] = ' ';
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn text(&self) -> String {
+        self.cells
+            .iter()
+            .map(|r| r.iter().collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// The real binary in a pseudo-terminal, its output followed by a [`Screen`].
+struct Monitor {
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    writer: Box<dyn Write + Send>,
+    screen: Arc<Mutex<Screen>>,
+    feeder: Option<std::thread::JoinHandle<()>>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+impl Monitor {
+    fn start(args: &[&str]) -> Self {
+        let pty = native_pty_system()
+            .openpty(PtySize {
+                rows: ROWS as u16,
+                cols: COLS as u16,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut cmd = CommandBuilder::new(BIN);
+        cmd.args(args);
+        cmd.env("TERM", "xterm-256color");
+        cmd.env_remove("IPCKIT_SOCKET");
+        let child = pty.slave.spawn_command(cmd).unwrap();
+        drop(pty.slave);
+        let mut reader = pty.master.try_clone_reader().unwrap();
+        let writer = pty.master.take_writer().unwrap();
+        let screen = Arc::new(Mutex::new(Screen::new()));
+        let feeder = {
+            let screen = Arc::clone(&screen);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = reader.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    screen.lock().unwrap().feed(&buf[..n]);
+                }
+            })
+        };
+        Monitor {
+            child,
+            writer,
+            screen,
+            feeder: Some(feeder),
+            _master: pty.master,
+        }
+    }
+
+    fn keys(&mut self, keys: &[u8]) {
+        self.writer.write_all(keys).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    /// Waits for the process to end; its exit status.
+    fn wait(&mut self) -> portable_pty::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                if let Some(feeder) = self.feeder.take() {
+                    // The pty closes with the process; the feeder then reads everything left.
+                    let _ = feeder.join();
+                }
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the monitor did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn wait_for(screen: &Arc<Mutex<Screen>>, what: &str, check: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = screen.lock().unwrap().text();
+        if check(&text) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; screen:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_monitor_in_a_pty_filters_as_typed_and_quits_leaving_the_terminal_restored() {
+    let dir = TempDir::new();
+    let socket = dir.socket();
+    let server = ServerProcess::start(&socket, &[]);
+    let sock = socket.to_str().unwrap();
+    let lines: String = (0..30)
+        .map(|i| {
+            let kind = if i % 3 == 0 { "log.stderr" } else { "task.started" };
+            format!("{{\"event_type\":\"{kind}\",\"resource_id\":\"job-{i}\",\"data\":{{\"n\":{i}}}}}\n")
+        })
+        .collect();
+    let out = run(&["--socket", sock, "publish", "--stdin"], &lines);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut monitor = Monitor::start(&["--socket", sock]);
+    let screen = Arc::clone(&monitor.screen);
+
+    wait_for(&screen, "the attached screen", |s| {
+        s.contains("attached bus.sock") && s.contains("30 of 30 match") && s.contains("LIVE")
+    });
+    monitor.keys(b"/log.*");
+    wait_for(&screen, "the filter to apply as typed", |s| {
+        s.contains("filter> log.*") && s.contains("10 of 30 match")
+    });
+    monitor.keys(b"\r");
+    wait_for(&screen, "only matching rows", |s| {
+        let rows: Vec<&str> = s.lines().filter(|l| l.contains(" #")).collect();
+        rows.len() == 10 && rows.iter().all(|r| r.contains("log.stderr"))
+    });
+    monitor.keys(b"?");
+    wait_for(&screen, "the help", |s| {
+        s.contains("keys ─ ? or Esc closes")
+    });
+    monitor.keys(b"q");
+    wait_for(&screen, "the help to close", |s| {
+        !s.contains("keys ─ ? or Esc closes")
+    });
+
+    // The bus goes away: the screen stays, saying so; it comes back: the monitor re-attaches.
+    server.terminate();
+    wait_for(&screen, "the disconnected state", |s| {
+        s.contains("lost bus.sock")
+            && s.contains("DISCONNECTED retrying in")
+            && s.contains("10 of ")
+    });
+    let server = ServerProcess::start(&socket, &[]);
+    let out = run(
+        &[
+            "--socket",
+            sock,
+            "publish",
+            "log.stderr",
+            "--resource",
+            "after",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(&screen, "re-attached with the new bus's event", |s| {
+        s.contains("attached bus.sock") && !s.contains("DISCONNECTED") && s.contains("after")
+    });
+    monitor.keys(b"q");
+
+    let status = monitor.wait();
+    assert!(status.success(), "{status:?}");
+    assert_restored(&screen.lock().unwrap().raw);
+    drop(server);
+}
+
+/// The output ends with the alternate screen left and the cursor shown.
+fn assert_restored(raw: &[u8]) {
+    let raw = String::from_utf8_lossy(raw).into_owned();
+    let entered = raw
+        .rfind("\x1b[?1049h")
+        .expect("entered the alternate screen");
+    let left = raw.rfind("\x1b[?1049l").expect("left the alternate screen");
+    assert!(left > entered);
+    let shown = raw.rfind("\x1b[?25h").expect("showed the cursor");
+    assert!(shown > raw.rfind("\x1b[?25l").unwrap_or(0));
+}
+
+#[test]
+fn with_no_bus_at_the_socket_it_hosts_one_others_can_publish_to_with_the_demo_running() {
+    let dir = TempDir::new();
+    let socket = dir.socket();
+    let sock = socket.to_str().unwrap();
+    let mut monitor = Monitor::start(&["--socket", sock, "--demo"]);
+    let screen = Arc::clone(&monitor.screen);
+    wait_for(&screen, "the hosted demo", |s| {
+        s.contains("hosting bus.sock") && s.contains("render-") && s.contains("(no total)")
+    });
+    let out = run(
+        &[
+            "--socket",
+            sock,
+            "publish",
+            "probe.from-outside",
+            "--resource",
+            "probe-1",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    monitor.keys(b"/probe.*\r");
+    wait_for(&screen, "the outside event", |s| {
+        s.contains("probe.from-outside") && s.contains("probe-1") && s.contains("1 of ")
+    });
+    monitor.keys(b"q");
+    let status = monitor.wait();
+    assert!(status.success(), "{status:?}");
+    assert_restored(&screen.lock().unwrap().raw);
+    assert!(
+        !socket.exists(),
+        "the hosted bus's socket is removed on the way out"
+    );
+}
+
+#[test]
+fn attached_with_demo_the_workload_publishes_to_the_served_bus() {
+    let dir = TempDir::new();
+    let socket = dir.socket();
+    let server = ServerProcess::start(&socket, &[]);
+    let sock = socket.to_str().unwrap();
+    let mut monitor = Monitor::start(&["--socket", sock, "--demo"]);
+    let screen = Arc::clone(&monitor.screen);
+    wait_for(&screen, "demo events through the served bus", |s| {
+        s.contains("attached bus.sock") && s.contains("render-") && s.contains("(no total)")
+    });
+    monitor.keys(b"q");
+    let status = monitor.wait();
+    assert!(status.success(), "{status:?}");
+    // The events went to the served bus, not only to the monitor.
+    let out = run(
+        &[
+            "--socket",
+            sock,
+            "events",
+            "--no-follow",
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mcp.notifications.progress"));
+    drop(server);
+}

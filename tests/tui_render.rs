@@ -1,0 +1,282 @@
+//! Render tests: each pane and state drawn on a `TestBackend`, asserted on the screen's lines.
+
+mod tui_support;
+
+use ipckit::top::{update, Action, SourceStats, KEYS};
+use ipckit::Event;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::KeyCode;
+use ratatui::style::Color;
+use ratatui::Terminal;
+use std::time::Duration;
+use tui_support::*;
+
+fn contains(screen: &[String], needle: &str) -> bool {
+    screen.iter().any(|line| line.contains(needle))
+}
+
+fn show(screen: &[String]) -> String {
+    screen.join("\n")
+}
+
+fn live_state() -> ipckit::top::State {
+    let mut state = state_with(1000, None);
+    update(
+        &mut state,
+        Action::Connected {
+            socket: "default.sock".into(),
+            hosted: false,
+        },
+    );
+    update(
+        &mut state,
+        Action::Stats(SourceStats {
+            published: 48_210,
+            subscribers: 3,
+            dropped: 0,
+        }),
+    );
+    feed(&mut state, workload(48));
+    update(&mut state, Action::Tick { now: at(0.5) });
+    state
+}
+
+#[test]
+fn empty_screen_waits_for_events() {
+    let state = state_with(100, None);
+    let s = screen(&state, 120, 30);
+    assert!(
+        s[0].contains("ipckit-top ─ connecting ─ 0 ev/s ─ 0 subs ─ dropped 0 ─ LIVE"),
+        "{}",
+        show(&s)
+    );
+    assert!(contains(&s, "0 of 0 match"), "{}", show(&s));
+    assert!(contains(&s, "waiting for events…"), "{}", show(&s));
+    assert!(contains(&s, "no progress reported yet"), "{}", show(&s));
+    assert!(contains(&s, "? help"), "{}", show(&s));
+}
+
+#[test]
+fn live_screen_shows_header_rows_and_gauges() {
+    let state = live_state();
+    let s = screen(&state, 120, 30);
+    let text = show(&s);
+    assert!(
+        s[0].contains("attached default.sock ─ 48 ev/s ─ 3 subs ─ dropped 0 ─ LIVE"),
+        "{text}"
+    );
+    assert!(contains(&s, "48 of 48 match"), "{text}");
+    assert!(
+        contains(
+            &s,
+            "12:00:00.470 #48      mcp.notifications.pro… render-token     frame"
+        ),
+        "{text}"
+    );
+    assert!(
+        contains(
+            &s,
+            "12:00:00.460 #47      log.stderr             render-2         disk slow 46"
+        ),
+        "{text}"
+    );
+    // A gauge with a total shows a bar and a percentage; one without, a spinner and the count.
+    assert!(contains(&s, "render-token"), "{text}");
+    assert!(contains(&s, "%"), "{text}");
+    assert!(contains(&s, "(no total)"), "{text}");
+    assert!(contains(&s, "48 kept"), "{text}");
+    // The newest event is on the last row of the pane.
+    let last_row = s.iter().rposition(|l| l.contains("#")).unwrap();
+    assert!(s[last_row].contains("#48 "), "{text}");
+}
+
+#[test]
+fn dropped_count_is_red_when_non_zero() {
+    let mut state = live_state();
+    update(
+        &mut state,
+        Action::Stats(SourceStats {
+            published: 10,
+            subscribers: 1,
+            dropped: 5,
+        }),
+    );
+    let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
+    terminal
+        .draw(|f| ipckit::top::ui::render(&state, f))
+        .unwrap();
+    let buffer = terminal.backend().buffer();
+    let row: String = (0..120)
+        .map(|x| buffer[(x, 0)].symbol())
+        .collect::<String>();
+    let col = row.find("dropped 5").unwrap();
+    let x = row[..col].chars().count() as u16;
+    assert_eq!(buffer[(x, 0)].fg, Color::Red);
+}
+
+#[test]
+fn filtered_screen_counts_and_shows_only_matches() {
+    let mut state = live_state();
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, "log.warn");
+    key(&mut state, KeyCode::Enter);
+    let s = screen(&state, 120, 30);
+    let text = show(&s);
+    assert!(contains(&s, "filter> log.warn"), "{text}");
+    assert!(contains(&s, "9 of 48 match"), "{text}");
+    assert!(!contains(&s, "log.stderr"), "{text}");
+    assert!(contains(&s, "log.warn"), "{text}");
+}
+
+#[test]
+fn invalid_filter_is_shown_with_the_bad_term() {
+    let mut state = live_state();
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, "log.* when:now");
+    let s = screen(&state, 120, 30);
+    let text = show(&s);
+    assert!(
+        contains(&s, "✗ unknown field `when` in `when:now`"),
+        "{text}"
+    );
+    // The last valid filter (`log.* when`) is still applied.
+    assert_eq!(state.applied_filter(), "log.* when");
+}
+
+#[test]
+fn paused_and_scrubbing_screens() {
+    let mut state = live_state();
+    key(&mut state, KeyCode::Char(' '));
+    feed(
+        &mut state,
+        vec![stamped(Event::stdout("x", "later"), 49, 1.0)],
+    );
+    let s = screen(&state, 120, 30);
+    assert!(s[0].contains("PAUSED"), "{}", show(&s));
+    assert!(contains(&s, "events ─ paused, 1 below"), "{}", show(&s));
+
+    key(&mut state, KeyCode::Char('L'));
+    key(&mut state, KeyCode::Left);
+    key(&mut state, KeyCode::Left);
+    let s = screen(&state, 120, 30);
+    let text = show(&s);
+    assert!(s[0].contains("SCRUBBING"), "{text}");
+    assert!(contains(&s, "events ─ as at #47"), "{text}");
+    assert!(contains(&s, "◆ 12:00:00 (#47)"), "{text}");
+    let last_row = s.iter().rposition(|l| l.contains(" #4")).unwrap();
+    assert!(s[last_row].contains("#47 "), "{text}");
+    key(&mut state, KeyCode::Char('r'));
+    let s = screen(&state, 120, 30);
+    assert!(contains(&s, "(#47) ▶ 1x"), "{}", show(&s));
+}
+
+#[test]
+fn disconnected_screen_keeps_the_events_and_counts_down() {
+    let mut state = live_state();
+    update(
+        &mut state,
+        Action::Disconnected {
+            retry_in: Duration::from_secs(3),
+        },
+    );
+    let s = screen(&state, 120, 30);
+    let text = show(&s);
+    assert!(s[0].contains("lost default.sock"), "{text}");
+    assert!(s[0].contains("DISCONNECTED retrying in 3s"), "{text}");
+    assert!(contains(&s, "#48 "), "{text}");
+    update(&mut state, Action::Tick { now: at(2.5) });
+    let s = screen(&state, 120, 30);
+    assert!(s[0].contains("DISCONNECTED retrying in 1s"), "{}", show(&s));
+}
+
+#[test]
+fn help_lists_every_key() {
+    let mut state = live_state();
+    key(&mut state, KeyCode::Char('?'));
+    let s = screen(&state, 120, 30);
+    let text = show(&s);
+    for (keys, what) in KEYS {
+        assert!(
+            contains(&s, keys) && contains(&s, what),
+            "{keys} {what} missing:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn detail_view_shows_pretty_json() {
+    let mut state = live_state();
+    key(&mut state, KeyCode::Char('k'));
+    key(&mut state, KeyCode::Enter);
+    let s = screen(&state, 120, 30);
+    let text = show(&s);
+    assert!(contains(&s, "event #47 log.stderr"), "{text}");
+    assert!(contains(&s, "\"event_type\": \"log.stderr\","), "{text}");
+    assert!(contains(&s, "\"message\": \"disk slow 46\""), "{text}");
+}
+
+#[test]
+fn a_tiny_terminal_gets_a_message() {
+    let state = live_state();
+    for (w, h) in [(30, 6), (59, 40), (200, 11), (1, 1), (0, 0)] {
+        let s = screen(&state, w, h);
+        if w >= 20 {
+            assert!(show(&s).contains("too small"), "{w}x{h}:\n{}", show(&s));
+        }
+    }
+}
+
+#[test]
+fn progress_states_are_drawn() {
+    let mut state = state_with(1000, None);
+    feed(
+        &mut state,
+        vec![
+            stamped(Event::mcp_progress("ok", 1.0, Some(1.0), None), 1, 0.0),
+            stamped(Event::progress("bad", 5, 10, "half"), 2, 0.0),
+            stamped(
+                Event::with_resource("task.failed", "bad", serde_json::json!({})),
+                3,
+                4.0,
+            ),
+            stamped(Event::progress("back", 5, 10, ""), 4, 0.0),
+            stamped(Event::progress("back", 4, 10, ""), 5, 20.0),
+            stamped(Event::mcp_progress("idle", 3.0, Some(10.0), None), 6, 1.0),
+        ],
+    );
+    update(&mut state, Action::Tick { now: at(21.0) });
+    let s = screen(&state, 120, 30);
+    let text = show(&s);
+    assert!(contains(&s, "done ✓ 0s"), "{text}");
+    assert!(contains(&s, "failed ✗ 4s"), "{text}");
+    assert!(contains(&s, "stale 20s"), "{text}");
+    assert!(contains(&s, "⚠ went backwards"), "{text}");
+    assert!(contains(&s, "progress ─ 4"), "{text}");
+}
+
+#[test]
+fn the_selected_row_is_highlighted_across_the_pane() {
+    use ratatui::style::Modifier;
+    let mut state = live_state();
+    key(&mut state, KeyCode::Char('k'));
+    let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
+    terminal
+        .draw(|f| ipckit::top::ui::render(&state, f))
+        .unwrap();
+    let buffer = terminal.backend().buffer();
+    let row = |y: u16| {
+        (0..120)
+            .map(|x| buffer[(x, y)].symbol())
+            .collect::<String>()
+    };
+    let y = (0..30).find(|&y| row(y).contains("#47 ")).unwrap();
+    let right_edge = row(y)
+        .find("││")
+        .map(|i| row(y)[..i].chars().count() as u16)
+        .unwrap();
+    assert!(buffer[(1, y)].modifier.contains(Modifier::REVERSED));
+    assert!(buffer[(right_edge - 1, y)]
+        .modifier
+        .contains(Modifier::REVERSED));
+    assert!(!buffer[(1, y - 1)].modifier.contains(Modifier::REVERSED));
+}
