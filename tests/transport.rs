@@ -574,9 +574,13 @@ async fn a_peer_running_as_another_user_is_closed_before_it_gets_data() {
     }));
     // Open the socket file to everyone, so only the peer check stands in the way.
     std::fs::set_permissions(dir.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    // A copy of the binary the other user can run, whatever the modes of the checkout's folders.
+    let bin = dir.0.join("ipckit-top");
+    std::fs::copy(common::BIN, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let socket = dir.socket();
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(common::BIN)
+        std::process::Command::new(&bin)
             .args(["--socket", socket.to_str().unwrap(), "publish", "intruder"])
             .uid(65534)
             .gid(65534)
