@@ -601,3 +601,66 @@ async fn a_peer_running_as_another_user_is_closed_before_it_gets_data() {
     stop.send(()).unwrap();
     within(task).await.unwrap().unwrap();
 }
+
+/// A peer speaking the protocol by hand (as a server in another language would): an event frame
+/// whose event does not parse is skipped and counted, frames in another key order still arrive, and
+/// lag reports count as dropped; the order of what does arrive is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_written_server_unreadable_and_reordered_event_frames() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let dir = TempDir::new();
+    let listener = tokio::net::UnixListener::bind(dir.socket()).unwrap();
+    let peer = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let mut lines = tokio::io::BufReader::new(read).lines();
+        write
+            .write_all(
+                b"{\"type\":\"hello\",\"protocol\":\"ipckit\",\"version\":1,\"server\":\"by hand\",\
+                  \"instance\":\"x\",\"last_id\":0,\"max_frame\":1048576}\n",
+            )
+            .await
+            .unwrap();
+        let request: serde_json::Value =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(request["type"], "subscribe");
+        let id = request["id"].as_u64().unwrap();
+        let event = |id: u64| {
+            format!(
+                r#"{{"id":{id},"timestamp":1700000000.5,"event_type":"task.started","resource_id":"r","data":{{}}}}"#
+            )
+        };
+        let script = [
+            format!(r#"{{"type":"subscribed","id":{id},"sub":1,"gap":null}}"#),
+            format!(r#"{{"type":"event","sub":1,"event":{}}}"#, event(1)),
+            r#"{"type":"event","sub":1,"event":{"id":"two"}}"#.to_string(),
+            format!(r#"{{"sub":1,"event":{},"type":"event"}}"#, event(3)),
+            r#"{"type":"lagged","sub":1,"missed":5}"#.to_string(),
+            format!(r#"{{"type":"event","sub":1,"event":{}}}"#, event(9)),
+        ];
+        for line in script {
+            write.write_all(line.as_bytes()).await.unwrap();
+            write.write_all(b"\n").await.unwrap();
+        }
+        // Hold the connection open until the client goes.
+        while let Ok(Some(_)) = lines.next_line().await {}
+    });
+    let client = within(Client::connect(dir.socket())).await.unwrap();
+    let mut sub = within(client.subscribe(&EventFilter::new(), Replay::None))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(within(sub.recv()).await.unwrap().id);
+    }
+    assert_eq!(ids, [1, 3, 9]);
+    assert_eq!(
+        sub.unreadable(),
+        1,
+        "the event that does not parse is counted"
+    );
+    assert_eq!(sub.dropped(), 5, "the lag report is counted");
+    drop(sub);
+    drop(client);
+    within(peer).await.unwrap();
+}

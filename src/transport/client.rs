@@ -1,8 +1,8 @@
 //! The client: attach to a served bus, publish, subscribe, query; and a subscriber that reconnects.
 
 use super::frame::{
-    decode_server_frame, encode_line, LineReader, ReadLine, ReplaySpec, Reply, Request,
-    ServerFrame, ServerHello, StatsFrame, PROTOCOL_VERSION,
+    decode_server_frame, encode_line, split_event_frame, LineReader, ReadLine, ReplaySpec, Reply,
+    Request, ServerFrame, ServerHello, StatsFrame, PROTOCOL_VERSION,
 };
 use super::io::SharedStream;
 use crate::event_stream::{Event, EventFilter, EventId, Replay, ReplayGap};
@@ -24,12 +24,82 @@ const CLIENT_MAX_LINE: usize = 256 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Batches buffered per remote subscription before the connection's reader waits for the consumer.
 const SUB_CHANNEL: usize = 256;
-/// Most events handed over in one batch: small enough (under 1 KiB of items) that allocating a batch
-/// stays on the allocator's fast path.
-const SUB_BATCH: usize = 60;
+/// Most items handed over in one batch.
+const SUB_BATCH: usize = 256;
+/// Most bytes of event JSON handed over in one batch.
+const SUB_BATCH_BYTES: usize = 48 * 1024;
 
 /// Events (and lag reports) handed from the connection's reader to one subscription at once.
-type Batch = Vec<RemoteItem>;
+///
+/// The reader only frames lines and routes them; an event is parsed by the subscription when it is
+/// received. Parsing then runs on the consumer's task (in parallel when subscriptions are read on
+/// several threads), and each event is allocated just before it is used and freed before the next
+/// one is parsed, which keeps the allocator on its fast path.
+#[derive(Default)]
+struct Batch {
+    /// The event JSON of the `Raw::Json` items, back to back.
+    bytes: Vec<u8>,
+    items: Vec<Raw>,
+}
+
+/// One item of a [`Batch`].
+enum Raw {
+    /// An event still to be parsed: its JSON is `bytes[start..end]`.
+    Json { start: usize, end: usize },
+    /// An event already parsed (a frame not in the form servers normally write).
+    Parsed(Arc<Event>),
+    /// A lag report.
+    Lagged(u64),
+}
+
+impl Batch {
+    fn is_full(&self) -> bool {
+        self.items.len() >= SUB_BATCH || self.bytes.len() >= SUB_BATCH_BYTES
+    }
+}
+
+/// A received batch being read by its subscription.
+#[derive(Default)]
+struct Ready {
+    bytes: Vec<u8>,
+    items: std::vec::IntoIter<Raw>,
+}
+
+impl Ready {
+    /// The next item, parsing it if needed; events whose JSON does not parse are counted in
+    /// `unreadable` and skipped.
+    fn next(&mut self, unreadable: &mut u64) -> Option<RemoteItem> {
+        for raw in self.items.by_ref() {
+            match raw {
+                Raw::Json { start, end } => {
+                    // One UTF-8 check of the whole event, then a parse that need not check each
+                    // string again.
+                    match self
+                        .bytes
+                        .get(start..end)
+                        .and_then(|json| std::str::from_utf8(json).ok())
+                        .map(serde_json::from_str::<Event>)
+                    {
+                        Some(Ok(event)) => return Some(RemoteItem::Event(Arc::new(event))),
+                        _ => *unreadable += 1,
+                    }
+                }
+                Raw::Parsed(event) => return Some(RemoteItem::Event(event)),
+                Raw::Lagged(missed) => return Some(RemoteItem::Lagged { missed }),
+            }
+        }
+        None
+    }
+}
+
+impl From<Batch> for Ready {
+    fn from(batch: Batch) -> Self {
+        Ready {
+            bytes: batch.bytes,
+            items: batch.items.into_iter(),
+        }
+    }
+}
 
 /// What went wrong talking to a server.
 #[derive(Debug, thiserror::Error)]
@@ -403,9 +473,10 @@ impl Client {
                 client: self.clone(),
                 sub,
                 rx,
-                ready: std::collections::VecDeque::new(),
+                ready: Ready::default(),
                 gap: gap.map(ReplayGap::from),
                 dropped: 0,
+                unreadable: 0,
             }),
             other => Err(unexpected(other)),
         }
@@ -498,13 +569,21 @@ async fn read_frames(
             Ok(ReadLine::TooLong(_)) => continue,
             _ => break,
         }
-        if let Ok(frame) = decode_server_frame(&line) {
+        if let Some((sub, body)) = split_event_frame(&line) {
+            let batch = batch_for(&mut pending, sub);
+            let start = batch.bytes.len();
+            batch.bytes.extend_from_slice(body);
+            let end = batch.bytes.len();
+            batch.items.push(Raw::Json { start, end });
+        } else if let Ok(frame) = decode_server_frame(&line) {
             match frame {
                 ServerFrame::Event { sub, event } => {
-                    queue(&mut pending, sub, RemoteItem::Event(Arc::new(event)));
+                    batch_for(&mut pending, sub)
+                        .items
+                        .push(Raw::Parsed(Arc::new(event)));
                 }
                 ServerFrame::Reply(Reply::Lagged { sub, missed }) => {
-                    queue(&mut pending, sub, RemoteItem::Lagged { missed });
+                    batch_for(&mut pending, sub).items.push(Raw::Lagged(missed));
                 }
                 ServerFrame::Reply(Reply::Bye { .. }) => break,
                 ServerFrame::Reply(Reply::Hello(_)) => {}
@@ -513,7 +592,7 @@ async fn read_frames(
         }
         let buffered = reader.get_ref().buffer();
         let more_lines = memchr::memchr(b'\n', buffered).is_some();
-        if !more_lines || pending.iter().any(|(_, batch)| batch.len() >= SUB_BATCH) {
+        if !more_lines || pending.iter().any(|(_, batch)| batch.is_full()) {
             flush(&inner, &mut pending).await;
         }
     }
@@ -521,15 +600,16 @@ async fn read_frames(
     inner.fail_all();
 }
 
-fn queue(pending: &mut Vec<(u64, Batch)>, sub: u64, item: RemoteItem) {
-    match pending.iter_mut().find(|(s, _)| *s == sub) {
-        Some((_, batch)) => batch.push(item),
+/// The batch being gathered for subscription `sub`.
+fn batch_for(pending: &mut Vec<(u64, Batch)>, sub: u64) -> &mut Batch {
+    let at = match pending.iter().position(|(s, _)| *s == sub) {
+        Some(at) => at,
         None => {
-            let mut batch = Vec::with_capacity(SUB_BATCH);
-            batch.push(item);
-            pending.push((sub, batch));
+            pending.push((sub, Batch::default()));
+            pending.len() - 1
         }
-    }
+    };
+    &mut pending[at].1
 }
 
 /// Hands the batches over; a subscription whose receiver is gone is forgotten.
@@ -588,9 +668,10 @@ pub struct RemoteSubscriber {
     client: Client,
     sub: u64,
     rx: mpsc::Receiver<Batch>,
-    ready: std::collections::VecDeque<RemoteItem>,
+    ready: Ready,
     gap: Option<ReplayGap>,
     dropped: u64,
+    unreadable: u64,
 }
 
 impl std::fmt::Debug for RemoteSubscriber {
@@ -611,14 +692,15 @@ impl RemoteSubscriber {
     ///
     /// Cancel-safe.
     pub async fn next_item(&mut self) -> Option<RemoteItem> {
-        if self.ready.is_empty() {
-            self.ready.extend(self.rx.recv().await?);
+        loop {
+            if let Some(item) = self.ready.next(&mut self.unreadable) {
+                if let RemoteItem::Lagged { missed } = item {
+                    self.dropped += missed;
+                }
+                return Some(item);
+            }
+            self.ready = self.rx.recv().await?.into();
         }
-        let item = self.ready.pop_front()?;
-        if let RemoteItem::Lagged { missed } = item {
-            self.dropped += missed;
-        }
-        Some(item)
     }
 
     /// The next event, counting lag reports in [`RemoteSubscriber::dropped`]; `None` once the
@@ -639,12 +721,10 @@ impl RemoteSubscriber {
     /// The next event if one has arrived.
     pub fn try_recv(&mut self) -> Option<Arc<Event>> {
         loop {
-            if self.ready.is_empty() {
-                self.ready.extend(self.rx.try_recv().ok()?);
-            }
-            match self.ready.pop_front()? {
-                RemoteItem::Event(event) => return Some(event),
-                RemoteItem::Lagged { missed } => self.dropped += missed,
+            match self.ready.next(&mut self.unreadable) {
+                Some(RemoteItem::Event(event)) => return Some(event),
+                Some(RemoteItem::Lagged { missed }) => self.dropped += missed,
+                None => self.ready = self.rx.try_recv().ok()?.into(),
             }
         }
     }
@@ -657,6 +737,12 @@ impl RemoteSubscriber {
     /// Events the server discarded for this subscription, as far as reported so far.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Event frames received for this subscription whose event did not parse, and were skipped. A
+    /// server of this crate never sends one; a different implementation of the protocol might.
+    pub fn unreadable(&self) -> u64 {
+        self.unreadable
     }
 
     /// The client this subscription runs on.

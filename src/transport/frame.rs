@@ -488,25 +488,28 @@ pub fn encode_line<T: Serialize>(out: &mut Vec<u8>, frame: &T) {
     }
 }
 
+/// The subscription and the event JSON of an event frame in the form servers write it
+/// (`{"type":"event","sub":N,"event":EVENT}`), without parsing the event; `None` for any other line
+/// (which [`decode_server_frame`] still decodes in full).
+pub fn split_event_frame(line: &[u8]) -> Option<(u64, &[u8])> {
+    let rest = line.strip_prefix(EVENT_PREFIX)?;
+    let digits = rest.iter().position(|b| !b.is_ascii_digit())?;
+    let (number, tail) = rest.split_at(digits);
+    let body = tail.strip_prefix(EVENT_INFIX)?.strip_suffix(b"}")?;
+    let sub = std::str::from_utf8(number).ok()?.parse::<u64>().ok()?;
+    Some((sub, body))
+}
+
 /// Decodes one server line (without its newline).
 ///
 /// # Errors
 ///
 /// The JSON error when the line is not a server frame.
 pub fn decode_server_frame(line: &[u8]) -> Result<ServerFrame, serde_json::Error> {
-    if let Some(rest) = line.strip_prefix(EVENT_PREFIX) {
+    if let Some((sub, body)) = split_event_frame(line) {
         // Fast path for the frames that make up the bulk of the traffic: no intermediate buffering.
-        if let Some(digits) = rest.iter().position(|b| !b.is_ascii_digit()) {
-            let (number, tail) = rest.split_at(digits);
-            if let (Some(body), Ok(Ok(sub))) = (
-                tail.strip_prefix(EVENT_INFIX)
-                    .and_then(|b| b.strip_suffix(b"}")),
-                std::str::from_utf8(number).map(str::parse::<u64>),
-            ) {
-                if let Ok(event) = serde_json::from_slice::<Event>(body) {
-                    return Ok(ServerFrame::Event { sub, event });
-                }
-            }
+        if let Ok(event) = serde_json::from_slice::<Event>(body) {
+            return Ok(ServerFrame::Event { sub, event });
         }
     }
     #[derive(Deserialize)]

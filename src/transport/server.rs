@@ -472,6 +472,11 @@ fn instance_of(bus: &EventBus) -> String {
     format!("{}-{start:x}-{serial}", std::process::id())
 }
 
+thread_local! {
+    /// Where [`EncodeCache::get`] serializes an event before sharing the bytes.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
+}
+
 /// Serialized events by id, so each is encoded once however many subscriptions send it.
 struct EncodeCache {
     slots: Box<[Mutex<Option<Encoded>>]>,
@@ -495,7 +500,14 @@ impl EncodeCache {
                 return Arc::clone(bytes);
             }
         }
-        let bytes: Arc<[u8]> = serde_json::to_vec(event).unwrap_or_default().into();
+        // Serialized into a reused buffer, then copied once into the shared bytes: one allocation.
+        let bytes: Arc<[u8]> = SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            // Serializing an `Event` into a Vec cannot fail: string keys only, no I/O.
+            let _ = serde_json::to_writer(&mut *scratch, event);
+            Arc::from(scratch.as_slice())
+        });
         counters.encoded.fetch_add(1, Ordering::Relaxed);
         *slot = Some((event.id, Arc::clone(&bytes)));
         bytes
