@@ -71,7 +71,7 @@ impl Default for TopOptions {
         Self {
             socket_label: "in-process".to_owned(),
             filter: None,
-            history: 100_000,
+            history: crate::cli::DEFAULT_HISTORY,
             frame_rate: 30,
             utc: false,
         }
