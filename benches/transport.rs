@@ -6,7 +6,10 @@
 //!   parses each line into an owned `Event`.
 //! - `ours, 1 sub` / `ours, 8 subs`: a child process hosts a bus and a `Server` on one thread (as the
 //!   naive writer is one thread); events published there reach 1 or 8 remote `RemoteSubscriber`s in
-//!   this process (8 subscribers: total delivered). Nothing may be dropped (checked).
+//!   this process (8 subscribers: total delivered). Nothing may be dropped (checked). Each is
+//!   measured twice: receiving owned events (`recv`, parsed as the naive reader parses), and reading
+//!   them in place (`recv_refs`: an `EventRef` per event, its fields read and its data checked as
+//!   JSON, no owned `Event` built).
 //! - `remote publish`: this process publishes through a `Client` (`publish_batch` of 256).
 //! - latency: one event per millisecond published in the child, `now - event.timestamp` here.
 //!
@@ -18,6 +21,7 @@ use ipckit::transport::{Client, RemoteSubscriber, Server, ServerConfig};
 use ipckit::{Event, EventBus, EventBusConfig, EventFilter, Replay};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
+use std::ops::ControlFlow;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -208,6 +212,13 @@ impl LinePeer {
     }
 }
 
+/// How the remote subscribers receive.
+#[derive(Clone, Copy)]
+enum Receive {
+    Owned,
+    InPlace,
+}
+
 /// A bus served by a child process, with `subs` remote subscribers here.
 struct Ours {
     peer: Peer,
@@ -254,8 +265,9 @@ impl Ours {
         }
     }
 
-    /// Time for every subscriber to receive `n` events published in the child.
-    fn deliver(&mut self, n: u64) -> Duration {
+    /// Time for every subscriber to receive `n` events published in the child: as owned events
+    /// (`recv`), or read in place (`recv_refs`, each event's fields read, its data checked).
+    fn deliver(&mut self, n: u64, receive: Receive) -> Duration {
         let start = Instant::now();
         self.peer.command(&n.to_string());
         let subs = std::mem::take(&mut self.subs);
@@ -264,8 +276,25 @@ impl Ours {
                 .into_iter()
                 .map(|mut sub| {
                     tokio::spawn(async move {
-                        for _ in 0..n {
-                            std::hint::black_box(sub.recv().await.expect("event"));
+                        match receive {
+                            Receive::Owned => {
+                                for _ in 0..n {
+                                    std::hint::black_box(sub.recv().await.expect("event"));
+                                }
+                            }
+                            Receive::InPlace => {
+                                let mut seen = 0;
+                                while seen < n {
+                                    sub.recv_refs(|event| {
+                                        std::hint::black_box(&event);
+                                        seen += 1;
+                                        ControlFlow::Continue(())
+                                    })
+                                    .await
+                                    .expect("event");
+                                }
+                                assert_eq!(seen, n, "exactly the events published");
+                            }
                         }
                         assert_eq!(sub.dropped(), 0, "the benchmark must not drop events");
                         sub
@@ -346,11 +375,14 @@ fn criterion_groups(c: &mut Criterion) {
     drop(naive);
     for subs in [1usize, 8] {
         let mut ours = Ours::start(subs);
-        group.bench_with_input(
-            BenchmarkId::new("ours, subscribers", subs),
-            &subs,
-            |b, _| b.iter_custom(|n| ours.deliver(n.max(1) * 64) / 64),
-        );
+        for (name, receive) in [
+            ("ours, subscribers (owned)", Receive::Owned),
+            ("ours, subscribers (in place)", Receive::InPlace),
+        ] {
+            group.bench_with_input(BenchmarkId::new(name, subs), &subs, |b, _| {
+                b.iter_custom(|n| ours.deliver(n.max(1) * 64, receive) / 64)
+            });
+        }
     }
     let mut ours = Ours::start(0);
     group.bench_function("remote publish (batches of 256)", |b| {
@@ -369,9 +401,11 @@ fn report() {
     let raw = best(|n| LinePeer::start("raw").raw(n), N * 10);
     let naive = best(|n| LinePeer::start("naive").naive(n), N);
     let mut one = Ours::start(1);
-    let ours1 = best(|n| one.deliver(n), N);
+    let ours1 = best(|n| one.deliver(n, Receive::Owned), N);
+    let ours1_in_place = best(|n| one.deliver(n, Receive::InPlace), N);
     let mut eight = Ours::start(8);
-    let ours8 = 8.0 * best(|n| eight.deliver(n), N / 4);
+    let ours8 = 8.0 * best(|n| eight.deliver(n, Receive::Owned), N / 4);
+    let ours8_in_place = 8.0 * best(|n| eight.deliver(n, Receive::InPlace), N / 4);
     let (published, encoded) = eight.encoded();
     let mut publisher = Ours::start(0);
     let publish = best(|n| publisher.publish(n), N);
@@ -391,9 +425,20 @@ fn report() {
         ours1 / raw
     );
     println!(
+        "  ours, 1 sub, read in place {:>12.0} events/s  ({:.2}x naive, {:.3}x ceiling; recv_refs)",
+        ours1_in_place,
+        ours1_in_place / naive,
+        ours1_in_place / raw
+    );
+    println!(
         "  ours, 8 remote subscribers {:>12.0} events/s delivered in total ({:.2}x one subscriber)",
         ours8,
         ours8 / ours1
+    );
+    println!(
+        "  ours, 8 subs, read in place{:>12.0} events/s delivered in total ({:.2}x one subscriber)",
+        ours8_in_place,
+        ours8_in_place / ours1_in_place
     );
     println!(
         "    serialized once: {encoded} events encoded for {published} published to 8 subscribers"

@@ -78,6 +78,6 @@ pub mod transport;
 
 pub use event_stream::{
     event_types, BusStats, Event, EventBus, EventBusConfig, EventFilter, EventId, EventPublisher,
-    EventStream, EventSubscriber, FilterError, McpProgressPayload, RecvTimeoutError, Replay,
-    ReplayGap, SlowConsumerPolicy, SubscriberStats,
+    EventRef, EventStream, EventSubscriber, FilterError, McpProgressPayload, RecvTimeoutError,
+    Replay, ReplayGap, SlowConsumerPolicy, SubscriberStats,
 };

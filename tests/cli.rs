@@ -333,13 +333,49 @@ fn events_since_until_no_follow_and_follow() {
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[0].contains(" #3 odd.x - {\"i\":3}"), "{text}");
 
+    // Following, text and JSON: replay from id 5, then what is published while it runs, up to
+    // id 8; the same events, field for field, as the history answer gives.
+    let follow = |format: &str| {
+        std::process::Command::new(common::BIN)
+            .args(["--socket", &socket, "events", "--since", "id:5", "--until"])
+            .args(["id:8", "--format", format])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (json, text) = (follow("json"), follow("text"));
+    // Both are following once the replayed events 5 and 6 have been printed; meanwhile publish 7, 8.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for i in 7..=8 {
+        let data = format!("{{\"i\":{i}, \"s\":\"tab\\t\\u00e9\"}}");
+        let out = run(
+            &["--socket", &socket, "publish", "late.x", "--data", &data],
+            "",
+        );
+        assert!(out.status.success());
+    }
+    let json = String::from_utf8(json.wait_with_output().unwrap().stdout).unwrap();
+    let followed: Vec<Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ids(followed.clone()), [5, 6, 7, 8], "{json}");
+    assert_eq!(followed, events_json(&socket, &["--since", "id:5"]));
+    let text = String::from_utf8(text.wait_with_output().unwrap().stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[3].contains(r#" #8 late.x - {"i":8,"s":"tab\té"}"#),
+        "{text}"
+    );
+
     // An --until already past prints history up to it and exits, following or not.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
     let now = format!("@{now}");
-    for (until, count) in [("id:2", 2), (now.as_str(), 6), ("10m", 0)] {
+    for (until, count) in [("id:2", 2), (now.as_str(), 8), ("10m", 0)] {
         let args = [
             "--socket", &socket, "events", "--since", "1h", "--until", until,
         ];

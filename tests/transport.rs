@@ -7,6 +7,7 @@ use common::{ServerProcess, TempDir};
 use ipckit::transport::{Client, ReconnectingSubscriber, Server, ServerConfig, SubscriptionItem};
 use ipckit::{Event, EventBus, EventBusConfig, EventFilter, Replay, ReplayGap};
 use serde_json::json;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -171,7 +172,7 @@ async fn replay_from_an_id_history_dropped_reports_the_gap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_and_order_across_processes() {
     let dir = TempDir::new();
-    let _server = ServerProcess::start(&dir.socket(), &[]);
+    let _server = ServerProcess::start(&dir.socket(), &["--history", "1000"]);
     let client = within(Client::connect(dir.socket())).await.unwrap();
     let mut sub = within(client.subscribe(&EventFilter::new(), Replay::None))
         .await
@@ -649,9 +650,19 @@ async fn a_hand_written_server_unreadable_and_reordered_event_frames() {
     let mut sub = within(client.subscribe(&EventFilter::new(), Replay::None))
         .await
         .unwrap();
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        ids.push(within(sub.recv()).await.unwrap().id);
+    // The first event owned, the rest read in place (the reordered frame's event among them).
+    let mut ids = vec![within(sub.recv()).await.unwrap().id];
+    while ids.len() < 3 {
+        within(sub.recv_refs(|event| {
+            assert_eq!(
+                (&*event.event_type, event.data.get()),
+                ("task.started", "{}")
+            );
+            ids.push(event.id);
+            ControlFlow::Continue(())
+        }))
+        .await
+        .unwrap();
     }
     assert_eq!(ids, [1, 3, 9]);
     assert_eq!(
@@ -663,4 +674,74 @@ async fn a_hand_written_server_unreadable_and_reordered_event_frames() {
     drop(sub);
     drop(client);
     within(peer).await.unwrap();
+}
+
+/// Events read in place are the events an owned receive gives, in the same order; breaking leaves
+/// the rest for the next receive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_read_in_place_are_the_owned_events() {
+    let dir = TempDir::new();
+    // Room for every event in each subscription's queue: this test is not about slow readers.
+    let bus = EventBus::new(EventBusConfig {
+        subscriber_buffer: 4096,
+        ..Default::default()
+    });
+    let (_stop, _task) = host(&bus, &dir.socket());
+    let client = within(Client::connect(dir.socket())).await.unwrap();
+    let mut owned = within(client.subscribe(&EventFilter::new(), Replay::None))
+        .await
+        .unwrap();
+    let mut in_place = within(client.subscribe(&"res:job-*".parse().unwrap(), Replay::None))
+        .await
+        .unwrap();
+    for i in 0..1000 {
+        let mut event = Event::with_resource(
+            "log.stdout",
+            &format!("job-{}", i % 7),
+            json!({ "line": format!("frame {i} \"quoted\" \u{e9}\n"), "n": i }),
+        );
+        if i % 100 == 0 {
+            event.resource_id = None;
+        }
+        bus.publish(event);
+    }
+    let expected: Vec<Event> = {
+        let mut all = Vec::new();
+        while all.len() < 1000 {
+            all.push((*within(owned.recv()).await.unwrap()).clone());
+        }
+        all.into_iter()
+            .filter(|e| e.resource_id.is_some())
+            .collect()
+    };
+    let mut got = Vec::new();
+    // Take three, then break: the fourth is where the next receive starts.
+    while got.len() < 3 {
+        within(in_place.recv_refs(|event| {
+            got.push(event.to_event().unwrap());
+            if got.len() == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }))
+        .await
+        .unwrap();
+    }
+    assert_eq!(got.len(), 3, "nothing is handed over after a break");
+    while got.len() < expected.len() {
+        let seen = within(in_place.recv_refs(|event| {
+            assert_eq!(
+                event.json(),
+                serde_json::to_string(&event.to_event().unwrap()).unwrap()
+            );
+            got.push(event.to_event().unwrap());
+            ControlFlow::Continue(())
+        }))
+        .await
+        .unwrap();
+        assert!(seen >= 1);
+    }
+    assert_eq!(got, expected);
+    assert_eq!((in_place.dropped(), in_place.unreadable()), (0, 0));
 }

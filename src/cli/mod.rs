@@ -8,12 +8,12 @@ use crate::transport::frame::NewEvent;
 use crate::transport::{
     default_socket_path, Client, ClientError, ServeError, Server, ServerConfig,
 };
-use crate::{Event, EventBus, EventBusConfig, EventFilter, Replay};
+use crate::{Event, EventBus, EventBusConfig, EventFilter, EventId, EventRef, Replay};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Watch and feed an ipckit event bus.
@@ -603,33 +603,82 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
         ),
         _ => None,
     };
+    // Events are printed as they arrive, read in place (never built into owned events), and
+    // flushed once per arrival rather than once per event.
+    let mut done = false;
     loop {
-        let event: Option<Arc<Event>> = match deadline {
+        let mut print = |event: EventRef<'_>| {
+            let past = match until {
+                Some(Bound::Time(t)) => event.timestamp > t,
+                Some(Bound::Id(id)) => event.id > id,
+                None => false,
+            };
+            done = past
+                || write_ref(&mut out, &event, args.format).is_err()
+                || event.event_type == crate::event_types::SYSTEM_SHUTDOWN
+                || matches!(until, Some(Bound::Id(id)) if event.id >= id);
+            if done {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let received = match deadline {
             Some(at) => tokio::select! {
                 biased;
-                event = sub.recv() => event,
+                received = sub.recv_refs(&mut print) => received,
                 () = tokio::time::sleep_until(at) => return Ok(ExitCode::SUCCESS),
             },
-            None => sub.recv().await,
+            None => sub.recv_refs(&mut print).await,
         };
-        let Some(event) = event else {
+        if received.is_none() {
             return Err(CliError::Client(ClientError::Closed));
-        };
-        let past = match until {
-            Some(Bound::Time(t)) => event.timestamp > t,
-            Some(Bound::Id(id)) => event.id > id,
-            None => false,
-        };
-        if past || !print_event(&mut out, &event, args.format) {
-            return Ok(ExitCode::SUCCESS);
         }
-        if event.event_type == crate::event_types::SYSTEM_SHUTDOWN {
-            return Ok(ExitCode::SUCCESS);
-        }
-        if matches!(until, Some(Bound::Id(id)) if event.id >= id) {
+        if done || out.flush().is_err() {
             return Ok(ExitCode::SUCCESS);
         }
     }
+}
+
+/// Writes one event read in place.
+fn write_ref(out: &mut impl Write, event: &EventRef<'_>, format: Format) -> std::io::Result<()> {
+    match format {
+        Format::Json => {
+            out.write_all(event.json().as_bytes())?;
+            out.write_all(b"\n")
+        }
+        Format::Text => write_text(
+            out,
+            event.timestamp,
+            event.id,
+            &event.event_type,
+            event.resource_id.as_deref(),
+            event.data.get(),
+        ),
+    }
+}
+
+/// One readable line: time, id, type, resource, and the data unless it is `null`.
+fn write_text(
+    out: &mut impl Write,
+    timestamp: SystemTime,
+    id: EventId,
+    event_type: &str,
+    resource: Option<&str>,
+    data: &str,
+) -> std::io::Result<()> {
+    let time: chrono::DateTime<chrono::Utc> = timestamp.into();
+    let (space, data) = if data == "null" {
+        ("", "")
+    } else {
+        (" ", data)
+    };
+    writeln!(
+        out,
+        "{} #{id} {event_type} {}{space}{data}",
+        time.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        resource.unwrap_or("-"),
+    )
 }
 
 /// Prints one event; false when stdout is gone (e.g. piped into `head`).
@@ -638,23 +687,14 @@ fn print_event(out: &mut impl Write, event: &Event, format: Format) -> bool {
         Format::Json => serde_json::to_writer(&mut *out, event)
             .map_err(std::io::Error::from)
             .and_then(|()| out.write_all(b"\n")),
-        Format::Text => {
-            let time: chrono::DateTime<chrono::Utc> = event.timestamp.into();
-            let data = if event.data.is_null() {
-                String::new()
-            } else {
-                format!(" {}", event.data)
-            };
-            writeln!(
-                out,
-                "{} #{} {} {}{}",
-                time.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
-                event.id,
-                event.event_type,
-                event.resource_id.as_deref().unwrap_or("-"),
-                data
-            )
-        }
+        Format::Text => write_text(
+            out,
+            event.timestamp,
+            event.id,
+            &event.event_type,
+            event.resource_id.as_deref(),
+            &event.data.to_string(),
+        ),
     };
     written.and_then(|()| out.flush()).is_ok()
 }

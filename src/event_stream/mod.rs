@@ -61,7 +61,7 @@ pub use bus::{
     BusStats, EventBus, EventBusConfig, EventPublisher, Replay, ReplayGap, SlowConsumerPolicy,
     SubscriberStats,
 };
-pub use event::{event_types, Event, EventId, McpProgressPayload};
+pub use event::{event_types, Event, EventId, EventRef, McpProgressPayload};
 pub use filter::{Bound, EventFilter, FilterError, Glob, Term};
 pub use subscriber::{EventStream, EventSubscriber, RecvFuture, RecvTimeoutError};
 

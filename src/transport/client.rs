@@ -5,12 +5,13 @@ use super::frame::{
     Request, ServerFrame, ServerHello, StatsFrame, PROTOCOL_VERSION,
 };
 use super::io::SharedStream;
-use crate::event_stream::{Event, EventFilter, EventId, Replay, ReplayGap};
+use crate::event_stream::{Event, EventFilter, EventId, EventRef, Replay, ReplayGap};
 use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::GenericFilePath;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -89,6 +90,58 @@ impl Ready {
             }
         }
         None
+    }
+}
+
+impl Ready {
+    /// Hands each event still to be read to `f` as a borrowed view, until `f` breaks (the rest stay
+    /// for the next read); lag reports are counted in `dropped`. Returns how many events `f` saw and
+    /// whether it broke.
+    fn each_ref(
+        &mut self,
+        unreadable: &mut u64,
+        dropped: &mut u64,
+        f: &mut impl FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> (usize, bool) {
+        let mut seen = 0;
+        for raw in self.items.by_ref() {
+            let flow = match raw {
+                Raw::Json { start, end } => match self
+                    .bytes
+                    .get(start..end)
+                    .and_then(|json| std::str::from_utf8(json).ok())
+                    .map(EventRef::parse)
+                {
+                    Some(Ok(event)) => f(event),
+                    _ => {
+                        *unreadable += 1;
+                        continue;
+                    }
+                },
+                Raw::Parsed(event) => {
+                    let Ok(json) = serde_json::to_string(&*event) else {
+                        *unreadable += 1;
+                        continue;
+                    };
+                    match EventRef::parse(&json) {
+                        Ok(event) => f(event),
+                        Err(_) => {
+                            *unreadable += 1;
+                            continue;
+                        }
+                    }
+                }
+                Raw::Lagged(missed) => {
+                    *dropped += missed;
+                    continue;
+                }
+            };
+            seen += 1;
+            if flow.is_break() {
+                return (seen, true);
+            }
+        }
+        (seen, false)
     }
 }
 
@@ -715,6 +768,33 @@ impl RemoteSubscriber {
                 RemoteItem::Event(event) => return Some(event),
                 RemoteItem::Lagged { .. } => {}
             }
+        }
+    }
+
+    /// Waits until events have arrived, then hands each of those that came in one read (up to 256) to
+    /// `f` as a borrowed [`EventRef`], without building an owned [`Event`]: a consumer that prints,
+    /// forwards or counts events reads them about twice as fast as with [`recv`]. Stops early when
+    /// `f` returns `ControlFlow::Break`, leaving the events after that one for the next receive. Lag
+    /// reports are counted in [`RemoteSubscriber::dropped`]. Returns how many events `f` saw, at
+    /// least one; `None` once the connection has closed and everything received has been read.
+    ///
+    /// [`recv`]: RemoteSubscriber::recv
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it waits only while nothing has arrived.
+    pub async fn recv_refs(
+        &mut self,
+        mut f: impl FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Option<usize> {
+        loop {
+            let (n, stopped) = self
+                .ready
+                .each_ref(&mut self.unreadable, &mut self.dropped, &mut f);
+            if stopped || n > 0 {
+                return Some(n);
+            }
+            self.ready = self.rx.recv().await?.into();
         }
     }
 

@@ -472,14 +472,12 @@ fn instance_of(bus: &EventBus) -> String {
     format!("{}-{start:x}-{serial}", std::process::id())
 }
 
-thread_local! {
-    /// Where [`EncodeCache::get`] serializes an event before sharing the bytes.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
-}
-
 /// Serialized events by id, so each is encoded once however many subscriptions send it.
 struct EncodeCache {
     slots: Box<[Mutex<Option<Encoded>>]>,
+    /// Subscriptions forwarding events now: while there is only one, nothing is shared and events
+    /// are encoded straight into its output.
+    forwarding: AtomicUsize,
 }
 
 /// An event id and the event serialized as JSON.
@@ -489,28 +487,51 @@ impl EncodeCache {
     fn new(slots: usize) -> Self {
         Self {
             slots: (0..slots).map(|_| Mutex::new(None)).collect(),
+            forwarding: AtomicUsize::new(0),
         }
     }
 
-    fn get(&self, event: &Event, counters: &ServerCounters) -> Arc<[u8]> {
+    /// Appends `event`'s JSON to `out`: the bytes another subscription already encoded, or encoded
+    /// now (and kept for the others, unless no other subscription is forwarding).
+    fn append(&self, event: &Event, out: &mut Vec<u8>, counters: &ServerCounters) {
+        let start = out.len();
+        if self.forwarding.load(Ordering::Relaxed) <= 1 {
+            encode_event(out, event, counters);
+            return;
+        }
         let index = usize::try_from(event.id % self.slots.len() as u64).unwrap_or(0);
         let mut slot = self.slots[index].lock();
         if let Some((id, bytes)) = &*slot {
             if *id == event.id {
-                return Arc::clone(bytes);
+                out.extend_from_slice(bytes);
+                return;
             }
         }
-        // Serialized into a reused buffer, then copied once into the shared bytes: one allocation.
-        let bytes: Arc<[u8]> = SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            scratch.clear();
-            // Serializing an `Event` into a Vec cannot fail: string keys only, no I/O.
-            let _ = serde_json::to_writer(&mut *scratch, event);
-            Arc::from(scratch.as_slice())
-        });
-        counters.encoded.fetch_add(1, Ordering::Relaxed);
-        *slot = Some((event.id, Arc::clone(&bytes)));
-        bytes
+        // Encoded in place, then copied once into the shared bytes: one allocation.
+        encode_event(out, event, counters);
+        *slot = Some((event.id, Arc::from(&out[start..])));
+    }
+}
+
+fn encode_event(out: &mut Vec<u8>, event: &Event, counters: &ServerCounters) {
+    // Serializing an `Event` into a Vec cannot fail: string keys only, no I/O.
+    let _ = serde_json::to_writer(&mut *out, event);
+    counters.encoded.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a subscription as forwarding while it lives.
+struct Forwarding<'a>(&'a AtomicUsize);
+
+impl<'a> Forwarding<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Forwarding<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -844,7 +865,7 @@ async fn handle(
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(&shared.cache.get(event, &shared.counters));
+                shared.cache.append(event, &mut out, &shared.counters);
             }
             out.extend_from_slice(b"]}\n");
             conn.send(&out).await
@@ -885,6 +906,7 @@ async fn forward(
     let mut reported_dropped = 0u64;
     let mut last = false;
     let prefix = event_frame_prefix(sub);
+    let _forwarding = Forwarding::start(&shared.cache.forwarding);
     loop {
         tokio::select! {
             biased;
@@ -917,9 +939,8 @@ async fn forward(
             reported_dropped = dropped;
         }
         for event in batch.drain(..) {
-            let bytes = shared.cache.get(&event, &shared.counters);
             out.extend_from_slice(&prefix);
-            out.extend_from_slice(&bytes);
+            shared.cache.append(&event, &mut out, &shared.counters);
             out.extend_from_slice(b"}\n");
         }
         if !out.is_empty() && !conn.send(&out).await {
