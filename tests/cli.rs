@@ -431,3 +431,75 @@ fn the_monitor_refuses_a_bad_filter_and_needs_a_terminal() {
     assert!(stderr.contains("the monitor needs a terminal"), "{stderr}");
     assert!(!std::path::Path::new(&sock(&dir)).exists());
 }
+
+#[test]
+fn events_since_an_id_history_no_longer_holds_says_so_and_prints_the_rest() {
+    let dir = TempDir::new();
+    let _server = ServerProcess::start(&dir.socket(), &["--history", "3"]);
+    let socket = sock(&dir);
+    let input: String = (1..=6)
+        .map(|i| format!("{{\"event_type\":\"x\",\"data\":{{\"i\":{i}}}}}\n"))
+        .collect();
+    assert!(run(&["--socket", &socket, "publish", "--stdin"], &input)
+        .status
+        .success());
+    let no_follow = run(
+        &[
+            "--socket",
+            &socket,
+            "events",
+            "--since",
+            "id:1",
+            "--no-follow",
+        ],
+        "",
+    );
+    assert!(no_follow.status.success());
+    // Following to id 7, published once the replayed events have been printed.
+    let mut follow = std::process::Command::new(common::BIN)
+        .args([
+            "--socket", &socket, "events", "--since", "id:1", "--until", "id:7",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().unwrap()));
+    let mut followed: Vec<String> = Vec::new();
+    for line in lines.by_ref() {
+        followed.push(line.unwrap());
+        if followed.len() == 3 {
+            break;
+        }
+    }
+    assert!(run(&["--socket", &socket, "publish", "x"], "")
+        .status
+        .success());
+    followed.extend(lines.map(Result::unwrap));
+    let follow = follow.wait_with_output().unwrap();
+    assert!(follow.status.success());
+    for (stdout, stderr, expected) in [
+        (
+            String::from_utf8_lossy(&no_follow.stdout).into_owned(),
+            no_follow.stderr,
+            &["#4", "#5", "#6"][..],
+        ),
+        (
+            followed.join("\n"),
+            follow.stderr,
+            &["#4", "#5", "#6", "#7"][..],
+        ),
+    ] {
+        let stderr = String::from_utf8_lossy(&stderr);
+        assert!(
+            stderr.contains("events #1 to #3 are no longer kept")
+                && stderr.contains("starting at #4"),
+            "{stderr}"
+        );
+        let printed: Vec<&str> = stdout
+            .lines()
+            .map(|l| l.split_whitespace().nth(1).unwrap())
+            .collect();
+        assert_eq!(printed, expected);
+    }
+}

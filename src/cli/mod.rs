@@ -582,6 +582,12 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
             Some(Bound::Id(id)) => filter.until_id(id),
             None => filter,
         };
+        if let Some(Bound::Id(from)) = since {
+            let oldest = client.stats().await?.oldest_id;
+            if let Some(oldest) = oldest.filter(|&oldest| from < oldest) {
+                warn_not_kept(from, oldest);
+            }
+        }
         for event in client.history(&filter, None).await? {
             if !print_event(&mut out, &event, args.format) {
                 break;
@@ -595,6 +601,9 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
         None => Replay::None,
     };
     let mut sub = client.subscribe(&filter, replay).await?;
+    if let Some(gap) = sub.replay_gap() {
+        warn_not_kept(gap.requested, gap.oldest_held);
+    }
     let deadline = match until {
         Some(Bound::Time(t)) => Some(
             tokio::time::Instant::now()
@@ -638,6 +647,14 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
             return Ok(ExitCode::SUCCESS);
         }
     }
+}
+
+/// Says on stderr that `--since` asked for events history no longer holds.
+fn warn_not_kept(from: EventId, oldest: EventId) {
+    eprintln!(
+        "ipckit-top: events #{from} to #{} are no longer kept (the bus keeps its last --history events); starting at #{oldest}",
+        oldest.saturating_sub(1)
+    );
 }
 
 /// Writes one event read in place.
