@@ -183,13 +183,22 @@ fn report_of(event: &Event) -> Option<Report> {
         }
         event_types::TASK_PROGRESS
         | event_types::FILE_UPLOAD_PROGRESS
-        | event_types::FILE_DOWNLOAD_PROGRESS => Some(Report {
-            key: event.resource_id.clone()?,
-            kind: GaugeKind::Task,
-            value: number(data, "current").or_else(|| number(data, "progress"))?,
-            total: number(data, "total").filter(|t| *t > 0.0),
-            message: text(data, "message"),
-        }),
+        | event_types::FILE_DOWNLOAD_PROGRESS => {
+            // `current` (or `progress`) of an optional `total`; failing those, a `percentage` alone
+            // is read as so much of 100.
+            let (value, total) = match number(data, "current").or_else(|| number(data, "progress"))
+            {
+                Some(value) => (value, number(data, "total").filter(|t| *t > 0.0)),
+                None => (number(data, "percentage")?, Some(100.0)),
+            };
+            Some(Report {
+                key: event.resource_id.clone()?,
+                kind: GaugeKind::Task,
+                value,
+                total,
+                message: text(data, "message"),
+            })
+        }
         _ => None,
     }
 }
@@ -345,6 +354,31 @@ mod tests {
         let gauge = g.get("job").unwrap();
         assert_eq!(gauge.outcome, Outcome::Failed);
         assert_eq!(gauge.elapsed(SystemTime::now()), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn task_progress_with_only_a_percentage_is_a_gauge_of_100() {
+        let mut g = Gauges::default();
+        let event = |data| Event::with_resource("task.progress", "upload", data);
+        g.apply(&at(
+            event(serde_json::json!({"percentage": 40, "message": "m"})),
+            0,
+        ));
+        let gauge = g.get("upload").unwrap();
+        assert_eq!(gauge.ratio(), Some(0.4));
+        assert_eq!(gauge.message.as_deref(), Some("m"));
+        g.apply(&at(event(serde_json::json!({"message": "no number"})), 1));
+        assert_eq!(
+            g.get("upload").unwrap().ratio(),
+            Some(0.4),
+            "nothing to read: unchanged"
+        );
+        g.apply(&at(event(serde_json::json!({"current": 3})), 2));
+        assert_eq!(
+            g.get("upload").unwrap().current,
+            3.0,
+            "current wins when present"
+        );
     }
 
     #[test]
