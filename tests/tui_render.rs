@@ -280,3 +280,38 @@ fn the_selected_row_is_highlighted_across_the_pane() {
         .contains(Modifier::REVERSED));
     assert!(!buffer[(1, y - 1)].modifier.contains(Modifier::REVERSED));
 }
+
+#[test]
+fn control_characters_in_event_text_are_shown_as_one_readable_line() {
+    let mut state = state_with(100, None);
+    let nasty = "one\ntwo\tthree\u{1b}[2J four";
+    feed(
+        &mut state,
+        vec![
+            stamped(
+                Event::with_resource(
+                    "log.info",
+                    "job\u{1b}7",
+                    serde_json::json!({ "message": nasty }),
+                ),
+                1,
+                0.0,
+            ),
+            stamped(
+                Event::mcp_progress("tok\n1", 1.0, Some(4.0), Some("a\nb")),
+                2,
+                0.0,
+            ),
+        ],
+    );
+    let s = screen(&state, 200, 30);
+    let text = show(&s);
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+    assert!(contains(&s, "job\u{fffd}7"), "{text}");
+    assert!(contains(&s, "one two three\u{fffd}[2J four"), "{text}");
+    assert!(contains(&s, "tok 1"), "{text}");
+    assert!(contains(&s, "a b"), "{text}");
+}

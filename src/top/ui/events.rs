@@ -1,6 +1,6 @@
 //! The event pane: the matching events around the selection or the cursor, newest at the bottom.
 
-use super::clock;
+use super::{clock, one_line};
 use crate::event_stream::Event;
 use crate::top::state::{Mode, State};
 use ratatui::layout::Rect;
@@ -26,7 +26,7 @@ pub(crate) fn type_color(event_type: &str) -> Color {
 /// What the data column shows: the message if there is one, else compact JSON.
 fn summary(event: &Event) -> String {
     if let Some(message) = event.data.get("message").and_then(|m| m.as_str()) {
-        return message.to_owned();
+        return one_line(message).into_owned();
     }
     match &event.data {
         serde_json::Value::Null => String::new(),
@@ -47,6 +47,7 @@ fn summary(event: &Event) -> String {
 
 /// `text` in exactly `width` columns plus a space: padded, or cut with `…`.
 fn fit(text: &str, width: usize) -> String {
+    let text = one_line(text);
     let count = text.chars().count();
     if count <= width {
         format!("{text:<width$} ")

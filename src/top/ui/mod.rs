@@ -118,6 +118,21 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
 }
 
 /// `n` with thousands separators: `48,210`.
+/// `text` as one line: tabs and line breaks become spaces, other control characters `�` (the
+/// terminal would drop them and run the words on either side together).
+pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => ' ',
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        })
+        .collect()
+}
+
 pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);

@@ -1,6 +1,6 @@
 //! The progress pane: one gauge per progress token or resource, two lines each, active first.
 
-use super::{compact, short_duration};
+use super::{compact, one_line, short_duration};
 use crate::top::progress::{Gauge, Outcome};
 use crate::top::state::State;
 use ratatui::layout::Rect;
@@ -28,13 +28,13 @@ fn bar(ratio: f64, width: usize) -> String {
 
 fn gauge_lines(gauge: &Gauge, now: SystemTime, width: usize) -> [Line<'static>; 2] {
     let key_width = (width * 45 / 100).clamp(6, 24);
-    let key_len = gauge.key.chars().count();
-    let mut key: String = if key_len > key_width {
-        let mut cut: String = gauge.key.chars().take(key_width - 1).collect();
+    let name = one_line(&gauge.key);
+    let mut key: String = if name.chars().count() > key_width {
+        let mut cut: String = name.chars().take(key_width - 1).collect();
         cut.push('…');
         cut
     } else {
-        gauge.key.clone()
+        name.into_owned()
     };
     while key.chars().count() < key_width {
         key.push(' ');
@@ -89,7 +89,7 @@ fn gauge_lines(gauge: &Gauge, now: SystemTime, width: usize) -> [Line<'static>; 
 
     let mut detail = Vec::new();
     if let Some(message) = &gauge.message {
-        detail.push(message.clone());
+        detail.push(one_line(message).into_owned());
     }
     match gauge.total {
         Some(total) => detail.push(format!("{}/{}", compact(gauge.current), compact(total))),
