@@ -69,14 +69,14 @@ fn live_screen_shows_header_rows_and_gauges() {
     assert!(
         contains(
             &s,
-            "12:00:00.470 #48      mcp.notifications.pro… render-token     frame"
+            "12:00:00.470 #48 mcp.notifications.progress render-token frame"
         ),
         "{text}"
     );
     assert!(
         contains(
             &s,
-            "12:00:00.460 #47      log.stderr             render-2         disk slow 46"
+            "12:00:00.460 #47 log.stderr                 render-2     disk slow 46"
         ),
         "{text}"
     );
@@ -314,4 +314,59 @@ fn control_characters_in_event_text_are_shown_as_one_readable_line() {
     assert!(contains(&s, "one two three\u{fffd}[2J four"), "{text}");
     assert!(contains(&s, "tok 1"), "{text}");
     assert!(contains(&s, "a b"), "{text}");
+}
+
+#[test]
+fn columns_fit_what_is_on_screen_and_leave_the_message_room() {
+    let state = live_state();
+    // Wide: the longest type on screen in full, ids and resources no wider than they are.
+    let s = screen(&state, 160, 30);
+    let text = show(&s);
+    assert!(
+        contains(
+            &s,
+            "12:00:00.470 #48 mcp.notifications.progress render-token frame"
+        ),
+        "{text}"
+    );
+    // Narrow: the type is cut rather than the message squeezed below 20 columns.
+    let s = screen(&state, 100, 30);
+    let text = show(&s);
+    assert!(
+        contains(&s, "#47 log.stderr             render-2     disk slow 46"),
+        "{text}"
+    );
+    assert!(contains(&s, "#48 mcp.notifications.pro… "), "{text}");
+}
+
+#[test]
+fn a_gauge_shows_rate_and_eta_before_its_message_and_its_count_once() {
+    let mut state = state_with(1000, None);
+    feed(
+        &mut state,
+        vec![
+            stamped(
+                Event::mcp_progress("shot-1", 10.0, Some(120.0), Some("Rendering frame 10/120")),
+                1,
+                0.0,
+            ),
+            stamped(
+                Event::mcp_progress("shot-1", 20.0, Some(120.0), Some("Rendering frame 20/120")),
+                2,
+                2.0,
+            ),
+            stamped(Event::progress("upload", 3, 10, "sending"), 3, 2.0),
+        ],
+    );
+    update(&mut state, Action::Tick { now: at(2.0) });
+    let s = screen(&state, 160, 30);
+    let text = show(&s);
+    // 10 frames in 2 s: 5/s, 100 to go: 20 s.
+    assert!(
+        contains(&s, "  5/s · ETA 20s · Rendering frame 20/120"),
+        "{text}"
+    );
+    assert!(!contains(&s, "20/120 · "), "{text}");
+    // A message that does not say the count gets it from the gauge.
+    assert!(contains(&s, "  3/10 · sending"), "{text}");
 }

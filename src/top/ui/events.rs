@@ -58,8 +58,57 @@ fn fit(text: &str, width: usize) -> String {
     }
 }
 
-fn row(event: &Event, utc: bool, selected: bool, widths: (usize, usize)) -> Line<'static> {
-    let (type_width, row_width) = widths;
+/// Column widths of the event pane, fitted to the rows on screen.
+#[derive(Clone, Copy)]
+struct Columns {
+    id: usize,
+    event_type: usize,
+    resource: usize,
+    row: usize,
+}
+
+impl Columns {
+    /// Id, type and resource columns as wide as their widest value on screen (type and resource up to
+    /// a cap, the rest of the row left to the message).
+    fn fit<'a>(events: impl Iterator<Item = &'a Event>, type_cap: usize, row: usize) -> Columns {
+        let mut columns = Columns {
+            id: 1,
+            event_type: 4,
+            resource: 1,
+            row,
+        };
+        for event in events {
+            columns.id = columns.id.max(event.id.to_string().len());
+            columns.event_type = columns.event_type.max(event.event_type.chars().count());
+            columns.resource = columns.resource.max(
+                event
+                    .resource_id
+                    .as_deref()
+                    .map_or(1, |r| r.chars().count()),
+            );
+        }
+        columns.event_type = columns.event_type.min(type_cap);
+        columns.resource = columns.resource.min(RESOURCE_CAP);
+        columns
+    }
+
+    /// Columns left for the message.
+    fn message(&self) -> usize {
+        // "HH:MM:SS.mmm #id type resource ", each followed by a space.
+        self.row
+            .saturating_sub(13 + self.id + 2 + self.event_type + 1 + self.resource + 1)
+    }
+}
+
+/// The widest the type column gets: `mcp.notifications.progress` in full.
+const TYPE_CAP: usize = 26;
+/// The widest the type column gets when the message would otherwise have less than `MESSAGE_MIN`.
+const NARROW_TYPE_CAP: usize = 22;
+const MESSAGE_MIN: usize = 20;
+/// The widest the resource column gets.
+const RESOURCE_CAP: usize = 20;
+
+fn row(event: &Event, utc: bool, selected: bool, columns: Columns) -> Line<'static> {
     let color = type_color(&event.event_type);
     let mut line = Line::from(vec![
         Span::styled(
@@ -67,18 +116,24 @@ fn row(event: &Event, utc: bool, selected: bool, widths: (usize, usize)) -> Line
             Style::new().fg(Color::DarkGray),
         ),
         Span::styled(
-            format!("#{:<7} ", event.id),
+            format!("#{:<width$} ", event.id, width = columns.id),
             Style::new().fg(Color::DarkGray),
         ),
-        Span::styled(fit(&event.event_type, type_width), Style::new().fg(color)),
-        Span::raw(fit(event.resource_id.as_deref().unwrap_or("-"), 16)),
+        Span::styled(
+            fit(&event.event_type, columns.event_type),
+            Style::new().fg(color),
+        ),
+        Span::raw(fit(
+            event.resource_id.as_deref().unwrap_or("-"),
+            columns.resource,
+        )),
         Span::raw(summary(event)),
     ]);
     if selected {
         // The highlight spans the whole row, not just its text.
         let used = line.width();
-        if used < row_width {
-            line.push_span(Span::raw(" ".repeat(row_width - used)));
+        if used < columns.row {
+            line.push_span(Span::raw(" ".repeat(columns.row - used)));
         }
         line = line.style(Style::new().add_modifier(Modifier::REVERSED));
     }
@@ -88,17 +143,18 @@ fn row(event: &Event, utc: bool, selected: bool, widths: (usize, usize)) -> Line
 pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
     let window = state.window();
     let log = state.log();
-    let type_width = if area.width >= 88 { 26 } else { 22 };
-    let lines: Vec<Line<'static>> = (window.start..window.end)
-        .filter_map(|i| {
-            let (_, event) = log.match_event(i)?;
-            Some(row(
-                event,
-                state.utc(),
-                window.selected == Some(i),
-                (type_width, usize::from(area.width.saturating_sub(2))),
-            ))
-        })
+    let shown: Vec<(usize, &Event)> = (window.start..window.end)
+        .filter_map(|i| Some((i, &**log.match_event(i)?.1)))
+        .collect();
+    let row_width = usize::from(area.width.saturating_sub(2));
+    let mut columns = Columns::fit(shown.iter().map(|(_, event)| *event), TYPE_CAP, row_width);
+    if columns.message() < MESSAGE_MIN {
+        // `mcp.notifications.progress` cut to `mcp.notifications.pro…` leaves the message room.
+        columns.event_type = columns.event_type.min(NARROW_TYPE_CAP);
+    }
+    let lines: Vec<Line<'static>> = shown
+        .iter()
+        .map(|&(i, event)| row(event, state.utc(), window.selected == Some(i), columns))
         .collect();
     let title = match state.mode() {
         Mode::Live => " events ".to_owned(),

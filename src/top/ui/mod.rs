@@ -44,7 +44,7 @@ fn areas(area: Rect) -> Option<Areas> {
         Constraint::Length(1),
     ])
     .areas(area);
-    let progress_width = (area.width * 36 / 100).clamp(26, 52);
+    let progress_width = (area.width * 32 / 100).clamp(26, 48);
     let [events, progress] =
         Layout::horizontal([Constraint::Min(20), Constraint::Length(progress_width)]).areas(middle);
     Some(Areas {

@@ -87,14 +87,22 @@ fn gauge_lines(gauge: &Gauge, now: SystemTime, width: usize) -> [Line<'static>; 
     }
     first.push(Span::styled(status, status_style));
 
+    // Figures first, the message last: in a narrow pane it is the message that gets cut.
+    let message = gauge.message.as_deref().map(one_line);
     let mut detail = Vec::new();
-    if let Some(message) = &gauge.message {
-        detail.push(one_line(message).into_owned());
-    }
-    match gauge.total {
-        Some(total) => detail.push(format!("{}/{}", compact(gauge.current), compact(total))),
-        None if gauge.outcome != Outcome::Running => detail.push(compact(gauge.current)),
-        None => {}
+    let count = match gauge.total {
+        Some(total) => Some(format!("{}/{}", compact(gauge.current), compact(total))),
+        None if gauge.outcome != Outcome::Running => Some(compact(gauge.current)),
+        None => None,
+    };
+    // Not said twice when the message already says it ("frame 19/120").
+    if let Some(count) = count {
+        if !message
+            .as_deref()
+            .is_some_and(|m| m.contains(count.as_str()))
+        {
+            detail.push(count);
+        }
     }
     if gauge.outcome == Outcome::Running {
         if let Some(rate) = gauge.rate() {
@@ -103,6 +111,9 @@ fn gauge_lines(gauge: &Gauge, now: SystemTime, width: usize) -> [Line<'static>; 
         if let Some(eta) = gauge.eta() {
             detail.push(format!("ETA {}", short_duration(eta)));
         }
+    }
+    if let Some(message) = message {
+        detail.push(message.into_owned());
     }
     let mut second = vec![Span::styled(
         format!("  {}", detail.join(" · ")),
