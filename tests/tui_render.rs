@@ -340,7 +340,7 @@ fn columns_fit_what_is_on_screen_and_leave_the_message_room() {
 }
 
 #[test]
-fn a_gauge_shows_rate_and_eta_before_its_message_and_its_count_once() {
+fn a_gauge_shows_its_message_rate_and_eta_and_its_count_once() {
     let mut state = state_with(1000, None);
     feed(
         &mut state,
@@ -363,10 +363,14 @@ fn a_gauge_shows_rate_and_eta_before_its_message_and_its_count_once() {
     let text = show(&s);
     // 10 frames in 2 s: 5/s, 100 to go: 20 s.
     assert!(
-        contains(&s, "  5/s · ETA 20s · Rendering frame 20/120"),
+        contains(&s, "  Rendering frame 20/120 · 5/s · ETA 20s"),
         "{text}"
     );
-    assert!(!contains(&s, "20/120 · "), "{text}");
+    assert!(!contains(&s, "20/120 · 20/120"), "{text}");
     // A message that does not say the count gets it from the gauge.
-    assert!(contains(&s, "  3/10 · sending"), "{text}");
+    assert!(contains(&s, "  sending · 3/10"), "{text}");
+    // In a narrow pane the message is cut, the figures stay.
+    let s = screen(&state, 90, 30);
+    let text = show(&s);
+    assert!(contains(&s, "  Renderi… · 5/s · ETA 20s"), "{text}");
 }

@@ -87,9 +87,9 @@ fn gauge_lines(gauge: &Gauge, now: SystemTime, width: usize) -> [Line<'static>; 
     }
     first.push(Span::styled(status, status_style));
 
-    // Figures first, the message last: in a narrow pane it is the message that gets cut.
+    // The message, then the figures; in a pane too narrow for both, the message is what gets cut.
     let message = gauge.message.as_deref().map(one_line);
-    let mut detail = Vec::new();
+    let mut figures = Vec::new();
     let count = match gauge.total {
         Some(total) => Some(format!("{}/{}", compact(gauge.current), compact(total))),
         None if gauge.outcome != Outcome::Running => Some(compact(gauge.current)),
@@ -101,27 +101,46 @@ fn gauge_lines(gauge: &Gauge, now: SystemTime, width: usize) -> [Line<'static>; 
             .as_deref()
             .is_some_and(|m| m.contains(count.as_str()))
         {
-            detail.push(count);
+            figures.push(count);
         }
     }
     if gauge.outcome == Outcome::Running {
         if let Some(rate) = gauge.rate() {
-            detail.push(format!("{}/s", compact((rate * 10.0).round() / 10.0)));
+            figures.push(format!("{}/s", compact((rate * 10.0).round() / 10.0)));
         }
         if let Some(eta) = gauge.eta() {
-            detail.push(format!("ETA {}", short_duration(eta)));
+            figures.push(format!("ETA {}", short_duration(eta)));
         }
     }
-    if let Some(message) = message {
-        detail.push(message.into_owned());
-    }
+    let figures = figures.join(" · ");
+    let warning = if gauge.backwards {
+        " ⚠ went backwards"
+    } else {
+        ""
+    };
+    let room = width.saturating_sub(2 + warning.chars().count());
+    let text = match message.filter(|m| !m.is_empty()) {
+        None => figures,
+        Some(message) if figures.is_empty() => message.into_owned(),
+        Some(message) => {
+            let message_room = room.saturating_sub(figures.chars().count() + 3);
+            if message.chars().count() <= message_room {
+                format!("{message} · {figures}")
+            } else if message_room >= 6 {
+                let cut: String = message.chars().take(message_room - 1).collect();
+                format!("{cut}… · {figures}")
+            } else {
+                figures
+            }
+        }
+    };
     let mut second = vec![Span::styled(
-        format!("  {}", detail.join(" · ")),
+        format!("  {text}"),
         Style::new().fg(Color::DarkGray),
     )];
     if gauge.backwards {
         second.push(Span::styled(
-            " ⚠ went backwards",
+            warning,
             Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
         ));
     }
