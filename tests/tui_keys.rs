@@ -313,3 +313,38 @@ fn an_invalid_initial_filter_is_refused() {
     };
     assert!(ipckit::top::State::new(&options).is_err());
 }
+
+#[test]
+fn detail_scrolls_through_wrapped_lines_to_the_end() {
+    let mut state = state_with(100, None);
+    let message = "0123456789".repeat(60);
+    feed(
+        &mut state,
+        vec![stamped(
+            Event::with_resource(
+                "log.info",
+                "job-1",
+                serde_json::json!({ "message": message }),
+            ),
+            1,
+            0.0,
+        )],
+    );
+    update(
+        &mut state,
+        Action::Resize {
+            width: 80,
+            height: 24,
+        },
+    );
+    key(&mut state, KeyCode::Enter);
+    let lines = state.detail().unwrap().lines.len();
+    for _ in 0..100 {
+        key(&mut state, KeyCode::Char('j'));
+    }
+    // The 600-character message takes several rows at 80 columns; j reaches the last of them.
+    let scroll = state.detail().unwrap().scroll;
+    assert!(scroll > lines, "scroll {scroll}, lines {lines}");
+    let s = screen(&state, 80, 24);
+    assert!(s.iter().any(|l| l.contains("}")), "{}", s.join("\n"));
+}

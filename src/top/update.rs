@@ -41,7 +41,8 @@ pub fn update(state: &mut State, action: Action) {
         Action::OpenDetail => state.open_detail(),
         Action::ScrollDetail(delta) => {
             if let Overlay::Detail(detail) = &mut state.overlay {
-                let max = detail.lines.len().saturating_sub(1) as i64;
+                let rows = crate::top::ui::detail::rows(detail, state.size.0).len();
+                let max = rows.saturating_sub(1) as i64;
                 detail.scroll = (detail.scroll as i64 + delta).clamp(0, max) as usize;
             }
         }

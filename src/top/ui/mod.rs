@@ -1,7 +1,7 @@
 //! Drawing: [`render`] reads a [`State`] and draws one frame; one file per pane. Nothing here changes
 //! the state or does I/O, and only the rows on screen are formatted, whatever the history holds.
 
-mod detail;
+pub(crate) mod detail;
 mod events;
 mod filter_bar;
 mod header;
