@@ -75,10 +75,14 @@ fn decode_everything(line: &[u8]) {
     if let Some((_, body)) = split_event_frame(line) {
         if let Ok(text) = std::str::from_utf8(body) {
             if let Ok(view) = EventRef::parse(text) {
-                assert!(
-                    view.to_event().is_ok(),
-                    "a view that parses converts: {text}"
-                );
+                // The view checks the data's syntax only; parsing it can still refuse a number
+                // serde_json cannot hold (`1e999`), and nothing else.
+                if let Err(e) = view.to_event() {
+                    assert!(
+                        e.to_string().contains("number out of range"),
+                        "a view that parses converts: {text}: {e}"
+                    );
+                }
             }
         }
     }

@@ -247,6 +247,11 @@ impl<'a> EventRef<'a> {
     }
 
     /// The owned event, its data parsed.
+    ///
+    /// # Errors
+    ///
+    /// When the data holds a number `serde_json::Value` cannot (such as `1e999`): well-formed JSON, so
+    /// [`EventRef::parse`] lets it through, but no owned event can carry it.
     pub fn to_event(&self) -> Result<Event, serde_json::Error> {
         Ok(Event {
             id: self.id,
