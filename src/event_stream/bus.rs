@@ -228,7 +228,7 @@ impl Inner {
     #[inline]
     fn deliver(&self, subs: &[Arc<Shared>], event: &Arc<Event>, tickets: &mut Vec<BlockTicket>) {
         for sub in subs {
-            if sub.filter.matches(event) {
+            if sub.index_implies_match || sub.filter.matches(event) {
                 if let Some(seq) = sub.push(event, self.buffer(), self.config.slow_consumer) {
                     tickets.push(BlockTicket {
                         subscriber: Arc::clone(sub),

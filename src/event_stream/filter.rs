@@ -304,6 +304,21 @@ impl EventFilter {
         }
     }
 
+    /// Whether every event the bus reaches this filter's subscriber through [`EventFilter::index_key`]
+    /// matches: the filter holds its index key and nothing else, so publishing need not test it.
+    pub(crate) fn index_implies_match(&self) -> bool {
+        let only_globs = self.texts.is_empty()
+            && self.since.is_empty()
+            && self.until.is_empty()
+            && self.excluded.is_empty();
+        only_globs
+            && match self.index_key() {
+                IndexKey::Types(_) => self.resources.is_empty(),
+                IndexKey::Resources(_) => self.types.is_empty(),
+                IndexKey::Anything => self.types.is_empty() && self.resources.is_empty(),
+            }
+    }
+
     fn add(&mut self, negated: bool, term: Term) {
         let term = term.into_micros();
         if negated {
@@ -872,5 +887,19 @@ mod tests {
             IndexKey::Resources(r) if r == ["r"]
         ));
         assert!(matches!(EventFilter::new().index_key(), IndexKey::Anything));
+    }
+
+    #[test]
+    fn only_a_filter_that_is_its_index_key_skips_the_test() {
+        let implies = |f: &str| EventFilter::parse(f).unwrap().index_implies_match();
+        assert!(implies(""));
+        assert!(implies("task.started task.failed"));
+        assert!(implies("res:job-1 res:job-2"));
+        assert!(!implies("task.*"));
+        assert!(!implies("task.started res:job-1"));
+        assert!(!implies("res:job-1 text:disk"));
+        assert!(!implies("task.started !res:job-1"));
+        assert!(!implies("since:id:5"));
+        assert!(!implies("res:job-*"));
     }
 }

@@ -85,6 +85,9 @@ impl SubState {
 pub(crate) struct Shared {
     pub(crate) id: u64,
     pub(crate) filter: EventFilter,
+    /// Every event the bus finds this subscriber for through its index matches the filter, so
+    /// publishing need not test it.
+    pub(crate) index_implies_match: bool,
     state: Mutex<SubState>,
     /// Readers wait here for events.
     readable: Condvar,
@@ -96,6 +99,7 @@ impl Shared {
     pub(crate) fn new(id: u64, filter: EventFilter, state: SubState) -> Self {
         Self {
             id,
+            index_implies_match: filter.index_implies_match(),
             filter,
             state: Mutex::new(state),
             readable: Condvar::new(),
