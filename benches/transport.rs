@@ -2,14 +2,19 @@
 //!
 //! - `raw lines`: ~200-byte newline-terminated lines over a Unix socket, counted by the reader (the
 //!   ceiling: framing only).
-//! - `naive pipe`: the writer builds an `Event` and serializes it with serde_json to a line; the reader
-//!   parses each line into an owned `Event`.
+//! - `naive pipe`: the writer serializes each `Event` with serde_json to a line; the reader parses
+//!   each line into an owned `Event`.
 //! - `ours, 1 sub` / `ours, 8 subs`: a child process hosts a bus and a `Server` on one thread (as the
 //!   naive writer is one thread); events published there reach 1 or 8 remote `RemoteSubscriber`s in
 //!   this process (8 subscribers: total delivered). Nothing may be dropped (checked). Each is
 //!   measured twice: receiving owned events (`recv`, parsed as the naive reader parses), and reading
 //!   them in place (`recv_refs`: an `EventRef` per event, its fields read and its data checked as
 //!   JSON, no owned `Event` built).
+//! - Events are built before the clock starts (the child builds them, says so, then the parent starts
+//!   the clock and says go), as the bus benchmarks pre-build theirs: the naive writer only serializes
+//!   and writes, ours only publishes (the server serializes and writes). The report also shows the
+//!   naive pipe and ours with each event built on the sending thread just before it is sent, where
+//!   building shares the sending core.
 //! - `remote publish`: this process publishes through a `Client` (`publish_batch` of 256).
 //! - latency: one event per millisecond published in the child, `now - event.timestamp` here.
 //!
@@ -24,7 +29,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::ops::ControlFlow;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command as Process, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 const CHILD_ENV: &str = "IPCKIT_TRANSPORT_BENCH_CHILD";
@@ -39,6 +44,30 @@ fn event(i: u64) -> Event {
 
 // ---------------------------------------------------------------- child side
 
+/// What the parent asks of a child, one line each on its stdin.
+enum Command {
+    /// `prepare N`: build N events now (before the clock starts) and answer `prepared`.
+    Prepare(u64),
+    /// `go`: send (or publish) the prepared events.
+    Go,
+    /// `N`: build and send N events, each built just before it is sent.
+    Build(u64),
+    /// `latency N`: publish N events one millisecond apart.
+    Latency(u64),
+    Stop,
+}
+
+fn parse_command(line: &str) -> Command {
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next().map(str::parse::<u64>)) {
+        (Some("prepare"), Some(Ok(n))) => Command::Prepare(n),
+        (Some("latency"), Some(Ok(n))) => Command::Latency(n),
+        (Some("go"), None) => Command::Go,
+        (Some(n), None) => n.parse().map_or(Command::Stop, Command::Build),
+        _ => Command::Stop,
+    }
+}
+
 fn child(mode: &str, socket: &Path) {
     let stdin = std::io::stdin();
     let mut commands = stdin.lock().lines();
@@ -50,15 +79,30 @@ fn child(mode: &str, socket: &Path) {
             let mut out = std::io::BufWriter::with_capacity(64 * 1024, stream);
             let mut line = vec![b'x'; 199];
             line.push(b'\n');
+            let mut prepared: Vec<Event> = Vec::new();
             while let Some(Ok(command)) = commands.next() {
-                let n: u64 = command.trim().parse().expect("count");
-                for i in 0..n {
-                    if mode == "raw" {
-                        out.write_all(&line).expect("write");
-                    } else {
-                        serde_json::to_writer(&mut out, &event(i)).expect("serialize");
-                        out.write_all(b"\n").expect("write");
+                match parse_command(&command) {
+                    Command::Prepare(n) => {
+                        prepared = (0..n).map(event).collect();
+                        println!("prepared");
                     }
+                    Command::Go => {
+                        for event in prepared.drain(..) {
+                            serde_json::to_writer(&mut out, &event).expect("serialize");
+                            out.write_all(b"\n").expect("write");
+                        }
+                    }
+                    Command::Build(n) => {
+                        for i in 0..n {
+                            if mode == "raw" {
+                                out.write_all(&line).expect("write");
+                            } else {
+                                serde_json::to_writer(&mut out, &event(i)).expect("serialize");
+                                out.write_all(b"\n").expect("write");
+                            }
+                        }
+                    }
+                    Command::Latency(_) | Command::Stop => break,
                 }
                 out.flush().expect("flush");
             }
@@ -88,29 +132,45 @@ fn child(mode: &str, socket: &Path) {
                 tokio::spawn(server.run_until(std::future::pending()));
                 println!("ready");
                 let publisher = bus.publisher();
+                let mut prepared: Vec<Event> = Vec::new();
+                // Lets the server write every 256 events; holds back while a subscriber is far
+                // behind, so nothing is dropped.
+                let pace = |i: u64| {
+                    let bus = bus.clone();
+                    async move {
+                        if i % 256 == 255 {
+                            tokio::task::yield_now().await;
+                            while bus.subscribers().iter().any(|s| s.queued > 1 << 14) {
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                    }
+                };
                 while let Some(command) = rx.recv().await {
-                    let mut words = command.split_whitespace();
-                    match (words.next(), words.next()) {
-                        (Some("latency"), Some(count)) => {
-                            for i in 0..count.parse::<u64>().expect("count") {
+                    match parse_command(&command) {
+                        Command::Latency(count) => {
+                            for i in 0..count {
                                 publisher.publish(event(i));
                                 tokio::time::sleep(Duration::from_millis(1)).await;
                             }
                         }
-                        (Some(n), None) => {
-                            for i in 0..n.parse::<u64>().expect("count") {
-                                publisher.publish(event(i));
-                                if i % 256 == 255 {
-                                    // Let the server write; hold back while a subscriber is far
-                                    // behind, so nothing is dropped.
-                                    tokio::task::yield_now().await;
-                                    while bus.subscribers().iter().any(|s| s.queued > 1 << 14) {
-                                        tokio::task::yield_now().await;
-                                    }
-                                }
+                        Command::Prepare(n) => {
+                            prepared = (0..n).map(event).collect();
+                            println!("prepared");
+                        }
+                        Command::Go => {
+                            for (i, event) in (0u64..).zip(prepared.drain(..)) {
+                                publisher.publish(event);
+                                pace(i).await;
                             }
                         }
-                        _ => break,
+                        Command::Build(n) => {
+                            for i in 0..n {
+                                publisher.publish(event(i));
+                                pace(i).await;
+                            }
+                        }
+                        Command::Stop => break,
                     }
                 }
             });
@@ -123,6 +183,7 @@ fn child(mode: &str, socket: &Path) {
 struct Peer {
     child: Child,
     stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
     socket: PathBuf,
     _dir: PathBuf,
 }
@@ -133,7 +194,7 @@ impl Peer {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         let socket = dir.join("s.sock");
-        let mut child = Command::new(std::env::current_exe().expect("exe"))
+        let mut child = Process::new(std::env::current_exe().expect("exe"))
             .env(CHILD_ENV, mode)
             .arg(&socket)
             .stdin(Stdio::piped())
@@ -141,14 +202,14 @@ impl Peer {
             .spawn()
             .expect("spawn child");
         let stdin = child.stdin.take().expect("stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut ready = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut ready)
-            .expect("ready");
+        stdout.read_line(&mut ready).expect("ready");
         assert_eq!(ready.trim(), "ready");
         Peer {
             child,
             stdin,
+            stdout,
             socket,
             _dir: dir,
         }
@@ -157,6 +218,22 @@ impl Peer {
     fn command(&mut self, text: &str) {
         writeln!(self.stdin, "{text}").expect("command");
         self.stdin.flush().expect("flush");
+    }
+
+    /// Has the child build `n` events, and waits until it has: building is outside the timing.
+    fn prepare(&mut self, n: u64) {
+        self.command(&format!("prepare {n}"));
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("prepared");
+        assert_eq!(answer.trim(), "prepared");
+    }
+
+    /// Starts the child sending `n` events: prepared ones (`prepare` first), or built as it goes.
+    fn start_sending(&mut self, n: u64, events: Events) {
+        match events {
+            Events::Prebuilt => self.command("go"),
+            Events::BuiltWhileSending => self.command(&n.to_string()),
+        }
     }
 }
 
@@ -199,9 +276,12 @@ impl LinePeer {
         start.elapsed()
     }
 
-    fn naive(&mut self, n: u64) -> Duration {
+    fn naive(&mut self, n: u64, events: Events) -> Duration {
+        if let Events::Prebuilt = events {
+            self.peer.prepare(n);
+        }
         let start = Instant::now();
-        self.peer.command(&n.to_string());
+        self.peer.start_sending(n, events);
         for _ in 0..n {
             self.line.clear();
             self.reader.read_until(b'\n', &mut self.line).expect("read");
@@ -210,6 +290,16 @@ impl LinePeer {
         }
         start.elapsed()
     }
+}
+
+/// Where the events come from in the sending process.
+#[derive(Clone, Copy)]
+enum Events {
+    /// Built before the clock starts, as the bus benchmarks do: the sender only serializes (and
+    /// ours publishes) them.
+    Prebuilt,
+    /// Each built just before it is sent, on the sending thread.
+    BuiltWhileSending,
 }
 
 /// How the remote subscribers receive.
@@ -267,9 +357,12 @@ impl Ours {
 
     /// Time for every subscriber to receive `n` events published in the child: as owned events
     /// (`recv`), or read in place (`recv_refs`, each event's fields read, its data checked).
-    fn deliver(&mut self, n: u64, receive: Receive) -> Duration {
+    fn deliver(&mut self, n: u64, receive: Receive, events: Events) -> Duration {
+        if let Events::Prebuilt = events {
+            self.peer.prepare(n);
+        }
         let start = Instant::now();
-        self.peer.command(&n.to_string());
+        self.peer.start_sending(n, events);
         let subs = std::mem::take(&mut self.subs);
         self.subs = self.runtime.block_on(async move {
             let tasks: Vec<_> = subs
@@ -370,7 +463,7 @@ fn criterion_groups(c: &mut Criterion) {
     drop(raw);
     let mut naive = LinePeer::start("naive");
     group.bench_function("naive owned-Event pipe", |b| {
-        b.iter_custom(|n| naive.naive(n.max(1) * 64) / 64)
+        b.iter_custom(|n| naive.naive(n.max(1) * 64, Events::Prebuilt) / 64)
     });
     drop(naive);
     for subs in [1usize, 8] {
@@ -380,7 +473,7 @@ fn criterion_groups(c: &mut Criterion) {
             ("ours, subscribers (in place)", Receive::InPlace),
         ] {
             group.bench_with_input(BenchmarkId::new(name, subs), &subs, |b, _| {
-                b.iter_custom(|n| ours.deliver(n.max(1) * 64, receive) / 64)
+                b.iter_custom(|n| ours.deliver(n.max(1) * 64, receive, Events::Prebuilt) / 64)
             });
         }
     }
@@ -395,17 +488,32 @@ fn report() {
     const N: u64 = 200_000;
     let sample = serde_json::to_string(&event(123_456)).expect("json");
     println!(
-        "\ntransport report ({} bytes per event line, best of 3 runs of {N}):",
+        "\ntransport report ({} bytes per event line, best of 3 runs of {N}; events built before the clock starts unless said):",
         sample.len() + 1
     );
     let raw = best(|n| LinePeer::start("raw").raw(n), N * 10);
-    let naive = best(|n| LinePeer::start("naive").naive(n), N);
+    let mut line_peer = LinePeer::start("naive");
+    let naive = best(|n| line_peer.naive(n, Events::Prebuilt), N);
+    let naive_built = best(|n| line_peer.naive(n, Events::BuiltWhileSending), N);
+    drop(line_peer);
     let mut one = Ours::start(1);
-    let ours1 = best(|n| one.deliver(n, Receive::Owned), N);
-    let ours1_in_place = best(|n| one.deliver(n, Receive::InPlace), N);
+    let ours1 = best(|n| one.deliver(n, Receive::Owned, Events::Prebuilt), N);
+    let ours1_in_place = best(|n| one.deliver(n, Receive::InPlace, Events::Prebuilt), N);
+    let ours1_built = best(
+        |n| one.deliver(n, Receive::InPlace, Events::BuiltWhileSending),
+        N,
+    );
     let mut eight = Ours::start(8);
-    let ours8 = 8.0 * best(|n| eight.deliver(n, Receive::Owned), N / 4);
-    let ours8_in_place = 8.0 * best(|n| eight.deliver(n, Receive::InPlace), N / 4);
+    let ours8 = 8.0
+        * best(
+            |n| eight.deliver(n, Receive::Owned, Events::Prebuilt),
+            N / 4,
+        );
+    let ours8_in_place = 8.0
+        * best(
+            |n| eight.deliver(n, Receive::InPlace, Events::Prebuilt),
+            N / 4,
+        );
     let (published, encoded) = eight.encoded();
     let mut publisher = Ours::start(0);
     let publish = best(|n| publisher.publish(n), N);
@@ -442,6 +550,16 @@ fn report() {
     );
     println!(
         "    serialized once: {encoded} events encoded for {published} published to 8 subscribers"
+    );
+    println!("  with each event built just before it is sent, on the sending thread:");
+    println!(
+        "    naive owned-Event pipe   {:>12.0} events/s",
+        naive_built
+    );
+    println!(
+        "    ours, 1 sub, in place    {:>12.0} events/s  ({:.2}x naive built the same way)",
+        ours1_built,
+        ours1_built / naive_built
     );
     println!(
         "  remote publish             {:>12.0} events/s  (publish_batch of 256)",
