@@ -148,9 +148,12 @@ fn publish_stdin_reports_bad_lines_by_number_and_publishes_the_good_ones() {
     let out = run_bytes(&["--socket", &socket, "publish", "--stdin"], &input);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("line 2:"), "{stderr}");
     assert!(
-        stderr.contains("line 4:") && stderr.contains("bogus"),
+        stderr.contains("line 2: not valid JSON: expected ident (column 2)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 4: not an event: unknown field `bogus`"),
         "{stderr}"
     );
     assert!(stderr.contains("line 6: not valid UTF-8"), "{stderr}");
@@ -315,6 +318,25 @@ fn events_since_until_no_follow_and_follow() {
         ids(events_json(&socket, &["--since", "10m"])),
         [1, 2, 3, 4, 5, 6]
     );
+
+    // An end before the start is a mistake, said as one, not an empty answer.
+    for (since, until) in [("id:4", "id:2"), ("1m", "2020-01-01T00:00:00Z")] {
+        let out = run(
+            &[
+                "--socket", &socket, "events", "--since", since, "--until", until,
+            ],
+            "",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "--until \"{until}\" is before --since \"{since}\": no event can match"
+            )),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
 
     // Following: replay from id 3, stop at id 5.
     let out = run(

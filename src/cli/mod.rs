@@ -366,7 +366,7 @@ async fn publish_stdin(socket: PathBuf) -> Result<ExitCode, CliError> {
             if !line.trim().is_empty() {
                 total += 1;
                 let parsed = serde_json::from_str::<NewEvent>(&line)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| json_line_error(&e))
                     .and_then(NewEvent::into_event);
                 match parsed {
                     Ok(event) => batch.push(event),
@@ -389,6 +389,19 @@ async fn publish_stdin(socket: PathBuf) -> Result<ExitCode, CliError> {
         return Err(CliError::BadLines { bad, total });
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What is wrong with one line of `publish --stdin`, without serde's "line 1" (each is one line).
+fn json_line_error(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let what = text.split(" at line ").next().unwrap_or(&text);
+    match err.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            format!("not valid JSON: {what} (column {})", err.column())
+        }
+        serde_json::error::Category::Data => format!("not an event: {what}"),
+        serde_json::error::Category::Io => what.to_owned(),
+    }
 }
 
 async fn pipe(socket: PathBuf, args: PipeArgs) -> Result<ExitCode, CliError> {
@@ -562,6 +575,18 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
     };
     let since = bound("--since", args.since.as_deref())?;
     let until = bound("--until", args.until.as_deref())?;
+    let backwards = match (since, until) {
+        (Some(Bound::Time(s)), Some(Bound::Time(u))) => u < s,
+        (Some(Bound::Id(s)), Some(Bound::Id(u))) => u < s,
+        _ => false,
+    };
+    if backwards {
+        return Err(CliError::Usage(format!(
+            "--until {:?} is before --since {:?}: no event can match",
+            args.until.as_deref().unwrap_or_default(),
+            args.since.as_deref().unwrap_or_default()
+        )));
+    }
     let client = Client::connect(&socket).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
