@@ -316,28 +316,7 @@ fn an_invalid_initial_filter_is_refused() {
 
 #[test]
 fn detail_scrolls_through_wrapped_lines_to_the_end() {
-    let mut state = state_with(100, None);
-    let message = "0123456789".repeat(60);
-    feed(
-        &mut state,
-        vec![stamped(
-            Event::with_resource(
-                "log.info",
-                "job-1",
-                serde_json::json!({ "message": message }),
-            ),
-            1,
-            0.0,
-        )],
-    );
-    update(
-        &mut state,
-        Action::Resize {
-            width: 80,
-            height: 24,
-        },
-    );
-    key(&mut state, KeyCode::Enter);
+    let mut state = detail_of_message(&"0123456789".repeat(60), 80, 24);
     let lines = state.detail().unwrap().lines.len();
     for _ in 0..100 {
         key(&mut state, KeyCode::Char('j'));

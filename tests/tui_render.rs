@@ -377,29 +377,8 @@ fn a_gauge_shows_its_message_rate_and_eta_and_its_count_once() {
 
 #[test]
 fn detail_view_wraps_a_long_message_so_all_of_it_can_be_read() {
-    let mut state = state_with(100, None);
     let words: Vec<String> = (0..40).map(|i| format!("word{i:03}")).collect();
-    let message = words.join(" ");
-    feed(
-        &mut state,
-        vec![stamped(
-            Event::with_resource(
-                "log.info",
-                "job-1",
-                serde_json::json!({ "message": message }),
-            ),
-            1,
-            0.0,
-        )],
-    );
-    update(
-        &mut state,
-        Action::Resize {
-            width: 100,
-            height: 40,
-        },
-    );
-    key(&mut state, KeyCode::Enter);
+    let state = detail_of_message(&words.join(" "), 100, 40);
     let s = screen(&state, 100, 40);
     let text = show(&s);
     assert!(contains(&s, "\"message\": \"word000 word001"), "{text}");

@@ -113,3 +113,23 @@ pub fn workload(n: u64) -> Vec<Arc<Event>> {
         })
         .collect()
 }
+
+/// A terminal `width` x `height` with one `log.info` event carrying `message`, its detail view open.
+pub fn detail_of_message(message: &str, width: u16, height: u16) -> State {
+    let mut state = state_with(100, None);
+    feed(
+        &mut state,
+        vec![stamped(
+            Event::with_resource(
+                "log.info",
+                "job-1",
+                serde_json::json!({ "message": message }),
+            ),
+            1,
+            0.0,
+        )],
+    );
+    update(&mut state, Action::Resize { width, height });
+    key(&mut state, KeyCode::Enter);
+    state
+}

@@ -99,23 +99,32 @@ mod tests {
         }
     }
 
+    /// The rows `line` wrapped to inside `{` and `}` at 80 columns, and those rows joined again with
+    /// the continuation indent (`indent` spaces) taken off, which must give `line` back.
+    fn wrap_and_join(line: &str, indent: usize) -> (Vec<String>, String) {
+        let rows = rows(&detail(&["{", line, "}"]), 80);
+        assert_eq!(rows.first().map(String::as_str), Some("{"));
+        assert_eq!(rows.last().map(String::as_str), Some("}"));
+        let wrapped = rows[1..rows.len() - 1].to_vec();
+        let joined = wrapped
+            .iter()
+            .enumerate()
+            .map(|(i, r)| if i == 0 { r.as_str() } else { &r[indent..] })
+            .collect();
+        (wrapped, joined)
+    }
+
     #[test]
     fn long_lines_wrap_under_their_indent_and_lose_nothing() {
         let long = format!("  \"message\": \"{}\"", "0123456789".repeat(30));
-        let d = detail(&["{", &long, "}"]);
-        let rows = rows(&d, 80);
+        let (wrapped, joined) = wrap_and_join(&long, 4);
         // 80 columns: an overlay 72 wide, 70 inside.
-        assert!(rows.iter().all(|r| r.chars().count() <= 70), "{rows:#?}");
-        assert_eq!(rows.first().map(String::as_str), Some("{"));
-        assert_eq!(rows.last().map(String::as_str), Some("}"));
-        let wrapped = &rows[1..rows.len() - 1];
-        assert!(wrapped.len() >= 5, "{rows:#?}");
+        assert!(
+            wrapped.iter().all(|r| r.chars().count() <= 70),
+            "{wrapped:#?}"
+        );
+        assert!(wrapped.len() >= 5, "{wrapped:#?}");
         assert!(wrapped[1..].iter().all(|r| r.starts_with("    ")));
-        let joined: String = wrapped
-            .iter()
-            .enumerate()
-            .map(|(i, r)| if i == 0 { r.as_str() } else { &r[4..] })
-            .collect();
         assert_eq!(joined, long);
     }
 
@@ -123,17 +132,10 @@ mod tests {
     fn words_stay_whole_when_they_can() {
         let words: Vec<String> = (0..40).map(|i| format!("step{i:02}-ok")).collect();
         let long = format!("    \"message\": \"{}\"", words.join(" "));
-        let d = detail(&["{", &long, "}"]);
-        let rows = rows(&d, 80);
-        let wrapped = &rows[1..rows.len() - 1];
+        let (wrapped, joined) = wrap_and_join(&long, 6);
         for row in &wrapped[..wrapped.len() - 1] {
-            assert!(row.ends_with(' '), "{row:?} in {rows:#?}");
+            assert!(row.ends_with(' '), "{row:?} in {wrapped:#?}");
         }
-        let joined: String = wrapped
-            .iter()
-            .enumerate()
-            .map(|(i, r)| if i == 0 { r.as_str() } else { &r[6..] })
-            .collect();
         assert_eq!(joined, long);
     }
 
