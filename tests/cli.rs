@@ -445,6 +445,14 @@ fn the_monitor_refuses_a_bad_filter_and_needs_a_terminal() {
         stderr.contains("invalid filter: `res:` at column 1 needs a value"),
         "{stderr}"
     );
+    let out = run(&["--socket", &sock(&dir), "--history", "0"], "");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("invalid value '0' for '--history <N>': the monitor keeps at least 1 event"),
+        "{stderr}"
+    );
     // Without a terminal (stdout is a pipe here) it says so in one line, before hosting anything.
     let out = run(&["--socket", &sock(&dir)], "");
     assert!(!out.status.success());

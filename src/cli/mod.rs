@@ -30,11 +30,20 @@ pub struct Cli {
     #[arg(long)]
     pub demo: bool,
     /// Monitor: events kept for scrolling, filtering and scrubbing (and by a hosted bus for replay)
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_HISTORY)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HISTORY, value_parser = at_least_one)]
     pub history: usize,
     /// What to do; without a subcommand, run the monitor
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// A count of at least 1 (the monitor cannot show events it does not keep).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("the monitor keeps at least 1 event".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The subcommands.
