@@ -293,3 +293,44 @@ fn a_subscriber_to_several_exact_types_leaves_every_bucket_when_dropped() {
         "no stale entry left in the `b` bucket"
     );
 }
+
+#[test]
+fn try_iter_stopped_early_leaves_the_rest_queued_in_order() {
+    let bus = EventBus::new(EventBusConfig {
+        history_size: 10,
+        subscriber_buffer: 256,
+        ..Default::default()
+    });
+    let sub = bus.subscribe(EventFilter::new());
+    for i in 0..100 {
+        bus.publish(Event::new("x", json!(i)));
+    }
+    // The iterator has taken events ahead (it reads in batches); stopping early must not lose them.
+    let first: Vec<u64> = sub.try_iter().take(5).map(|e| e.id).collect();
+    assert_eq!(first, [1, 2, 3, 4, 5]);
+    assert_eq!(sub.len(), 95);
+    assert_eq!(sub.delivered(), 5);
+    assert_eq!(sub.try_recv().map(|e| e.id), Some(6));
+    bus.publish(Event::new("x", json!(100)));
+    let rest: Vec<u64> = sub.try_iter().map(|e| e.id).collect();
+    assert_eq!(rest, (7..=101).collect::<Vec<_>>());
+    assert_eq!(sub.delivered(), 101);
+    assert_eq!(sub.dropped(), 0);
+    assert!(sub.try_iter().next().is_none());
+}
+
+#[test]
+fn try_iter_given_back_events_come_before_replayed_ones_still_queued() {
+    let bus = EventBus::default();
+    for i in 0..20 {
+        bus.publish(Event::new("x", json!(i)));
+    }
+    let sub = bus.subscribe_with_replay(EventFilter::new(), ipckit::Replay::All);
+    bus.publish(Event::new("x", json!(20)));
+    let mut it = sub.try_iter();
+    assert_eq!(it.next().map(|e| e.id), Some(1));
+    assert_eq!(it.next().map(|e| e.id), Some(2));
+    drop(it);
+    let rest: Vec<u64> = sub.try_iter().map(|e| e.id).collect();
+    assert_eq!(rest, (3..=21).collect::<Vec<_>>());
+}

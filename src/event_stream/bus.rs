@@ -8,7 +8,6 @@ use super::subscriber::{EventSubscriber, Shared, SubState};
 use super::sync::Mutex;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -131,8 +130,6 @@ pub struct EventPublisher {
 pub(crate) struct Inner {
     config: EventBusConfig,
     state: Mutex<State>,
-    /// `State::subscribers`, readable without the lock (publish picks owned or shared by it).
-    subscriber_count: AtomicUsize,
 }
 
 struct State {
@@ -163,14 +160,10 @@ impl Inner {
     fn publish(&self, mut event: Event) -> EventId {
         // Times are kept to the microsecond, what the JSON form carries exactly.
         event.timestamp = epoch_seconds::to_micros(event.timestamp);
-        // Hash, and allocate the one shared copy, before taking the lock. With no subscriber at all the
-        // event moves into history as it is: no allocation.
+        // Hashed before taking the lock. The one shared copy is allocated under it, once the id is in
+        // place, so nothing has to check that it is unshared; with no subscriber at all the event moves
+        // into history as it is, with no allocation.
         let hashes = Hashes::of(&event);
-        let incoming = if self.subscriber_count.load(Ordering::Acquire) == 0 {
-            Err(event)
-        } else {
-            Ok(Arc::new(event))
-        };
         let mut tickets: Vec<BlockTicket> = Vec::new();
         let pushed;
         let id;
@@ -178,24 +171,19 @@ impl Inner {
             let mut state = self.state.lock();
             state.last_id += 1;
             id = state.last_id;
-            let slot = match incoming {
-                Err(mut event) if state.subscribers == 0 => {
-                    event.id = id;
-                    Slot::Owned(event)
-                }
-                incoming => {
-                    let mut event = incoming.unwrap_or_else(Arc::new);
-                    // Not shared with anyone yet, so this is its only reference.
-                    if let Some(fresh) = Arc::get_mut(&mut event) {
-                        fresh.id = id;
-                    }
-                    self.deliver_all(&state, &event, &mut tickets);
-                    Slot::Shared(event)
-                }
+            event.id = id;
+            let slot = if state.subscribers == 0 {
+                Slot::Owned(event)
+            } else {
+                let event = Arc::new(event);
+                self.deliver_all(&state, &event, &mut tickets);
+                Slot::Shared(event)
             };
             pushed = state.history.push(slot, hashes);
+            // Freed under the lock: publishers on other threads would otherwise contend for the
+            // allocator's lock instead (two publishers took 1.83x the time of one that way, 1.6x this way).
+            drop(pushed.evicted);
         }
-        drop(pushed.evicted);
         if let Some(job) = pushed.pack {
             let batch = job.run();
             let released = self.state.lock().history.store(batch);
@@ -263,8 +251,6 @@ impl Inner {
             SubState::with_backlog(backlog),
         ));
         state.insert(&shared);
-        self.subscriber_count
-            .store(state.subscribers, Ordering::Release);
         drop(state);
         EventSubscriber::new(shared, Arc::downgrade(self), gap)
     }
@@ -272,8 +258,6 @@ impl Inner {
     pub(crate) fn unsubscribe(&self, shared: &Arc<Shared>) {
         let mut state = self.state.lock();
         let removed = state.remove(shared);
-        self.subscriber_count
-            .store(state.subscribers, Ordering::Release);
         if removed {
             let (delivered, dropped) = shared.close();
             state.gone_delivered += delivered;
@@ -419,7 +403,6 @@ impl EventBus {
                     gone_delivered: 0,
                     gone_dropped: 0,
                 }),
-                subscriber_count: AtomicUsize::new(0),
             }),
         }
     }

@@ -63,7 +63,7 @@ pub use bus::{
 };
 pub use event::{event_types, Event, EventId, EventRef, McpProgressPayload};
 pub use filter::{Bound, EventFilter, FilterError, Glob, Term};
-pub use subscriber::{EventStream, EventSubscriber, RecvFuture, RecvTimeoutError};
+pub use subscriber::{EventStream, EventSubscriber, RecvFuture, RecvTimeoutError, TryIter};
 
 /// Parses a `since:`/`until:` value: RFC 3339, a duration ago (`5m`), `@SECONDS`, or `id:N`.
 ///

@@ -81,6 +81,18 @@ impl SubState {
     }
 }
 
+/// The event as an owned value: moved out when this was the last reference, copied otherwise. The count
+/// is read first so that the usual case (history still holds the event) costs one atomic decrement, not a
+/// failed exchange as well.
+#[inline]
+fn into_owned(event: Arc<Event>) -> Event {
+    if Arc::strong_count(&event) == 1 {
+        Arc::unwrap_or_clone(event)
+    } else {
+        Event::clone(&event)
+    }
+}
+
 /// What the bus and the subscriber handle share.
 pub(crate) struct Shared {
     pub(crate) id: u64,
@@ -201,6 +213,17 @@ impl Shared {
         counts
     }
 
+    /// Puts events a reader took but did not hand out back at the front of the queue, in their order
+    /// (`taken` holds them newest first), and uncounts them as delivered. Empties `taken`.
+    fn give_back(&self, taken: &mut Vec<Arc<Event>>) {
+        let mut state = self.state.lock();
+        state.delivered -= taken.len() as u64;
+        // Newest first: each goes in front of the one given back before it.
+        for event in taken.drain(..) {
+            state.backlog.push_front(event);
+        }
+    }
+
     /// (delivered, dropped, queued).
     pub(crate) fn counts(&self) -> (u64, u64, usize) {
         let state = self.state.lock();
@@ -272,12 +295,12 @@ impl EventSubscriber {
 
     /// Waits for the next event; `None` once the bus is gone and the queue is empty.
     pub fn recv(&self) -> Option<Event> {
-        self.recv_arc().map(Arc::unwrap_or_clone)
+        self.recv_arc().map(into_owned)
     }
 
     /// The next event if one is queued.
     pub fn try_recv(&self) -> Option<Event> {
-        self.try_recv_arc().map(Arc::unwrap_or_clone)
+        self.try_recv_arc().map(into_owned)
     }
 
     /// Waits up to `timeout` for the next event.
@@ -286,7 +309,7 @@ impl EventSubscriber {
     ///
     /// [`RecvTimeoutError::Timeout`] if none came in time, [`RecvTimeoutError::Closed`] if the bus is gone.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Event, RecvTimeoutError> {
-        self.recv_timeout_arc(timeout).map(Arc::unwrap_or_clone)
+        self.recv_timeout_arc(timeout).map(into_owned)
     }
 
     /// A blocking iterator: ends when the bus is gone.
@@ -295,8 +318,16 @@ impl EventSubscriber {
     }
 
     /// An iterator over the events queued now.
-    pub fn try_iter(&self) -> impl Iterator<Item = Event> + '_ {
-        std::iter::from_fn(move || self.try_recv())
+    ///
+    /// It takes events from the queue a few at a time (1, 2, 4, … up to 64), one lock per batch rather
+    /// than one per event. Events it took but had not handed out when it is dropped go back to the front
+    /// of the queue, so the next read gets them.
+    pub fn try_iter(&self) -> TryIter<'_> {
+        TryIter {
+            subscriber: self,
+            taken: Vec::new(),
+            next_batch: 1,
+        }
     }
 
     /// Waits for the next event, shared with history and other subscribers.
@@ -439,6 +470,54 @@ impl std::fmt::Debug for EventSubscriber {
             .field("id", &self.shared.id)
             .field("filter", &self.shared.filter.to_string())
             .finish_non_exhaustive()
+    }
+}
+
+/// The iterator of [`EventSubscriber::try_iter`]: owned events queued now, taken in small batches.
+pub struct TryIter<'a> {
+    subscriber: &'a EventSubscriber,
+    /// Taken from the queue and not handed out yet, newest first (handed out from the end).
+    taken: Vec<Arc<Event>>,
+    /// How many to take next time `taken` runs out.
+    next_batch: usize,
+}
+
+/// The largest batch [`TryIter`] takes at once.
+const TRY_ITER_BATCH: usize = 64;
+
+impl Iterator for TryIter<'_> {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        if self.taken.is_empty() {
+            if self
+                .subscriber
+                .try_recv_batch(&mut self.taken, self.next_batch)
+                == 0
+            {
+                return None;
+            }
+            self.taken.reverse();
+            self.next_batch = (self.next_batch * 2).min(TRY_ITER_BATCH);
+        }
+        self.taken.pop().map(into_owned)
+    }
+}
+
+impl Drop for TryIter<'_> {
+    fn drop(&mut self) {
+        if !self.taken.is_empty() {
+            self.subscriber.shared.give_back(&mut self.taken);
+        }
+    }
+}
+
+impl std::fmt::Debug for TryIter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TryIter")
+            .field("subscriber", &self.subscriber.id())
+            .field("taken", &self.taken.len())
+            .finish()
     }
 }
 
