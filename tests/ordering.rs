@@ -76,3 +76,39 @@ fn each_publishers_own_events_keep_their_order() {
         assert_eq!(seq, (0..500).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn a_reader_stopping_try_iter_early_loses_nothing_while_others_publish() {
+    const PER_THREAD: u64 = 20_000;
+    let bus = EventBus::new(EventBusConfig {
+        history_size: 16,
+        subscriber_buffer: 4 * PER_THREAD as usize,
+        ..Default::default()
+    });
+    let sub = bus.subscribe(EventFilter::new());
+    let publishers: Vec<_> = (0..2)
+        .map(|t| {
+            let p = bus.publisher();
+            thread::spawn(move || {
+                for i in 0..PER_THREAD {
+                    p.publish(Event::with_resource("n", &format!("p{t}"), json!(i)));
+                }
+            })
+        })
+        .collect();
+    // Stops each iterator after 0..=6 events, so events it took ahead keep going back to the queue
+    // while both publishers append behind them.
+    let mut seen: Vec<u64> = Vec::new();
+    let mut stop_after = 0usize;
+    while (seen.len() as u64) < 2 * PER_THREAD {
+        stop_after = (stop_after + 5) % 7;
+        seen.extend(sub.try_iter().take(stop_after).map(|e| e.id));
+    }
+    for p in publishers {
+        p.join().unwrap();
+    }
+    assert_eq!(seen, (1..=2 * PER_THREAD).collect::<Vec<_>>());
+    assert!(sub.is_empty());
+    assert_eq!(sub.dropped(), 0);
+    assert_eq!(sub.delivered(), 2 * PER_THREAD);
+}
