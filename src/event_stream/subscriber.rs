@@ -217,7 +217,7 @@ impl Shared {
     /// (`taken` holds them newest first), and uncounts them as delivered. Empties `taken`.
     fn give_back(&self, taken: &mut Vec<Arc<Event>>) {
         let mut state = self.state.lock();
-        state.delivered -= taken.len() as u64;
+        state.delivered = state.delivered.saturating_sub(taken.len() as u64);
         // Newest first: each goes in front of the one given back before it.
         for event in taken.drain(..) {
             state.backlog.push_front(event);
