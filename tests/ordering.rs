@@ -4,6 +4,25 @@ use ipckit::{Event, EventBus, EventBusConfig, EventFilter};
 use serde_json::json;
 use std::thread;
 
+/// Starts `threads` publishers of `per_thread` events each (resource `p{t}`, data `0..per_thread` in
+/// order); each thread returns the ids `publish` gave it.
+fn spawn_publishers(
+    bus: &EventBus,
+    threads: usize,
+    per_thread: u64,
+) -> Vec<thread::JoinHandle<Vec<u64>>> {
+    (0..threads)
+        .map(|t| {
+            let p = bus.publisher();
+            thread::spawn(move || {
+                (0..per_thread)
+                    .map(|i| p.publish(Event::with_resource("n", &format!("p{t}"), json!(i))))
+                    .collect()
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn four_publishers_every_subscriber_sees_history_order() {
     for _run in 0..20 {
@@ -13,18 +32,7 @@ fn four_publishers_every_subscriber_sees_history_order() {
             ..Default::default()
         });
         let subs: Vec<_> = (0..3).map(|_| bus.subscribe(EventFilter::new())).collect();
-        let threads: Vec<_> = (0..4)
-            .map(|t| {
-                let p = bus.publisher();
-                thread::spawn(move || {
-                    let mut ids = Vec::new();
-                    for i in 0..500 {
-                        ids.push(p.publish(Event::with_resource("n", &format!("p{t}"), json!(i))));
-                    }
-                    ids
-                })
-            })
-            .collect();
+        let threads = spawn_publishers(&bus, 4, 500);
         let mut returned: Vec<u64> = threads
             .into_iter()
             .flat_map(|t| t.join().unwrap())
@@ -54,16 +62,7 @@ fn each_publishers_own_events_keep_their_order() {
         history_size: 10_000,
         ..Default::default()
     });
-    let threads: Vec<_> = (0..4)
-        .map(|t| {
-            let p = bus.publisher();
-            thread::spawn(move || {
-                for i in 0..500u64 {
-                    p.publish(Event::with_resource("n", &format!("p{t}"), json!(i)));
-                }
-            })
-        })
-        .collect();
+    let threads = spawn_publishers(&bus, 4, 500);
     for t in threads {
         t.join().unwrap();
     }
@@ -86,16 +85,7 @@ fn a_reader_stopping_try_iter_early_loses_nothing_while_others_publish() {
         ..Default::default()
     });
     let sub = bus.subscribe(EventFilter::new());
-    let publishers: Vec<_> = (0..2)
-        .map(|t| {
-            let p = bus.publisher();
-            thread::spawn(move || {
-                for i in 0..PER_THREAD {
-                    p.publish(Event::with_resource("n", &format!("p{t}"), json!(i)));
-                }
-            })
-        })
-        .collect();
+    let publishers = spawn_publishers(&bus, 2, PER_THREAD);
     // Stops each iterator after 0..=6 events, so events it took ahead keep going back to the queue
     // while both publishers append behind them.
     let mut seen: Vec<u64> = Vec::new();
