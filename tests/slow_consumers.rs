@@ -153,6 +153,34 @@ fn dropping_a_block_subscriber_releases_a_waiting_publisher() {
 }
 
 #[test]
+fn a_publisher_waiting_on_a_dropped_block_subscriber_never_waits_on_the_one_in_its_place() {
+    let bus = bus(1, SlowConsumerPolicy::Block, None);
+    let sub = bus.subscribe(EventFilter::new());
+    bus.publish(Event::new("a", json!(null)));
+    let b = bus.clone();
+    let waiting = thread::spawn(move || b.publish(Event::new("a", json!(null))));
+    thread::sleep(Duration::from_millis(50));
+    assert!(
+        !waiting.is_finished(),
+        "the second publish must wait for room"
+    );
+    // The newcomer subscribes at once and takes the dropped subscriber's place in the bus's table. It
+    // has read nothing, so a publisher that mistook it for the one it waited on would wait for ever.
+    // (Which of the two takes the lock first is up to the scheduler; the unit test beside the table
+    // checks the mix-up itself.)
+    drop(sub);
+    let newcomer = bus.subscribe(EventFilter::new());
+    let id = finishes(Duration::from_secs(10), move || waiting.join().unwrap());
+    assert_eq!(id, 2);
+    assert!(
+        newcomer.is_empty(),
+        "the newcomer subscribed after event 2 was published"
+    );
+    bus.publish(Event::new("a", json!(null)));
+    assert_eq!(newcomer.try_recv().map(|e| e.id), Some(3));
+}
+
+#[test]
 fn block_subscribe_drop_and_publish_from_many_threads_never_deadlock() {
     let bus = bus(
         2,

@@ -219,14 +219,6 @@ pub(crate) struct History {
     interner: Interner,
 }
 
-/// What a push gives back to drop or do outside the lock.
-pub(crate) struct Pushed {
-    /// The evicted oldest event, or the event itself when history keeps nothing.
-    pub(crate) evicted: Option<Slot>,
-    /// A batch of aged events to pack.
-    pub(crate) pack: Option<PackJob>,
-}
-
 impl History {
     pub(crate) fn new(capacity: usize, hot: usize) -> Self {
         let initial = capacity.min(1 << 16);
@@ -256,29 +248,22 @@ impl History {
         self.slots.front().map(Slot::id)
     }
 
-    /// Appends an event; returns what to drop and do after releasing the lock.
-    pub(crate) fn push(&mut self, slot: Slot, hashes: Hashes) -> Pushed {
+    /// Appends an event, dropping the oldest when full (under the bus lock: publishers on other threads
+    /// would otherwise contend for the allocator's lock instead when they free it); returns a batch of
+    /// aged events to pack after releasing the lock, if one is due.
+    pub(crate) fn push(&mut self, slot: Slot, hashes: Hashes) -> Option<PackJob> {
         if self.capacity == 0 {
-            return Pushed {
-                evicted: Some(slot),
-                pack: None,
-            };
+            return None;
         }
-        let evicted = if self.slots.len() >= self.capacity {
+        if self.slots.len() >= self.capacity {
             self.hashes.pop_front();
-            self.slots.pop_front()
-        } else {
-            None
-        };
-        if matches!(evicted, Some(Slot::Packed(_))) {
-            self.packed -= 1;
+            if let Some(Slot::Packed(_)) = self.slots.pop_front() {
+                self.packed -= 1;
+            }
         }
         self.hashes.push_back(hashes);
         self.slots.push_back(slot);
-        Pushed {
-            evicted,
-            pack: self.pack_job(),
-        }
+        self.pack_job()
     }
 
     fn pack_job(&mut self) -> Option<PackJob> {

@@ -3,13 +3,17 @@
 //!
 //! ## How delivery works
 //!
-//! One lock orders publishes. Under it the publisher stamps the next id, appends the event to the history
-//! ring, and hands an [`Arc`](std::sync::Arc) of it to each subscriber whose filter matches. Subscribers are kept in an
-//! index (by exact event type, by exact resource id, or in a short list of everything else) so a publish
-//! only tests the filters that could match. Handing over is a push onto the subscriber's own queue: the
-//! publisher never copies the event, never allocates per subscriber, and never waits on a reader while it
-//! holds the lock. Allocation (the one `Arc` per publish) and freeing (events that fall out of history)
-//! happen outside the lock.
+//! One lock guards the bus: ids, the history ring, the subscriber index and every subscriber's queue.
+//! Under it the publisher stamps the next id, appends the event to the history ring, and pushes an
+//! [`Arc`](std::sync::Arc) of it onto the queue of each subscriber whose filter matches: one lock per
+//! publish, however many subscribers receive the event. Subscribers are kept in an index (by exact event
+//! type, by exact resource id, or in a short list of everything else) so a publish only tests the filters
+//! that could match. The publisher never copies the event, allocates at most once (the `Arc`; nothing when
+//! nobody subscribes, the event then moves into history as it is), and never waits on a reader while it
+//! holds the lock. Readers take the same lock once per read, or once per batch with
+//! [`EventSubscriber::try_recv_batch`] and [`EventSubscriber::try_iter`], and the owned-`Event` methods
+//! copy the event after releasing it. Events that fall out of history are freed under the lock, so two
+//! publishing threads contend for the bus lock alone, not for the allocator's lock as well.
 //!
 //! ## Slow consumers
 //!

@@ -1,13 +1,13 @@
 //! The receiving end: [`EventSubscriber`], its queue and counters, blocking, timed and async receive.
 
-use super::bus::{Inner, ReplayGap, SlowConsumerPolicy};
-use super::event::{Event, EventId};
+use super::bus::{Core, ReplayGap, SlowConsumerPolicy, State};
+use super::event::Event;
 use super::filter::EventFilter;
 use super::sync::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -34,26 +34,33 @@ impl RecvTimeoutError {
     }
 }
 
-/// The queue and counters of one subscriber, under its own lock.
+/// The queue and counters of one subscriber. They live in the bus's table, under the bus's lock, so a
+/// publish delivers to every subscriber under the one lock it already holds.
 pub(crate) struct SubState {
+    pub(crate) shared: Arc<Shared>,
+    /// Every event the bus finds this subscriber for through its index matches the filter, so
+    /// publishing need not test it.
+    pub(crate) index_implies_match: bool,
     /// Replayed history, read before `queue`; not bounded by the buffer.
     backlog: VecDeque<Arc<Event>>,
     /// Live events, bounded by the buffer (except while `Block` publishers wait for room).
-    queue: VecDeque<Arc<Event>>,
+    pub(crate) queue: VecDeque<Arc<Event>>,
     /// Live events ever pushed and ever taken out of `queue` (read, dropped or withdrawn).
     pushed: u64,
-    taken: u64,
-    delivered: u64,
-    dropped: u64,
-    closed: bool,
+    pub(crate) taken: u64,
+    pub(crate) delivered: u64,
+    pub(crate) dropped: u64,
+    pub(crate) closed: bool,
     readers_waiting: u32,
-    publishers_waiting: u32,
+    pub(crate) publishers_waiting: u32,
     waker: Option<Waker>,
 }
 
 impl SubState {
-    pub(crate) fn with_backlog(backlog: VecDeque<Arc<Event>>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, backlog: VecDeque<Arc<Event>>) -> Self {
         Self {
+            index_implies_match: shared.filter.index_implies_match(),
+            shared,
             backlog,
             queue: VecDeque::new(),
             pushed: 0,
@@ -79,6 +86,67 @@ impl SubState {
         self.delivered += 1;
         Some(event)
     }
+
+    /// Events waiting to be read.
+    pub(crate) fn queued(&self) -> usize {
+        self.backlog.len() + self.queue.len()
+    }
+
+    /// Queues `event` under `policy`, waking a waiting reader (a waiting task's waker goes into
+    /// `wakers`, to be woken once the bus lock is released). Returns the event's sequence number when
+    /// the publisher must wait for room (`Block` with a full buffer).
+    #[inline]
+    pub(crate) fn push(
+        &mut self,
+        event: &Arc<Event>,
+        buffer: usize,
+        policy: SlowConsumerPolicy,
+        wakers: &mut Vec<Waker>,
+    ) -> Option<u64> {
+        if self.closed {
+            return None;
+        }
+        let mut ticket = None;
+        if self.queue.len() >= buffer {
+            match policy {
+                SlowConsumerPolicy::DropOldest => {
+                    let evicted = self.queue.pop_front();
+                    self.taken += 1;
+                    self.dropped += 1;
+                    drop(evicted);
+                }
+                SlowConsumerPolicy::DropNewest => {
+                    self.dropped += 1;
+                    return None;
+                }
+                SlowConsumerPolicy::Block => ticket = Some(self.pushed),
+            }
+        }
+        self.queue.push_back(Arc::clone(event));
+        self.pushed += 1;
+        if let Some(waker) = self.waker.take() {
+            wakers.push(waker);
+        }
+        if self.readers_waiting > 0 {
+            self.shared.readable.notify_one();
+        }
+        ticket
+    }
+
+    /// Marks the subscriber closed and wakes everyone waiting on it.
+    pub(crate) fn close(&mut self, wakers: &mut Vec<Waker>) {
+        self.closed = true;
+        wakers.extend(self.waker.take());
+        self.shared.readable.notify_all();
+        self.shared.writable.notify_all();
+    }
+
+    /// After a read: wakes `Block` publishers if it made room.
+    fn made_room(&self, took: bool) {
+        if took && self.publishers_waiting > 0 {
+            self.shared.writable.notify_all();
+        }
+    }
 }
 
 /// The event as an owned value: moved out when this was the last reference, copied otherwise. The count
@@ -93,145 +161,25 @@ fn into_owned(event: Arc<Event>) -> Event {
     }
 }
 
-/// What the bus and the subscriber handle share.
+/// What never changes about a subscriber, and what its readers and `Block` publishers wait on (with
+/// the bus's lock).
 pub(crate) struct Shared {
     pub(crate) id: u64,
     pub(crate) filter: EventFilter,
-    /// Every event the bus finds this subscriber for through its index matches the filter, so
-    /// publishing need not test it.
-    pub(crate) index_implies_match: bool,
-    state: Mutex<SubState>,
     /// Readers wait here for events.
-    readable: Condvar,
+    pub(crate) readable: Condvar,
     /// `Block` publishers wait here for room.
-    writable: Condvar,
+    pub(crate) writable: Condvar,
 }
 
 impl Shared {
-    pub(crate) fn new(id: u64, filter: EventFilter, state: SubState) -> Self {
+    pub(crate) fn new(id: u64, filter: EventFilter) -> Self {
         Self {
             id,
-            index_implies_match: filter.index_implies_match(),
             filter,
-            state: Mutex::new(state),
             readable: Condvar::new(),
             writable: Condvar::new(),
         }
-    }
-
-    /// Queues `event` under `policy`. Returns the event's sequence number when the publisher must wait
-    /// for room (`Block` with a full buffer).
-    pub(crate) fn push(
-        &self,
-        event: &Arc<Event>,
-        buffer: usize,
-        policy: SlowConsumerPolicy,
-    ) -> Option<u64> {
-        let mut state = self.state.lock();
-        if state.closed {
-            return None;
-        }
-        let full = state.queue.len() >= buffer;
-        let mut evicted = None;
-        let mut ticket = None;
-        if full {
-            match policy {
-                SlowConsumerPolicy::DropOldest => {
-                    evicted = state.queue.pop_front();
-                    state.taken += 1;
-                    state.dropped += 1;
-                }
-                SlowConsumerPolicy::DropNewest => {
-                    state.dropped += 1;
-                    return None;
-                }
-                SlowConsumerPolicy::Block => ticket = Some(state.pushed),
-            }
-        }
-        state.queue.push_back(Arc::clone(event));
-        state.pushed += 1;
-        let waker = state.waker.take();
-        let notify = state.readers_waiting > 0;
-        drop(state);
-        if notify {
-            self.readable.notify_one();
-        }
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        drop(evicted);
-        ticket
-    }
-
-    /// Waits until the event with sequence `seq` (id `id`) is within the first `buffer` queued live
-    /// events, the subscriber closes, or `deadline` passes; on timeout the event is withdrawn and counted
-    /// as dropped.
-    pub(crate) fn wait_for_room(
-        &self,
-        seq: u64,
-        id: EventId,
-        buffer: usize,
-        deadline: Option<Instant>,
-    ) {
-        let buffer = buffer as u64;
-        let mut state = self.state.lock();
-        while !state.closed && state.taken + buffer <= seq {
-            state.publishers_waiting += 1;
-            let timed_out = match deadline {
-                Some(deadline) => self.writable.wait_until(&mut state, deadline).timed_out(),
-                None => {
-                    self.writable.wait(&mut state);
-                    false
-                }
-            };
-            state.publishers_waiting -= 1;
-            if timed_out && !state.closed && state.taken + buffer <= seq {
-                if let Some(at) = state.queue.iter().rposition(|e| e.id == id) {
-                    let withdrawn = state.queue.remove(at);
-                    state.taken += 1;
-                    state.dropped += 1;
-                    drop(state);
-                    drop(withdrawn);
-                }
-                return;
-            }
-        }
-    }
-
-    /// Marks the subscriber closed, wakes everyone waiting on it, and returns (delivered, dropped).
-    pub(crate) fn close(&self) -> (u64, u64) {
-        let mut state = self.state.lock();
-        state.closed = true;
-        let waker = state.waker.take();
-        let counts = (state.delivered, state.dropped);
-        drop(state);
-        self.readable.notify_all();
-        self.writable.notify_all();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        counts
-    }
-
-    /// Puts events a reader took but did not hand out back at the front of the queue, in their order
-    /// (`taken` holds them newest first), and uncounts them as delivered. Empties `taken`.
-    fn give_back(&self, taken: &mut Vec<Arc<Event>>) {
-        let mut state = self.state.lock();
-        state.delivered = state.delivered.saturating_sub(taken.len() as u64);
-        // Newest first: each goes in front of the one given back before it.
-        for event in taken.drain(..) {
-            state.backlog.push_front(event);
-        }
-    }
-
-    /// (delivered, dropped, queued).
-    pub(crate) fn counts(&self) -> (u64, u64, usize) {
-        let state = self.state.lock();
-        (
-            state.delivered,
-            state.dropped,
-            state.backlog.len() + state.queue.len(),
-        )
     }
 }
 
@@ -241,7 +189,9 @@ impl Shared {
 /// the `_arc` methods, [`EventSubscriber::recv_async`] and [`EventSubscriber::into_stream`] share it.
 pub struct EventSubscriber {
     shared: Arc<Shared>,
-    bus: Weak<Inner>,
+    core: Arc<Core>,
+    /// Where this subscriber's queue is in the bus's table.
+    key: usize,
     gap: Option<ReplayGap>,
     /// The reader's half of a double buffer: a batch read swaps it with the queue under the lock, so
     /// the publisher is held up for a swap, not for the whole batch.
@@ -249,13 +199,38 @@ pub struct EventSubscriber {
 }
 
 impl EventSubscriber {
-    pub(crate) fn new(shared: Arc<Shared>, bus: Weak<Inner>, gap: Option<ReplayGap>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        core: Arc<Core>,
+        key: usize,
+        gap: Option<ReplayGap>,
+    ) -> Self {
         Self {
             shared,
-            bus,
+            core,
+            key,
             gap,
             spare: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// This subscriber's queue and counts in the locked bus; `None` only if it is no longer in the table,
+    /// which cannot happen while `self` exists (it is removed when `self` drops).
+    #[inline]
+    fn state<'g>(&self, bus: &'g mut MutexGuard<'_, State>) -> Option<&'g mut SubState> {
+        bus.sub_mut(self.key, self.shared.id)
+    }
+
+    /// Where this subscriber's queue is in the bus's table.
+    #[cfg(test)]
+    pub(crate) fn key(&self) -> usize {
+        self.key
+    }
+
+    /// Runs `f` on this subscriber's state under the bus lock.
+    fn with_state<R>(&self, default: R, f: impl FnOnce(&mut SubState) -> R) -> R {
+        let mut bus = self.core.lock();
+        self.state(&mut bus).map_or(default, f)
     }
 
     /// The subscriber's id on its bus.
@@ -275,17 +250,17 @@ impl EventSubscriber {
 
     /// Events the slow-consumer policy discarded for this subscriber so far.
     pub fn dropped(&self) -> u64 {
-        self.shared.state.lock().dropped
+        self.with_state(0, |s| s.dropped)
     }
 
     /// Events read so far.
     pub fn delivered(&self) -> u64 {
-        self.shared.state.lock().delivered
+        self.with_state(0, |s| s.delivered)
     }
 
     /// Events waiting to be read.
     pub fn len(&self) -> usize {
-        self.shared.counts().2
+        self.with_state(0, |s| s.queued())
     }
 
     /// Whether no event is waiting.
@@ -337,10 +312,11 @@ impl EventSubscriber {
 
     /// The next queued event, shared.
     pub fn try_recv_arc(&self) -> Option<Arc<Event>> {
-        let mut state = self.shared.state.lock();
-        let event = state.pop();
-        self.release(state, event.is_some());
-        event
+        self.with_state(None, |s| {
+            let event = s.pop();
+            s.made_room(event.is_some());
+            event
+        })
     }
 
     /// Waits up to `timeout` for the next event, shared.
@@ -355,14 +331,18 @@ impl EventSubscriber {
     /// Moves up to `max` queued events into `out` under one lock; returns how many.
     pub fn try_recv_batch(&self, out: &mut Vec<Arc<Event>>, max: usize) -> usize {
         let mut spare = self.spare.lock();
-        let mut state = self.shared.state.lock();
+        let mut bus = self.core.lock();
+        let Some(state) = self.state(&mut bus) else {
+            return 0;
+        };
         let queued = state.queue.len();
         if state.backlog.is_empty() && queued > 0 && queued <= max {
             std::mem::swap(&mut state.queue, &mut *spare);
             let n = queued as u64;
             state.taken += n;
             state.delivered += n;
-            self.release(state, true);
+            state.made_room(true);
+            drop(bus);
             out.extend(spare.drain(..));
             return queued;
         }
@@ -374,7 +354,7 @@ impl EventSubscriber {
             }
             n += 1;
         }
-        self.release(state, n > 0);
+        state.made_room(n > 0);
         n
     }
 
@@ -395,29 +375,33 @@ impl EventSubscriber {
 
     /// Polls for the next event, registering `cx`'s waker when there is none.
     pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Arc<Event>>> {
-        let mut state = self.shared.state.lock();
-        if let Some(event) = state.pop() {
-            self.release(state, true);
-            return Poll::Ready(Some(event));
-        }
-        if state.closed || self.bus.strong_count() == 0 {
-            return Poll::Ready(None);
-        }
-        match &state.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            _ => state.waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
+        self.with_state(Poll::Ready(None), |state| {
+            if let Some(event) = state.pop() {
+                state.made_room(true);
+                return Poll::Ready(Some(event));
+            }
+            if state.closed {
+                return Poll::Ready(None);
+            }
+            match &state.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => state.waker = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
     }
 
     fn wait(&self, deadline: Option<Instant>) -> Result<Arc<Event>, RecvTimeoutError> {
-        let mut state = self.shared.state.lock();
+        let mut bus = self.core.lock();
         loop {
+            let Some(state) = self.state(&mut bus) else {
+                return Err(RecvTimeoutError::Closed);
+            };
             if let Some(event) = state.pop() {
-                self.release(state, true);
+                state.made_room(true);
                 return Ok(event);
             }
-            if state.closed || self.bus.strong_count() == 0 {
+            if state.closed {
                 return Err(RecvTimeoutError::Closed);
             }
             state.readers_waiting += 1;
@@ -425,17 +409,20 @@ impl EventSubscriber {
                 Some(deadline) => self
                     .shared
                     .readable
-                    .wait_until(&mut state, deadline)
+                    .wait_until(&mut bus, deadline)
                     .timed_out(),
                 None => {
-                    self.shared.readable.wait(&mut state);
+                    self.shared.readable.wait(&mut bus);
                     false
                 }
+            };
+            let Some(state) = self.state(&mut bus) else {
+                return Err(RecvTimeoutError::Closed);
             };
             state.readers_waiting -= 1;
             if timed_out {
                 if let Some(event) = state.pop() {
-                    self.release(state, true);
+                    state.made_room(true);
                     return Ok(event);
                 }
                 return Err(RecvTimeoutError::Timeout);
@@ -443,27 +430,25 @@ impl EventSubscriber {
         }
     }
 
-    /// Unlocks, waking `Block` publishers if reading made room.
-    fn release(&self, state: MutexGuard<'_, SubState>, took: bool) {
-        let wake = took && state.publishers_waiting > 0;
-        drop(state);
-        if wake {
-            self.shared.writable.notify_all();
+    /// Puts events a reader took but did not hand out back at the front of the queue, in their order
+    /// (`taken` holds them newest first), and uncounts them as delivered. Empties `taken`.
+    fn give_back(&self, taken: &mut Vec<Arc<Event>>) {
+        let mut bus = self.core.lock();
+        if let Some(state) = self.state(&mut bus) {
+            state.delivered = state.delivered.saturating_sub(taken.len() as u64);
+            // Newest first: each goes in front of the one given back before it.
+            for event in taken.drain(..) {
+                state.backlog.push_front(event);
+            }
         }
     }
 }
 
 impl Drop for EventSubscriber {
     fn drop(&mut self) {
-        match self.bus.upgrade() {
-            Some(bus) => bus.unsubscribe(&self.shared),
-            None => {
-                self.shared.close();
-            }
-        }
+        self.core.unsubscribe(self.key, self.shared.id);
     }
 }
-
 impl std::fmt::Debug for EventSubscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventSubscriber")
@@ -507,7 +492,7 @@ impl Iterator for TryIter<'_> {
 impl Drop for TryIter<'_> {
     fn drop(&mut self) {
         if !self.taken.is_empty() {
-            self.subscriber.shared.give_back(&mut self.taken);
+            self.subscriber.give_back(&mut self.taken);
         }
     }
 }
