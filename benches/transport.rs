@@ -17,6 +17,9 @@
 //!   building shares the sending core.
 //! - `remote publish`: this process publishes through a `Client` (`publish_batch` of 256).
 //! - latency: one event per millisecond published in the child, `now - event.timestamp` here.
+//! - CPU per event: for the naive pipe and ours, the CPU time (user + system, `getrusage`) the
+//!   sending process and this process used during the fastest run, divided by the events sent, so
+//!   the report shows which side limits the rate.
 //!
 //! `cargo bench --bench transport` runs the criterion groups, then prints a report with events/s and
 //! ratios. `cargo bench --bench transport -- --report-only` prints only the report.
@@ -54,7 +57,20 @@ enum Command {
     Build(u64),
     /// `latency N`: publish N events one millisecond apart.
     Latency(u64),
+    /// `cpu`: answer with the CPU time this process has used so far, in microseconds.
+    Cpu,
     Stop,
+}
+
+/// CPU time (user and system) this process has used so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
 }
 
 fn parse_command(line: &str) -> Command {
@@ -63,6 +79,7 @@ fn parse_command(line: &str) -> Command {
         (Some("prepare"), Some(Ok(n))) => Command::Prepare(n),
         (Some("latency"), Some(Ok(n))) => Command::Latency(n),
         (Some("go"), None) => Command::Go,
+        (Some("cpu"), None) => Command::Cpu,
         (Some(n), None) => n.parse().map_or(Command::Stop, Command::Build),
         _ => Command::Stop,
     }
@@ -102,6 +119,7 @@ fn child(mode: &str, socket: &Path) {
                             }
                         }
                     }
+                    Command::Cpu => println!("{}", cpu_time().as_micros()),
                     Command::Latency(_) | Command::Stop => break,
                 }
                 out.flush().expect("flush");
@@ -170,6 +188,7 @@ fn child(mode: &str, socket: &Path) {
                                 pace(i).await;
                             }
                         }
+                        Command::Cpu => println!("{}", cpu_time().as_micros()),
                         Command::Stop => break,
                     }
                 }
@@ -228,6 +247,14 @@ impl Peer {
         assert_eq!(answer.trim(), "prepared");
     }
 
+    /// The CPU time the child has used so far.
+    fn cpu(&mut self) -> Duration {
+        self.command("cpu");
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("cpu");
+        Duration::from_micros(answer.trim().parse().expect("cpu microseconds"))
+    }
+
     /// Starts the child sending `n` events: prepared ones (`prepare` first), or built as it goes.
     fn start_sending(&mut self, n: u64, events: Events) {
         match events {
@@ -276,10 +303,11 @@ impl LinePeer {
         start.elapsed()
     }
 
-    fn naive(&mut self, n: u64, events: Events) -> Duration {
+    fn naive(&mut self, n: u64, events: Events) -> Run {
         if let Events::Prebuilt = events {
             self.peer.prepare(n);
         }
+        let before = (self.peer.cpu(), cpu_time());
         let start = Instant::now();
         self.peer.start_sending(n, events);
         for _ in 0..n {
@@ -288,7 +316,27 @@ impl LinePeer {
             let event: Event = serde_json::from_slice(&self.line).expect("parse");
             std::hint::black_box(event);
         }
-        start.elapsed()
+        let wall = start.elapsed();
+        Run::new(wall, before, (self.peer.cpu(), cpu_time()))
+    }
+}
+
+/// One timed run: its wall time and the CPU time the sending process (the child) and the receiving
+/// one (this process) used during it.
+#[derive(Clone, Copy)]
+struct Run {
+    wall: Duration,
+    sender_cpu: Duration,
+    receiver_cpu: Duration,
+}
+
+impl Run {
+    fn new(wall: Duration, before: (Duration, Duration), after: (Duration, Duration)) -> Run {
+        Run {
+            wall,
+            sender_cpu: after.0.saturating_sub(before.0),
+            receiver_cpu: after.1.saturating_sub(before.1),
+        }
     }
 }
 
@@ -357,10 +405,11 @@ impl Ours {
 
     /// Time for every subscriber to receive `n` events published in the child: as owned events
     /// (`recv`), or read in place (`recv_refs`, each event's fields read, its data checked).
-    fn deliver(&mut self, n: u64, receive: Receive, events: Events) -> Duration {
+    fn deliver(&mut self, n: u64, receive: Receive, events: Events) -> Run {
         if let Events::Prebuilt = events {
             self.peer.prepare(n);
         }
+        let before = (self.peer.cpu(), cpu_time());
         let start = Instant::now();
         self.peer.start_sending(n, events);
         let subs = std::mem::take(&mut self.subs);
@@ -400,7 +449,8 @@ impl Ours {
             }
             back
         });
-        start.elapsed()
+        let wall = start.elapsed();
+        Run::new(wall, before, (self.peer.cpu(), cpu_time()))
     }
 
     /// Time to publish `n` events from here in batches of 256.
@@ -450,6 +500,20 @@ fn best(mut f: impl FnMut(u64) -> Duration, n: u64) -> f64 {
     (0..3).map(|_| rate(n, f(n))).fold(0.0, f64::max)
 }
 
+/// The fastest of three runs: its rate, and the CPU each side spent per event in it (ns).
+fn best_run(mut f: impl FnMut(u64) -> Run, n: u64) -> (f64, f64, f64) {
+    let fastest = (0..3)
+        .map(|_| f(n))
+        .min_by_key(|run| run.wall)
+        .expect("three runs");
+    let per_event = |d: Duration| d.as_nanos() as f64 / n as f64;
+    (
+        rate(n, fastest.wall),
+        per_event(fastest.sender_cpu),
+        per_event(fastest.receiver_cpu),
+    )
+}
+
 fn criterion_groups(c: &mut Criterion) {
     let mut group = c.benchmark_group("transport");
     group.throughput(Throughput::Elements(1));
@@ -463,7 +527,7 @@ fn criterion_groups(c: &mut Criterion) {
     drop(raw);
     let mut naive = LinePeer::start("naive");
     group.bench_function("naive owned-Event pipe", |b| {
-        b.iter_custom(|n| naive.naive(n.max(1) * 64, Events::Prebuilt) / 64)
+        b.iter_custom(|n| naive.naive(n.max(1) * 64, Events::Prebuilt).wall / 64)
     });
     drop(naive);
     for subs in [1usize, 8] {
@@ -473,7 +537,7 @@ fn criterion_groups(c: &mut Criterion) {
             ("ours, subscribers (in place)", Receive::InPlace),
         ] {
             group.bench_with_input(BenchmarkId::new(name, subs), &subs, |b, _| {
-                b.iter_custom(|n| ours.deliver(n.max(1) * 64, receive, Events::Prebuilt) / 64)
+                b.iter_custom(|n| ours.deliver(n.max(1) * 64, receive, Events::Prebuilt).wall / 64)
             });
         }
     }
@@ -493,27 +557,29 @@ fn report() {
     );
     let raw = best(|n| LinePeer::start("raw").raw(n), N * 10);
     let mut line_peer = LinePeer::start("naive");
-    let naive = best(|n| line_peer.naive(n, Events::Prebuilt), N);
-    let naive_built = best(|n| line_peer.naive(n, Events::BuiltWhileSending), N);
+    let (naive, naive_tx, naive_rx) = best_run(|n| line_peer.naive(n, Events::Prebuilt), N);
+    let (naive_built, ..) = best_run(|n| line_peer.naive(n, Events::BuiltWhileSending), N);
     drop(line_peer);
     let mut one = Ours::start(1);
-    let ours1 = best(|n| one.deliver(n, Receive::Owned, Events::Prebuilt), N);
-    let ours1_in_place = best(|n| one.deliver(n, Receive::InPlace, Events::Prebuilt), N);
-    let ours1_built = best(
+    let (ours1, ours1_tx, ours1_rx) =
+        best_run(|n| one.deliver(n, Receive::Owned, Events::Prebuilt), N);
+    let (ours1_in_place, ours1_in_place_tx, ours1_in_place_rx) =
+        best_run(|n| one.deliver(n, Receive::InPlace, Events::Prebuilt), N);
+    let (ours1_built, ..) = best_run(
         |n| one.deliver(n, Receive::InPlace, Events::BuiltWhileSending),
         N,
     );
     let mut eight = Ours::start(8);
-    let ours8 = 8.0
-        * best(
-            |n| eight.deliver(n, Receive::Owned, Events::Prebuilt),
-            N / 4,
-        );
-    let ours8_in_place = 8.0
-        * best(
-            |n| eight.deliver(n, Receive::InPlace, Events::Prebuilt),
-            N / 4,
-        );
+    let (ours8, ..) = best_run(
+        |n| eight.deliver(n, Receive::Owned, Events::Prebuilt),
+        N / 4,
+    );
+    let ours8 = 8.0 * ours8;
+    let (ours8_in_place, ours8_tx, ours8_rx) = best_run(
+        |n| eight.deliver(n, Receive::InPlace, Events::Prebuilt),
+        N / 4,
+    );
+    let ours8_in_place = 8.0 * ours8_in_place;
     let (published, encoded) = eight.encoded();
     let mut publisher = Ours::start(0);
     let publish = best(|n| publisher.publish(n), N);
@@ -570,6 +636,21 @@ fn report() {
         p(0.5),
         p(0.99)
     );
+    println!("  CPU per event in the fastest run, sending process / receiving process:");
+    for (name, tx, rx) in [
+        ("naive owned-Event pipe", naive_tx, naive_rx),
+        ("ours, 1 sub, owned", ours1_tx, ours1_rx),
+        (
+            "ours, 1 sub, in place",
+            ours1_in_place_tx,
+            ours1_in_place_rx,
+        ),
+        ("ours, 8 subs, in place", ours8_tx, ours8_rx),
+    ] {
+        println!("    {name:<26} {tx:>6.0} ns / {rx:>6.0} ns");
+    }
+    println!("    (the serving process publishes, keeps history, encodes and writes; with 8 subscribers the");
+    println!("    receiving process reads each event 8 times)");
 }
 
 fn main() {
