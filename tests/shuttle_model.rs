@@ -109,6 +109,73 @@ fn block_policy() {
     assert_eq!(sub.dropped(), 0);
 }
 
+/// Block with a buffer of one: a publisher waits for room in a subscriber that never reads; another
+/// thread drops that subscriber and subscribes anew (to other events), so the newcomer may take its
+/// place in the bus's table before the publisher looks again. The publisher must finish: shuttle
+/// reports a deadlock if it mistakes the newcomer, which never reads, for the one it waited on.
+fn block_subscriber_replaced() {
+    let bus = bus(1, SlowConsumerPolicy::Block);
+    let stuck = bus.subscribe(EventFilter::new());
+    let publisher = {
+        let p = bus.publisher();
+        thread::spawn(move || {
+            p.publish(Event::new("n", json!(1)));
+            p.publish(Event::new("n", json!(2)))
+        })
+    };
+    let replacer = {
+        let bus = bus.clone();
+        thread::spawn(move || {
+            drop(stuck);
+            bus.subscribe(EventFilter::new().event_type("other"))
+        })
+    };
+    assert_eq!(publisher.join().unwrap(), 2);
+    let newcomer = replacer.join().unwrap();
+    assert!(newcomer.is_empty());
+    bus.publish(Event::new("other", json!(3)));
+    assert_eq!(newcomer.try_recv().map(|e| e.id), Some(3));
+}
+
+/// The last handle goes while a reader waits in `recv` and a publisher handle still publishes: the
+/// reader gets every event published before the bus closed, in order, then `None`; nobody hangs.
+fn close_while_reading() {
+    let bus = bus(4, SlowConsumerPolicy::DropNewest);
+    let sub = bus.subscribe(EventFilter::new());
+    let reader = thread::spawn(move || {
+        let mut seen = Vec::new();
+        while let Some(e) = sub.recv() {
+            seen.push(e.id);
+        }
+        seen
+    });
+    let publisher = {
+        let p = bus.publisher();
+        thread::spawn(move || {
+            p.publish(Event::new("n", json!(1)));
+            p.publish(Event::new("n", json!(2)));
+        })
+    };
+    drop(bus);
+    publisher.join().unwrap();
+    assert_eq!(reader.join().unwrap(), [1, 2]);
+}
+
+#[test]
+fn block_subscriber_replaced_random() {
+    shuttle::check_random(block_subscriber_replaced, SCHEDULES);
+}
+
+#[test]
+fn block_subscriber_replaced_pct() {
+    shuttle::check_pct(block_subscriber_replaced, SCHEDULES, 3);
+}
+
+#[test]
+fn close_while_reading_random() {
+    shuttle::check_random(close_while_reading, SCHEDULES);
+}
+
 #[test]
 fn drop_oldest_random() {
     shuttle::check_random(|| lossy_policy(SlowConsumerPolicy::DropOldest), SCHEDULES);

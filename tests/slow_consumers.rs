@@ -166,8 +166,8 @@ fn a_publisher_waiting_on_a_dropped_block_subscriber_never_waits_on_the_one_in_i
     );
     // The newcomer subscribes at once and takes the dropped subscriber's place in the bus's table. It
     // has read nothing, so a publisher that mistook it for the one it waited on would wait for ever.
-    // (Which of the two takes the lock first is up to the scheduler; the unit test beside the table
-    // checks the mix-up itself.)
+    // (Which of the two takes the lock first is up to the scheduler here; the shuttle model
+    // `block_subscriber_replaced` explores both orders.)
     drop(sub);
     let newcomer = bus.subscribe(EventFilter::new());
     let id = finishes(Duration::from_secs(10), move || waiting.join().unwrap());
