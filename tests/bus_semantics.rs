@@ -1,5 +1,8 @@
 //! Ids, globs, history, unsubscribe-on-drop, closing, and no panic on odd input.
 
+mod bus_support;
+use bus_support::bus_sized;
+
 use ipckit::{event_types, Event, EventBus, EventBusConfig, EventFilter, McpProgressPayload};
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -101,11 +104,7 @@ fn history_is_bounded_filtered_and_clearable() {
 
 #[test]
 fn zero_sizes_have_their_documented_meaning() {
-    let bus = EventBus::new(EventBusConfig {
-        history_size: 0,
-        subscriber_buffer: 0,
-        ..Default::default()
-    });
+    let bus = bus_sized(0, 0);
     let sub = bus.subscribe(EventFilter::new());
     bus.publish(Event::new("a", json!(1)));
     bus.publish(Event::new("a", json!(2)));
@@ -296,11 +295,7 @@ fn a_subscriber_to_several_exact_types_leaves_every_bucket_when_dropped() {
 
 #[test]
 fn try_iter_stopped_early_leaves_the_rest_queued_in_order() {
-    let bus = EventBus::new(EventBusConfig {
-        history_size: 10,
-        subscriber_buffer: 256,
-        ..Default::default()
-    });
+    let bus = bus_sized(10, 256);
     let sub = bus.subscribe(EventFilter::new());
     for i in 0..100 {
         bus.publish(Event::new("x", json!(i)));

@@ -1,5 +1,8 @@
 //! Ids are gapless and strictly increasing per bus, and every subscriber sees history's order.
 
+mod bus_support;
+use bus_support::bus_sized;
+
 use ipckit::{Event, EventBus, EventBusConfig, EventFilter};
 use serde_json::json;
 use std::thread;
@@ -26,11 +29,7 @@ fn spawn_publishers(
 #[test]
 fn four_publishers_every_subscriber_sees_history_order() {
     for _run in 0..20 {
-        let bus = EventBus::new(EventBusConfig {
-            history_size: 10_000,
-            subscriber_buffer: 10_000,
-            ..Default::default()
-        });
+        let bus = bus_sized(10_000, 10_000);
         let subs: Vec<_> = (0..3).map(|_| bus.subscribe(EventFilter::new())).collect();
         let threads = spawn_publishers(&bus, 4, 500);
         let mut returned: Vec<u64> = threads
@@ -79,11 +78,7 @@ fn each_publishers_own_events_keep_their_order() {
 #[test]
 fn a_reader_stopping_try_iter_early_loses_nothing_while_others_publish() {
     const PER_THREAD: u64 = 20_000;
-    let bus = EventBus::new(EventBusConfig {
-        history_size: 16,
-        subscriber_buffer: 4 * PER_THREAD as usize,
-        ..Default::default()
-    });
+    let bus = bus_sized(16, 4 * PER_THREAD as usize);
     let sub = bus.subscribe(EventFilter::new());
     let publishers = spawn_publishers(&bus, 2, PER_THREAD);
     // Stops each iterator after 0..=6 events, so events it took ahead keep going back to the queue

@@ -1,5 +1,8 @@
 //! Replay taken atomically with subscribing: all, last N, from an id, from a time; gaps reported.
 
+mod bus_support;
+use bus_support::bus_sized;
+
 use ipckit::{Event, EventBus, EventBusConfig, EventFilter, Replay, ReplayGap};
 use serde_json::json;
 use std::thread;
@@ -52,11 +55,7 @@ fn replay_from_a_time() {
 
 #[test]
 fn replay_is_not_bounded_by_the_subscriber_buffer() {
-    let bus = EventBus::new(EventBusConfig {
-        history_size: 1000,
-        subscriber_buffer: 4,
-        ..Default::default()
-    });
+    let bus = bus_sized(1000, 4);
     for _ in 0..500 {
         bus.publish(Event::new("a", json!(null)));
     }
@@ -86,11 +85,7 @@ fn replay_from_an_evicted_id_says_so() {
 
 #[test]
 fn replay_and_live_have_no_gap_and_no_duplicate_while_others_publish() {
-    let bus = EventBus::new(EventBusConfig {
-        history_size: 1_000_000,
-        subscriber_buffer: 1_000_000,
-        ..Default::default()
-    });
+    let bus = bus_sized(1_000_000, 1_000_000);
     const PER_THREAD: u64 = 5_000;
     let publishers: Vec<_> = (0..3)
         .map(|_| {

@@ -161,46 +161,33 @@ fn close_while_reading() {
     assert_eq!(reader.join().unwrap(), [1, 2]);
 }
 
-#[test]
-fn block_subscriber_replaced_random() {
-    shuttle::check_random(block_subscriber_replaced, SCHEDULES);
+/// Explores `scenario` under `SCHEDULES` random schedules, then `SCHEDULES` PCT schedules (depth 3).
+fn explore(scenario: impl Fn() + Clone + Send + Sync + 'static) {
+    shuttle::check_random(scenario.clone(), SCHEDULES);
+    shuttle::check_pct(scenario, SCHEDULES, 3);
 }
 
 #[test]
-fn block_subscriber_replaced_pct() {
-    shuttle::check_pct(block_subscriber_replaced, SCHEDULES, 3);
+fn drop_oldest() {
+    explore(|| lossy_policy(SlowConsumerPolicy::DropOldest));
 }
 
 #[test]
-fn close_while_reading_random() {
-    shuttle::check_random(close_while_reading, SCHEDULES);
+fn drop_newest() {
+    explore(|| lossy_policy(SlowConsumerPolicy::DropNewest));
 }
 
 #[test]
-fn drop_oldest_random() {
-    shuttle::check_random(|| lossy_policy(SlowConsumerPolicy::DropOldest), SCHEDULES);
+fn block() {
+    explore(block_policy);
 }
 
 #[test]
-fn drop_newest_random() {
-    shuttle::check_random(|| lossy_policy(SlowConsumerPolicy::DropNewest), SCHEDULES);
+fn block_subscriber_replaced_in_the_table() {
+    explore(block_subscriber_replaced);
 }
 
 #[test]
-fn drop_oldest_pct() {
-    shuttle::check_pct(
-        || lossy_policy(SlowConsumerPolicy::DropOldest),
-        SCHEDULES,
-        3,
-    );
-}
-
-#[test]
-fn block_random() {
-    shuttle::check_random(block_policy, SCHEDULES);
-}
-
-#[test]
-fn block_pct() {
-    shuttle::check_pct(block_policy, SCHEDULES, 3);
+fn close_while_a_reader_waits() {
+    explore(close_while_reading);
 }
