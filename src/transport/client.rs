@@ -171,6 +171,10 @@ pub enum ClientError {
         /// The error.
         source: io::Error,
     },
+    /// The socket, its directory or the process serving it belongs to another user: refused before
+    /// anything is sent.
+    #[error("refusing to connect: {0}")]
+    Unsafe(#[from] super::ownership::Unsafe),
     /// The server does not speak this protocol.
     #[error("the server at {socket} does not speak protocol version {PROTOCOL_VERSION}: {detail}")]
     Protocol {
@@ -333,14 +337,19 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`ClientError::NoServer`] when nothing answers there; [`ClientError::Protocol`] when the server
-    /// speaks another protocol version; [`ClientError::Connect`] otherwise.
+    /// [`ClientError::NoServer`] when nothing answers there; [`ClientError::Unsafe`] when the socket,
+    /// its directory or the process serving it belongs to another user (see
+    /// [`ownership`](super::ownership)); [`ClientError::Protocol`] when the server speaks another
+    /// protocol version; [`ClientError::Connect`] otherwise.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime.
     pub async fn connect(socket: impl AsRef<Path>) -> Result<Client, ClientError> {
         let socket = socket.as_ref().to_path_buf();
+        if !super::ownership::check_socket(&socket)? {
+            return Err(ClientError::NoServer { socket });
+        }
         let name = socket
             .as_path()
             .to_fs_name::<GenericFilePath>()
@@ -360,6 +369,8 @@ impl Client {
             }
             Err(source) => return Err(ClientError::Connect { socket, source }),
         };
+        #[cfg(unix)]
+        super::ownership::check_peer(&socket, &stream)?;
         let shared_stream = SharedStream(Arc::new(stream));
         let (recv, send) = (shared_stream.clone(), shared_stream);
         let mut reader = LineReader::new(

@@ -14,6 +14,7 @@
 mod client;
 pub mod frame;
 mod io;
+pub mod ownership;
 mod server;
 
 pub use client::{
@@ -41,7 +42,7 @@ pub fn default_socket_path() -> PathBuf {
         return runtime.join("ipckit").join("default.sock");
     }
     #[cfg(unix)]
-    let user = server::current_uid().to_string();
+    let user = ownership::current_uid().to_string();
     #[cfg(not(unix))]
     let user = std::env::var("USERNAME").unwrap_or_else(|_| "user".into());
     std::env::temp_dir()

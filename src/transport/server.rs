@@ -33,6 +33,9 @@ use super::frame::{
     Reply, Request, ServerHello, StatsFrame, DEFAULT_MAX_FRAME, PROTOCOL_NAME, PROTOCOL_VERSION,
 };
 use super::io::SharedStream;
+#[cfg(unix)]
+use super::ownership::{current_uid, peer_uid};
+use super::ownership::{parent_of, prepare_socket_dir};
 use crate::event_stream::{Event, EventBus, EventFilter, EventId, EventSubscriber};
 use crate::transport::frame::LineReader;
 use interprocess::local_socket::tokio::prelude::*;
@@ -98,6 +101,9 @@ pub enum ServeError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A socket another user made is in the way.
+    #[error("refusing to replace {}: {}", .0.path.display(), .0.reason)]
+    ForeignSocket(super::ownership::Unsafe),
     /// The socket path has no parent directory or is otherwise unusable.
     #[error("invalid socket path {0}")]
     InvalidPath(PathBuf),
@@ -206,12 +212,11 @@ impl Server {
     /// Outside a tokio runtime (the listener registers with its reactor).
     pub fn bind(bus: EventBus, config: ServerConfig) -> Result<Server, ServeError> {
         let path = config.socket.clone();
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            Some(_) => PathBuf::from("."),
-            None => return Err(ServeError::InvalidPath(path)),
-        };
-        prepare_dir(&dir)?;
+        let dir = parent_of(&path).ok_or_else(|| ServeError::InvalidPath(path.clone()))?;
+        prepare_socket_dir(&dir).map_err(|e| ServeError::UnsafeDirectory {
+            path: e.path,
+            reason: e.reason.to_string(),
+        })?;
         clear_stale(&path)?;
         let name = path
             .as_path()
@@ -367,54 +372,6 @@ fn file_identity(path: &Path) -> Option<(u64, u64)> {
     }
 }
 
-#[cfg(unix)]
-fn prepare_dir(dir: &Path) -> Result<(), ServeError> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let created = !dir.exists();
-    if created {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(ServeError::io(format!("cannot create {}", dir.display())))?;
-    }
-    let meta = std::fs::metadata(dir)
-        .map_err(ServeError::io(format!("cannot inspect {}", dir.display())))?;
-    let uid = current_uid();
-    let mode = meta.mode() & 0o7777;
-    if meta.uid() == uid {
-        if created && mode & 0o077 != 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(ServeError::io(format!("cannot restrict {}", dir.display())))?;
-        }
-        return Ok(());
-    }
-    // Another user's directory (such as /tmp) is acceptable only if nobody else can rename or delete
-    // our socket in it: not writable by others, or sticky.
-    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-        return Err(ServeError::UnsafeDirectory {
-            path: dir.to_path_buf(),
-            reason: format!(
-                "owned by uid {} and writable by others (mode {mode:o})",
-                meta.uid()
-            ),
-        });
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn prepare_dir(dir: &Path) -> Result<(), ServeError> {
-    std::fs::create_dir_all(dir).map_err(ServeError::io(format!("cannot create {}", dir.display())))
-}
-
-/// The effective user id of this process.
-#[cfg(unix)]
-pub(crate) fn current_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
 /// Removes a socket file no server answers on; refuses a live one or a non-socket.
 fn clear_stale(path: &Path) -> Result<(), ServeError> {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
@@ -423,8 +380,15 @@ fn clear_stale(path: &Path) -> Result<(), ServeError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
+        use std::os::unix::fs::MetadataExt;
         if !meta.file_type().is_socket() {
             return Err(ServeError::NotASocket(path.to_path_buf()));
+        }
+        if meta.uid() != current_uid() {
+            return Err(ServeError::ForeignSocket(super::ownership::Unsafe {
+                path: path.to_path_buf(),
+                reason: super::ownership::Reason::OwnedBy(meta.uid()),
+            }));
         }
         match std::os::unix::net::UnixStream::connect(path) {
             Ok(_) => Err(ServeError::AlreadyServing(path.to_path_buf())),
@@ -605,11 +569,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: LocalSocketStream) {
     #[cfg(unix)]
     {
         // SO_PEERCRED on Linux (getpeereid elsewhere): refuse other users before they get any data.
-        let same_user = stream
-            .peer_creds()
-            .ok()
-            .and_then(|creds| creds.euid())
-            .is_some_and(|uid| uid == current_uid());
+        let same_user = peer_uid(&stream).is_some_and(|uid| uid == current_uid());
         if !same_user {
             shared
                 .counters
