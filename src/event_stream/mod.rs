@@ -74,7 +74,8 @@
 //! An unquoted `=`, `<` or `>` makes a term a data-field term, unless a `type:`, `res:`, `text:`, `since:`
 //! or `until:` prefix comes first: `a=b` is the data field `a`, and an event type holding such a
 //! character is matched with `type:a=b`. `type=x` is the data's `type` field, not the event type.
-//! `key:value` with any other word before the `:` is an error that suggests `key=value`.
+//! A word of letters and `_` before a `:` that is none of these prefixes is an error that suggests
+//! `KEY=VALUE` (`exit_code:2`).
 
 mod bus;
 mod event;
