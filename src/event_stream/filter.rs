@@ -297,9 +297,10 @@ pub struct Number(Repr);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Repr {
-    /// Every whole number below 2^127 in magnitude is kept this way, however it was written.
+    /// Every whole number an `i128` holds (-2^127 to 2^127 - 1) is kept this way, however it was
+    /// written (`5`, `5.0`, `5e0`).
     Int(i128),
-    /// A finite number with a fraction, or a whole one of 2^127 or more in magnitude.
+    /// A finite number with a fraction, or a whole one beyond what an `i128` holds.
     Float(f64),
 }
 
@@ -328,12 +329,12 @@ impl Number {
 
     /// The number `value` is, if it is finite.
     pub fn from_f64(value: f64) -> Option<Self> {
-        /// 2^127: every whole `f64` below it in magnitude is an `i128`.
+        /// 2^127: every whole `f64` from -2^127 up to (not including) this is an `i128`.
         const WHOLE_LIMIT: f64 = 170_141_183_460_469_231_731_687_303_715_884_105_728.0;
         if !value.is_finite() {
             return None;
         }
-        if value.fract() == 0.0 && value.abs() < WHOLE_LIMIT {
+        if value.fract() == 0.0 && (-WHOLE_LIMIT..WHOLE_LIMIT).contains(&value) {
             // Exact: the value is whole and within range.
             return Some(Number(Repr::Int(value as i128)));
         }
@@ -362,13 +363,30 @@ impl Number {
         }
     }
 
-    /// Exact for two whole numbers; otherwise as `f64`s, which orders a fraction rightly against any
-    /// whole number (an `f64` with a fraction is below 2^52).
-    fn compare(self, other: Self) -> Option<std::cmp::Ordering> {
+    /// How this number orders against `other`, exactly.
+    fn compare(self, other: Self) -> std::cmp::Ordering {
         match (self.0, other.0) {
-            (Repr::Int(a), Repr::Int(b)) => Some(a.cmp(&b)),
-            _ => self.as_f64().partial_cmp(&other.as_f64()),
+            (Repr::Int(a), Repr::Int(b)) => a.cmp(&b),
+            (Repr::Float(a), Repr::Float(b)) => a.total_cmp(&b),
+            (Repr::Int(a), Repr::Float(b)) => int_against_float(a, b),
+            (Repr::Float(a), Repr::Int(b)) => int_against_float(b, a).reverse(),
         }
+    }
+}
+
+/// How `whole` orders against `float`, a [`Repr::Float`]: either whole and beyond every `i128`, so its
+/// sign decides, or with a fraction and so below 2^52 in magnitude, where converting `whole` to `f64`
+/// (exact up to 2^53, and far beyond `float` past it) cannot change the order.
+fn int_against_float(whole: i128, float: f64) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    if float.fract() == 0.0 {
+        if float > 0.0 {
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        }
+    } else {
+        (whole as f64).total_cmp(&float)
     }
 }
 
@@ -389,8 +407,8 @@ impl fmt::Display for Number {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             Repr::Int(whole) => write!(f, "{whole}"),
-            // A whole float is 2^127 or more: in exponent form, as plain digits it could read back as
-            // an `i128` (Rust prints its shortest digits padded with zeros).
+            // A whole float is beyond every `i128`: in exponent form, as plain digits it could read
+            // back as an `i128` (Rust prints its shortest digits padded with zeros).
             Repr::Float(value) if value.fract() == 0.0 => write!(f, "{value:e}"),
             Repr::Float(value) => write!(f, "{value}"),
         }
@@ -417,9 +435,9 @@ impl FieldTest {
         match self {
             FieldTest::Matches(glob) => glob.matches(&value_text(value)),
             FieldTest::Differs(glob) => !glob.matches(&value_text(value)),
-            FieldTest::Compare(comparison, number) => Number::of_json(value)
-                .and_then(|v| v.compare(*number))
-                .is_some_and(|ordering| comparison.holds(ordering)),
+            FieldTest::Compare(comparison, number) => {
+                Number::of_json(value).is_some_and(|v| comparison.holds(v.compare(*number)))
+            }
         }
     }
 }
@@ -1632,6 +1650,21 @@ mod tests {
             json!({"ts": "1732540000000000001"})
         ));
         assert!(matches("x>-9223372036854775809", json!({"x": i64::MIN})));
+        // Beyond every i128: ordered by sign, exactly.
+        assert!(!matches(
+            "x<=170141183460469231731687303715884105727",
+            json!({"x": 1.7014118346046923e38})
+        ));
+        assert!(matches(
+            "x>170141183460469231731687303715884105727",
+            json!({"x": 1.7014118346046923e38})
+        ));
+        assert!(matches(
+            "x>=-170141183460469231731687303715884105728",
+            json!({"x": -1.7014118346046923e38})
+        ));
+        assert!(matches("x<-1e300", json!({"x": -2e300})));
+        assert!(matches("x>0.1", json!({"x": 2e300})));
         assert!(matches("x<0.5", json!({"x": 0})));
         assert!(matches("x>0.5", json!({"x": 1})));
     }
@@ -1661,7 +1694,11 @@ mod tests {
         assert_eq!(Number::from_f64(f64::NAN), None);
         assert_eq!(Number::from_f64(3.0), Some(Number::from(3i64)));
         assert_eq!(Number::from(u64::MAX).to_string(), "18446744073709551615");
-        for huge in [1e300, -1e300, 1.7014118346046923e38] {
+        assert_eq!(
+            Number::parse("-1.7014118346046923e38"),
+            Number::parse("-170141183460469231731687303715884105728")
+        );
+        for huge in [1e300, -1e300, 1.7014118346046923e38, -3.4e38] {
             let huge = Number::from_f64(huge).unwrap();
             assert_eq!(Number::parse(&huge.to_string()), Some(huge), "{huge}");
         }
