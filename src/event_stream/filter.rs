@@ -90,8 +90,377 @@ pub enum Bound {
     Id(u64),
 }
 
-/// One condition of a filter.
+/// A dotted path into an event's data: `exit_code`, `job.node`, `items.0.name`.
+///
+/// Each dot-separated key is made of letters, digits, `_`, `-`, `@` and `$`. At an object a key names a
+/// member; a key that itself contains dots (`http.status_code` as one member, as OpenTelemetry
+/// attributes are written) is found too, the nested reading first. At an array a key of digits is an
+/// index from 0 (`items.0`). Anything else (a missing member, an index past the end, a key under a
+/// string or number) means the event has no such field.
+///
+/// ```
+/// use ipckit::event_stream::FieldPath;
+///
+/// let path: FieldPath = "job.items.0".parse()?;
+/// let data = serde_json::json!({"job": {"items": ["a", "b"]}});
+/// assert_eq!(path.lookup(&data), Some(&serde_json::json!("a")));
+/// assert!("job..node".parse::<FieldPath>().is_err());
+/// # Ok::<(), ipckit::FilterError>(())
+/// ```
+#[derive(Clone)]
+pub struct FieldPath {
+    source: String,
+    segments: Vec<Segment>,
+}
+
+/// One key of a [`FieldPath`]: its byte range in the source, and the array index it names, if any.
+#[derive(Clone, Copy)]
+struct Segment {
+    start: usize,
+    end: usize,
+    index: Option<usize>,
+}
+
+impl FieldPath {
+    /// The path as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The value at this path in `data`, if there is one.
+    pub fn lookup<'v>(&self, data: &'v serde_json::Value) -> Option<&'v serde_json::Value> {
+        self.lookup_from(data, 0)
+    }
+
+    fn lookup_from<'v>(
+        &self,
+        value: &'v serde_json::Value,
+        first: usize,
+    ) -> Option<&'v serde_json::Value> {
+        use serde_json::Value;
+        let Some(segment) = self.segments.get(first) else {
+            return Some(value);
+        };
+        match value {
+            // Each member is reached by one chain of keys, so however the keys group, every member
+            // is tried at most once per key: the search is bounded by the data's size.
+            Value::Object(map) => (first..self.segments.len()).find_map(|last| {
+                let key = self.source.get(segment.start..self.segments[last].end)?;
+                self.lookup_from(map.get(key)?, last + 1)
+            }),
+            Value::Array(items) => self.lookup_from(items.get(segment.index?)?, first + 1),
+            _ => None,
+        }
+    }
+
+    /// The last key if it cannot be an array index: the compact JSON of any data that has this field
+    /// holds it followed by `":`.
+    fn last_member(&self) -> Option<&str> {
+        let last = self.segments.last()?;
+        let key = self.source.get(last.start..last.end)?;
+        (!key.bytes().all(|b| b.is_ascii_digit())).then_some(key)
+    }
+}
+
+/// Whether `c` may appear in a key of a [`FieldPath`].
+fn is_path_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '_' | '-' | '@' | '$')
+}
+
+/// Splits `text` into a path, or says where (in characters from 0) and why it is not one.
+fn parse_path(text: &str) -> Result<FieldPath, (usize, String)> {
+    if text.is_empty() {
+        return Err((
+            0,
+            "a field path such as `exit_code` or `job.node` is expected".to_owned(),
+        ));
+    }
+    let mut segments = Vec::new();
+    let mut start = 0;
+    let mut start_char = 0;
+    for (i, (at, c)) in text.char_indices().chain([(text.len(), '.')]).enumerate() {
+        if c == '.' {
+            if at == start {
+                return Err((
+                    start_char,
+                    "an empty key: dots go between keys (`job.node`)".to_owned(),
+                ));
+            }
+            let key = &text[start..at];
+            let index = if key.bytes().all(|b| b.is_ascii_digit()) {
+                key.parse().ok()
+            } else {
+                None
+            };
+            segments.push(Segment {
+                start,
+                end: at,
+                index,
+            });
+            start = at + 1;
+            start_char = i + 1;
+        } else if !is_path_char(c) {
+            let reason = if matches!(c, '*' | '?') {
+                format!(
+                    "a field path has no wildcards (`{c}`); an event type with `=`, `<` or `>` \
+                     in it is written type:GLOB"
+                )
+            } else {
+                format!(
+                    "`{c}` cannot appear in a field path (letters, digits, `_`, `-`, `@`, `$`, \
+                     and dots between keys)"
+                )
+            };
+            return Err((i, reason));
+        }
+    }
+    Ok(FieldPath {
+        source: text.to_owned(),
+        segments,
+    })
+}
+
+impl FromStr for FieldPath {
+    type Err = FilterError;
+
+    /// Reads a dotted path; the error's column counts from 1 within `text`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_path(text).map_err(|(offset, reason)| FilterError::BadPath {
+            path: text.to_owned(),
+            term: text.to_owned(),
+            column: offset + 1,
+            reason,
+        })
+    }
+}
+
+impl PartialEq for FieldPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for FieldPath {}
+
+impl fmt::Debug for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FieldPath({:?})", self.source)
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// How a comparison term compares the field's number with its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    /// `KEY>N`
+    Greater,
+    /// `KEY>=N`
+    GreaterOrEqual,
+    /// `KEY<N`
+    Less,
+    /// `KEY<=N`
+    LessOrEqual,
+}
+
+impl Comparison {
+    /// The operator as written in an expression.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Comparison::Greater => ">",
+            Comparison::GreaterOrEqual => ">=",
+            Comparison::Less => "<",
+            Comparison::LessOrEqual => "<=",
+        }
+    }
+
+    /// Whether a field that compares to the term's number as `ordering` passes.
+    fn holds(self, ordering: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        match self {
+            Comparison::Greater => ordering == Greater,
+            Comparison::GreaterOrEqual => matches!(ordering, Greater | Equal),
+            Comparison::Less => ordering == Less,
+            Comparison::LessOrEqual => matches!(ordering, Less | Equal),
+        }
+    }
+}
+
+/// A finite number in a comparison term. Whole numbers are kept exactly (up to 128 bits), so `ts>N`
+/// compares nanosecond timestamps and 64-bit ids without rounding; others are `f64`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Number(Repr);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Repr {
+    /// Every whole number an `i128` holds (-2^127 to 2^127 - 1) is kept this way, however it was
+    /// written (`5`, `5.0`, `5e0`).
+    Int(i128),
+    /// A finite number with a fraction, or a whole one beyond what an `i128` holds.
+    Float(f64),
+}
+
+// `Float` never holds NaN (the constructors refuse it) nor -0.0 (that is `Int(0)`), so equality is an
+// equivalence.
+impl Eq for Number {}
+
+impl Number {
+    /// Reads a decimal number: an optional sign, digits with an optional fraction and exponent (`100`,
+    /// `-2.5`, `1e6`). No spaces, no `inf` or `NaN`; a value too large for `f64` is refused too.
+    pub fn parse(text: &str) -> Option<Self> {
+        let numeric = text
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'+' | b'-' | b'.' | b'e' | b'E'));
+        if !numeric || !text.bytes().any(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+        if digits.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(whole) = text.parse::<i128>() {
+                return Some(Number(Repr::Int(whole)));
+            }
+        }
+        text.parse::<f64>().ok().and_then(Self::from_f64)
+    }
+
+    /// The number `value` is, if it is finite.
+    pub fn from_f64(value: f64) -> Option<Self> {
+        /// 2^127: every whole `f64` from -2^127 up to (not including) this is an `i128`.
+        const WHOLE_LIMIT: f64 = 170_141_183_460_469_231_731_687_303_715_884_105_728.0;
+        if !value.is_finite() {
+            return None;
+        }
+        if value.fract() == 0.0 && (-WHOLE_LIMIT..WHOLE_LIMIT).contains(&value) {
+            // Exact: the value is whole and within range.
+            return Some(Number(Repr::Int(value as i128)));
+        }
+        Some(Number(Repr::Float(value)))
+    }
+
+    /// The number as an `f64` (rounded if it is a whole number beyond 2^53).
+    pub fn as_f64(self) -> f64 {
+        match self.0 {
+            Repr::Int(whole) => whole as f64,
+            Repr::Float(value) => value,
+        }
+    }
+
+    /// The number a JSON value holds: a number, or a string whose whole text [`Number::parse`] reads.
+    fn of_json(value: &serde_json::Value) -> Option<Self> {
+        match value {
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .map(i128::from)
+                .or_else(|| n.as_u64().map(i128::from))
+                .map(|whole| Number(Repr::Int(whole)))
+                .or_else(|| n.as_f64().and_then(Self::from_f64)),
+            serde_json::Value::String(s) => Self::parse(s),
+            _ => None,
+        }
+    }
+
+    /// How this number orders against `other`, exactly.
+    fn compare(self, other: Self) -> std::cmp::Ordering {
+        match (self.0, other.0) {
+            (Repr::Int(a), Repr::Int(b)) => a.cmp(&b),
+            (Repr::Float(a), Repr::Float(b)) => a.total_cmp(&b),
+            (Repr::Int(a), Repr::Float(b)) => int_against_float(a, b),
+            (Repr::Float(a), Repr::Int(b)) => int_against_float(b, a).reverse(),
+        }
+    }
+}
+
+/// How `whole` orders against `float`, a [`Repr::Float`]: either whole and beyond every `i128`, so its
+/// sign decides, or with a fraction and so below 2^52 in magnitude, where converting `whole` to `f64`
+/// (exact up to 2^53, and far beyond `float` past it) cannot change the order.
+fn int_against_float(whole: i128, float: f64) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    if float.fract() == 0.0 {
+        if float > 0.0 {
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        }
+    } else {
+        (whole as f64).total_cmp(&float)
+    }
+}
+
+impl From<i64> for Number {
+    fn from(value: i64) -> Self {
+        Number(Repr::Int(value.into()))
+    }
+}
+
+impl From<u64> for Number {
+    fn from(value: u64) -> Self {
+        Number(Repr::Int(value.into()))
+    }
+}
+
+/// Written so [`Number::parse`] reads back the same number.
+impl fmt::Display for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Repr::Int(whole) => write!(f, "{whole}"),
+            // A whole float is beyond every `i128`: in exponent form, as plain digits it could read
+            // back as an `i128` (Rust prints its shortest digits padded with zeros).
+            Repr::Float(value) if value.fract() == 0.0 => write!(f, "{value:e}"),
+            Repr::Float(value) => write!(f, "{value}"),
+        }
+    }
+}
+
+/// What a data-field term asks of the field's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FieldTest {
+    /// `KEY=GLOB`: the value's text matches the glob. A string's text is its content; any other value's
+    /// is its compact JSON (`2`, `2.5`, `true`, `null`, `["a","b"]`).
+    Matches(Glob),
+    /// `KEY!=GLOB`: the value's text does not match the glob. The field must exist.
+    Differs(Glob),
+    /// `KEY>N`, `KEY>=N`, `KEY<N`, `KEY<=N`: the value is a number, or a string whose whole text is one
+    /// (`"42"`), and compares so with `N`. Any other value never passes.
+    Compare(Comparison, Number),
+}
+
+impl FieldTest {
+    /// Whether a field whose value is `value` passes.
+    pub fn matches(&self, value: &serde_json::Value) -> bool {
+        match self {
+            FieldTest::Matches(glob) => glob.matches(&value_text(value)),
+            FieldTest::Differs(glob) => !glob.matches(&value_text(value)),
+            FieldTest::Compare(comparison, number) => {
+                Number::of_json(value).is_some_and(|v| comparison.holds(v.compare(*number)))
+            }
+        }
+    }
+}
+
+/// The text `=` and `!=` match: a string's content, any other value's compact JSON.
+fn value_text(value: &serde_json::Value) -> std::borrow::Cow<'_, str> {
+    use serde_json::Value;
+    use std::borrow::Cow;
+    match value {
+        Value::String(s) => Cow::Borrowed(s),
+        Value::Null => Cow::Borrowed("null"),
+        Value::Bool(true) => Cow::Borrowed("true"),
+        Value::Bool(false) => Cow::Borrowed("false"),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+/// One condition of a filter.
+///
+/// This enum is `#[non_exhaustive]`: new kinds of condition may be added, so a `match` on it needs a
+/// `_` arm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Term {
     /// The event type matches the glob.
     Type(Glob),
@@ -103,6 +472,8 @@ pub enum Term {
     Since(Bound),
     /// The event is at or before the bound.
     Until(Bound),
+    /// The event's data has a field at the path, and its value passes the test.
+    Field(FieldPath, FieldTest),
 }
 
 impl Bound {
@@ -140,6 +511,7 @@ impl Term {
                 Bound::Time(t) => event.timestamp <= *t,
                 Bound::Id(id) => event.id <= *id,
             },
+            Term::Field(path, test) => path.lookup(&event.data).is_some_and(|v| test.matches(v)),
         }
     }
 }
@@ -148,15 +520,29 @@ impl Term {
 ///
 /// Conditions of different kinds must all hold; several of one kind are alternatives (any may match);
 /// every exclusion must fail to match. An event with no resource never matches a resource condition.
+/// Data-field conditions group by path: the `=` and comparison conditions on one path are alternatives,
+/// and each path must have one hold; every `!=` condition must hold on its own. An event without the
+/// field never matches a data-field condition (so it is never excluded by one).
 /// The default filter matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
     types: Vec<Glob>,
     resources: Vec<Glob>,
     texts: Vec<String>,
+    /// `=` and comparison conditions, one group per path in the order paths first appear.
+    fields: Vec<FieldGroup>,
+    /// `!=` conditions.
+    differs: Vec<(FieldPath, Glob)>,
     since: Vec<Bound>,
     until: Vec<Bound>,
     excluded: Vec<Term>,
+}
+
+/// The `=` and comparison conditions on one path: any may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FieldGroup {
+    path: FieldPath,
+    tests: Vec<FieldTest>,
 }
 
 /// How a subscriber's filter can be looked up by the bus without testing it against every event.
@@ -224,6 +610,26 @@ impl EventFilter {
         self
     }
 
+    /// Adds a data-field condition (`KEY=GLOB`, `KEY!=GLOB`, `KEY>N`...). The `=` and comparison
+    /// conditions on one path are alternatives; each path, and each `!=` condition, must hold.
+    ///
+    /// ```
+    /// use ipckit::event_stream::{Comparison, FieldTest, Glob, Number};
+    /// use ipckit::{Event, EventFilter};
+    ///
+    /// let filter = EventFilter::new()
+    ///     .field("job.node".parse()?, FieldTest::Matches(Glob::new("n-*")))
+    ///     .field("frame".parse()?, FieldTest::Compare(Comparison::Greater, Number::from(89i64)));
+    /// assert_eq!(filter, EventFilter::parse("job.node=n-* frame>89")?);
+    /// let event = Event::new("render", serde_json::json!({"job": {"node": "n-1"}, "frame": 90}));
+    /// assert!(filter.matches(&event));
+    /// # Ok::<(), ipckit::FilterError>(())
+    /// ```
+    pub fn field(mut self, path: FieldPath, test: FieldTest) -> Self {
+        self.add(false, Term::Field(path, test));
+        self
+    }
+
     /// Excludes the events `term` matches.
     pub fn exclude(mut self, term: Term) -> Self {
         self.excluded.push(term.into_micros());
@@ -255,21 +661,79 @@ impl EventFilter {
                     .as_deref()
                     .is_some_and(|r| self.resources.iter().any(|g| g.matches(r))))
             && (self.texts.is_empty() || self.texts.iter().any(|t| value_contains(&event.data, t)))
+            && self.fields.iter().all(|group| {
+                group
+                    .path
+                    .lookup(&event.data)
+                    .is_some_and(|v| group.tests.iter().any(|test| test.matches(v)))
+            })
+            && self.differs.iter().all(|(path, glob)| {
+                path.lookup(&event.data)
+                    .is_some_and(|v| !glob.matches(&value_text(v)))
+            })
             && !self.excluded.iter().any(|term| term.matches(event))
+    }
+
+    /// Whether testing an event needs its data: the filter has a `text:` or data-field condition,
+    /// positive or excluded. Without one, [`EventFilter::matches`] reads only the type, resource, id
+    /// and time.
+    #[cfg_attr(not(test), allow(dead_code, reason = "for the compact store's filter"))]
+    pub(crate) fn needs_data(&self) -> bool {
+        !self.texts.is_empty()
+            || !self.fields.is_empty()
+            || !self.differs.is_empty()
+            || self
+                .excluded
+                .iter()
+                .any(|term| matches!(term, Term::Text(_) | Term::Field(..)))
+    }
+
+    /// Byte strings that the data of every event this filter matches contains, written as compact JSON
+    /// by `serde_json` (as `serde_json::to_vec` writes it): `KEY":` for the last key of each positive
+    /// data-field path (keys have no character JSON escapes, and a key holding dots still ends so).
+    /// Data lacking any of them cannot match, so a store may skip it unparsed; data holding all of them
+    /// still needs [`EventFilter::matches`]. Paths ending in a number (an array index) give none.
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "for the compact store's prefilter")
+    )]
+    pub(crate) fn data_needles(&self) -> Vec<Vec<u8>> {
+        let paths = self
+            .fields
+            .iter()
+            .map(|group| &group.path)
+            .chain(self.differs.iter().map(|(path, _)| path));
+        let mut needles: Vec<Vec<u8>> = Vec::new();
+        for key in paths.filter_map(FieldPath::last_member) {
+            let needle = [key.as_bytes(), b"\":"].concat();
+            if !needles.contains(&needle) {
+                needles.push(needle);
+            }
+        }
+        needles
     }
 
     /// The positive conditions and exclusions, each as a [`Term`], in display order.
     pub fn terms(&self) -> impl Iterator<Item = (bool, Term)> + '_ {
-        let positive = self
-            .types
-            .iter()
-            .cloned()
-            .map(Term::Type)
-            .chain(self.resources.iter().cloned().map(Term::Resource))
-            .chain(self.texts.iter().cloned().map(Term::Text))
-            .chain(self.since.iter().copied().map(Term::Since))
-            .chain(self.until.iter().copied().map(Term::Until))
-            .map(|t| (true, t));
+        let positive =
+            self.types
+                .iter()
+                .cloned()
+                .map(Term::Type)
+                .chain(self.resources.iter().cloned().map(Term::Resource))
+                .chain(self.texts.iter().cloned().map(Term::Text))
+                .chain(self.fields.iter().flat_map(|group| {
+                    group
+                        .tests
+                        .iter()
+                        .map(|test| Term::Field(group.path.clone(), test.clone()))
+                }))
+                .chain(self.differs.iter().map(|(path, glob)| {
+                    Term::Field(path.clone(), FieldTest::Differs(glob.clone()))
+                }))
+                .chain(self.since.iter().copied().map(Term::Since))
+                .chain(self.until.iter().copied().map(Term::Until))
+                .map(|t| (true, t));
         positive.chain(self.excluded.iter().cloned().map(|t| (false, t)))
     }
 
@@ -308,6 +772,8 @@ impl EventFilter {
     /// matches: the filter holds its index key and nothing else, so publishing need not test it.
     pub(crate) fn index_implies_match(&self) -> bool {
         let only_globs = self.texts.is_empty()
+            && self.fields.is_empty()
+            && self.differs.is_empty()
             && self.since.is_empty()
             && self.until.is_empty()
             && self.excluded.is_empty();
@@ -331,6 +797,16 @@ impl EventFilter {
             Term::Text(t) => self.texts.push(t),
             Term::Since(b) => self.since.push(b),
             Term::Until(b) => self.until.push(b),
+            Term::Field(path, FieldTest::Differs(glob)) => self.differs.push((path, glob)),
+            Term::Field(path, test) => {
+                match self.fields.iter_mut().find(|group| group.path == path) {
+                    Some(group) => group.tests.push(test),
+                    None => self.fields.push(FieldGroup {
+                        path,
+                        tests: vec![test],
+                    }),
+                }
+            }
         }
     }
 }
@@ -374,10 +850,16 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 }
 
 /// Why a filter expression did not parse. Columns count characters from 1.
+///
+/// This enum is `#[non_exhaustive]`: new kinds of error may be added, so a `match` on it needs a `_` arm.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FilterError {
     /// `key:value` with a key that is not a field.
-    #[error("unknown field `{key}` in `{term}` at column {column} (fields: type, res, text, since, until)")]
+    #[error(
+        "unknown field `{key}` in `{term}` at column {column} (prefixes: type, res, text, since, \
+         until; a data field is written {key}=VALUE)"
+    )]
     UnknownField {
         /// The unknown key.
         key: String,
@@ -424,17 +906,44 @@ pub enum FilterError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A data-field term (`KEY=VALUE`, `KEY>N`...) whose key is not a dotted path.
+    #[error("bad field path `{path}` in `{term}` at column {column}: {reason}")]
+    BadPath {
+        /// The path as written.
+        path: String,
+        /// The term.
+        term: String,
+        /// Where the bad part of the path starts.
+        column: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A comparison (`KEY>N`...) whose value is not a number.
+    #[error(
+        "a number is expected in `{term}` at column {column}, not `{value}` (such as 100, -2.5 \
+         or 1e6)"
+    )]
+    BadNumber {
+        /// The value.
+        value: String,
+        /// The term.
+        term: String,
+        /// Where the value starts.
+        column: usize,
+    },
 }
 
 impl FilterError {
-    /// The column (from 1, in characters) of the bad term.
+    /// The column (from 1, in characters) of the bad term, or of its bad part where the variant says so.
     pub fn column(&self) -> usize {
         match self {
             FilterError::UnknownField { column, .. }
             | FilterError::MissingValue { column, .. }
             | FilterError::UnclosedQuote { column, .. }
             | FilterError::Unexpected { column, .. }
-            | FilterError::BadTime { column, .. } => *column,
+            | FilterError::BadTime { column, .. }
+            | FilterError::BadPath { column, .. }
+            | FilterError::BadNumber { column, .. } => *column,
         }
     }
 
@@ -445,7 +954,9 @@ impl FilterError {
             | FilterError::MissingValue { term, .. }
             | FilterError::UnclosedQuote { term, .. }
             | FilterError::Unexpected { term, .. }
-            | FilterError::BadTime { term, .. } => term,
+            | FilterError::BadTime { term, .. }
+            | FilterError::BadPath { term, .. }
+            | FilterError::BadNumber { term, .. } => term,
         }
     }
 }
@@ -458,10 +969,35 @@ struct Token<'a> {
     column: usize,
     /// `key` before an unquoted `:`, if any.
     key: Option<&'a str>,
+    /// The path before an unquoted data-field operator, if any (and no `key:` came first).
+    field: Option<FieldHead<'a>>,
     /// The value with quotes removed and escapes resolved.
     value: String,
     /// Whether the token started with `!`.
     negated: bool,
+}
+
+/// What precedes the value in a data-field term.
+struct FieldHead<'a> {
+    /// The path as written.
+    path: &'a str,
+    /// Where the path starts.
+    path_column: usize,
+    /// The operator.
+    op: FieldOp,
+    /// Where the value starts.
+    value_column: usize,
+}
+
+/// A data-field operator.
+#[derive(Clone, Copy)]
+enum FieldOp {
+    /// `=`
+    Matches,
+    /// `!=`
+    Differs,
+    /// `>`, `>=`, `<`, `<=`
+    Compare(Comparison),
 }
 
 fn tokenize(expression: &str) -> Result<Vec<Token<'_>>, FilterError> {
@@ -477,6 +1013,7 @@ fn tokenize(expression: &str) -> Result<Vec<Token<'_>>, FilterError> {
         let start_column = column + 1;
         let mut negated = false;
         let mut key_end: Option<usize> = None;
+        let mut field: Option<FieldHead<'_>> = None;
         let mut value = String::new();
         let mut in_quotes = false;
         let mut quoted_done = false;
@@ -518,8 +1055,29 @@ fn tokenize(expression: &str) -> Result<Vec<Token<'_>>, FilterError> {
                 continue;
             } else if c == '"' && value.is_empty() {
                 in_quotes = true;
-            } else if c == ':' && key_end.is_none() && is_key(&value) {
+            } else if c == ':' && key_end.is_none() && field.is_none() && is_key(&value) {
                 key_end = Some(at);
+                value.clear();
+            } else if let Some(op) = (key_end.is_none() && field.is_none())
+                .then(|| field_op(c, chars.peek().map(|&(_, next)| next)))
+                .flatten()
+            {
+                let path_column = start_column + usize::from(negated);
+                let path = &expression[start + usize::from(negated)..at];
+                if matches!(
+                    op,
+                    FieldOp::Differs
+                        | FieldOp::Compare(Comparison::GreaterOrEqual | Comparison::LessOrEqual)
+                ) {
+                    chars.next();
+                    column += 1;
+                }
+                field = Some(FieldHead {
+                    path,
+                    path_column,
+                    op,
+                    value_column: column + 1,
+                });
                 value.clear();
             } else {
                 value.push(c);
@@ -539,6 +1097,7 @@ fn tokenize(expression: &str) -> Result<Vec<Token<'_>>, FilterError> {
             raw,
             column: start_column,
             key,
+            field,
             value,
             negated,
         });
@@ -546,9 +1105,24 @@ fn tokenize(expression: &str) -> Result<Vec<Token<'_>>, FilterError> {
     Ok(tokens)
 }
 
-/// Whether `text` (what precedes a `:`) looks like a field name rather than part of a glob.
+/// The data-field operator that starts with `c` (followed by `next`), if `c` starts one.
+fn field_op(c: char, next: Option<char>) -> Option<FieldOp> {
+    let or_equal = next == Some('=');
+    match c {
+        '=' => Some(FieldOp::Matches),
+        '!' if or_equal => Some(FieldOp::Differs),
+        '>' if or_equal => Some(FieldOp::Compare(Comparison::GreaterOrEqual)),
+        '>' => Some(FieldOp::Compare(Comparison::Greater)),
+        '<' if or_equal => Some(FieldOp::Compare(Comparison::LessOrEqual)),
+        '<' => Some(FieldOp::Compare(Comparison::Less)),
+        _ => None,
+    }
+}
+
+/// Whether `text` (what precedes a `:`) looks like a prefix (`type`, `res`...) rather than part of a
+/// glob. `exit_code:2` counts, so it is refused with a hint rather than read as a type glob.
 fn is_key(text: &str) -> bool {
-    !text.is_empty() && text.chars().all(|c| c.is_ascii_alphabetic())
+    !text.is_empty() && text.chars().all(|c| c.is_ascii_alphabetic() || c == '_')
 }
 
 fn term_text(expression: &str, start: usize) -> String {
@@ -573,6 +1147,30 @@ fn parse(expression: &str, now: SystemTime) -> Result<EventFilter, FilterError> 
                 term,
                 column: column + 1,
             });
+        }
+        if let Some(head) = &token.field {
+            let path = parse_path(head.path).map_err(|(offset, reason)| FilterError::BadPath {
+                path: head.path.to_owned(),
+                term: term.clone(),
+                column: head.path_column + offset,
+                reason,
+            })?;
+            let test = match head.op {
+                FieldOp::Matches => FieldTest::Matches(Glob::new(&token.value)),
+                FieldOp::Differs => FieldTest::Differs(Glob::new(&token.value)),
+                FieldOp::Compare(comparison) => match Number::parse(&token.value) {
+                    Some(number) => FieldTest::Compare(comparison, number),
+                    None => {
+                        return Err(FilterError::BadNumber {
+                            value: token.value,
+                            term,
+                            column: head.value_column,
+                        })
+                    }
+                },
+            };
+            filter.add(token.negated, Term::Field(path, test));
+            continue;
         }
         let parsed = match token.key {
             None | Some("type") => Term::Type(Glob::new(&token.value)),
@@ -743,6 +1341,17 @@ impl fmt::Display for Term {
             }
             Term::Since(b) => write!(f, "since:{}", format_bound(b)),
             Term::Until(b) => write!(f, "until:{}", format_bound(b)),
+            Term::Field(path, FieldTest::Matches(g)) => {
+                write!(f, "{path}=")?;
+                write_value(f, g.as_str())
+            }
+            Term::Field(path, FieldTest::Differs(g)) => {
+                write!(f, "{path}!=")?;
+                write_value(f, g.as_str())
+            }
+            Term::Field(path, FieldTest::Compare(comparison, number)) => {
+                write!(f, "{path}{}{number}", comparison.symbol())
+            }
         }
     }
 }
@@ -868,6 +1477,8 @@ mod tests {
             "since:id:4 until:2026-01-01T00:00:00Z",
             "type:\"a b\" res:\"\\\"q\\\\\"",
             "type:\"!x\"",
+            "node=n-1 frame>89 node=n-2 frame<=-2.5 a.b!=x !c.0=\"y z\" !d>=1e300 e==x f=\"\"",
+            "g=\"!x\" h!=\"\\\"\" big>170141183460469231731687303715884105728 t>=-0 u<0.000001",
         ] {
             let f = EventFilter::parse(text).unwrap();
             let shown = f.to_string();
@@ -901,5 +1512,397 @@ mod tests {
         assert!(!implies("task.started !res:job-1"));
         assert!(!implies("since:id:5"));
         assert!(!implies("res:job-*"));
+        assert!(!implies("task.started frame>1"));
+        assert!(!implies("res:job-1 node!=a"));
+        assert!(!implies("task.started !node=a"));
+    }
+
+    /// The data of the `i`th of the 100 events the acceptance case filters: `frame` is `i`, `node` is
+    /// `n-{i % 3}` except on every tenth event, which has no node.
+    fn numbered(i: u64) -> Event {
+        let data = if i % 10 == 0 {
+            json!({"frame": i})
+        } else {
+            json!({"frame": i, "node": format!("n-{}", i % 3)})
+        };
+        Event::new("render.frame", data)
+    }
+
+    fn count(expression: &str) -> usize {
+        let filter = EventFilter::parse(expression).unwrap();
+        (0..100).filter(|&i| filter.matches(&numbered(i))).count()
+    }
+
+    #[test]
+    fn field_terms_count_exactly_over_known_data() {
+        // The issue's acceptance case: frames 90..=99 on node n-1 are 91, 94 and 97.
+        assert_eq!(count("frame>89 node=n-1"), 3);
+        assert_eq!(count("frame>89"), 10);
+        assert_eq!(count("frame>=89"), 11);
+        assert_eq!(count("frame<10"), 10);
+        assert_eq!(count("frame<=10"), 11);
+        // 33 frames are 1 mod 3; 10, 40 and 70 of them have no node.
+        assert_eq!(count("node=n-1"), 30);
+        assert_eq!(count("node=n-?"), 90);
+        // Same key: alternatives. Different keys: all hold.
+        assert_eq!(count("node=n-1 node=n-2"), 60);
+        assert_eq!(count("node=n-1 node=n-2 frame>89"), 6);
+        assert_eq!(count("frame<5 frame>=95"), 10);
+        assert_eq!(count("frame>=90 !frame>=95"), 5);
+        // An exclusion keeps events without the field; `!=` needs the field.
+        assert_eq!(count("!node=n-1"), 70);
+        assert_eq!(count("node!=n-1"), 60);
+        assert_eq!(count("node!=n-1 node!=n-2"), 30);
+        assert_eq!(count("!node=*"), 10);
+        assert_eq!(count("!node!=n-1"), 40);
+        assert_eq!(count("missing=*"), 0);
+        assert_eq!(count("!missing=*"), 100);
+        assert_eq!(count("missing!=x"), 0);
+        assert_eq!(count("missing<1"), 0);
+        // With the other kinds.
+        assert_eq!(count("render.* frame>89 text:n-1"), 3);
+        assert_eq!(count("other.* frame>89"), 0);
+    }
+
+    fn matches(expression: &str, data: serde_json::Value) -> bool {
+        EventFilter::parse(expression)
+            .unwrap()
+            .matches(&Event::new("t", data))
+    }
+
+    #[test]
+    fn equals_matches_the_values_text() {
+        assert!(matches("exit_code=2", json!({"exit_code": 2})));
+        assert!(!matches("exit_code=2", json!({"exit_code": 20})));
+        assert!(matches("exit_code=2*", json!({"exit_code": 20})));
+        assert!(matches("exit_code=2", json!({"exit_code": "2"})));
+        assert!(matches("ratio=0.5", json!({"ratio": 0.5})));
+        assert!(matches("ok=true", json!({"ok": true})));
+        assert!(!matches("ok=true", json!({"ok": "True"})));
+        assert!(matches("parent=null", json!({"parent": null})));
+        assert!(matches("tags=*urgent*", json!({"tags": ["a", "urgent"]})));
+        assert!(matches("job=*\"id\":3*", json!({"job": {"id": 3}})));
+        assert!(matches("note=\"disk slow\"", json!({"note": "disk slow"})));
+        assert!(!matches("note=disk", json!({"note": "disk slow"})));
+        assert!(matches("note=\"\"", json!({"note": ""})));
+        assert!(!matches("note=\"\"", json!({})));
+        assert!(matches("note=a=b", json!({"note": "a=b"})));
+        assert!(matches("url=http://x/*", json!({"url": "http://x/y"})));
+    }
+
+    #[test]
+    fn paths_reach_nested_members_array_items_and_dotted_names() {
+        let data = json!({
+            "job": {"node": "n-7", "items": [{"name": "a"}, {"name": "b"}]},
+            "http.status_code": 503,
+            "0": "zero",
+            "scalar": 5,
+        });
+        assert!(matches("job.node=n-*", data.clone()));
+        assert!(!matches("node=n-*", data.clone()));
+        assert!(matches("job.items.1.name=b", data.clone()));
+        assert!(!matches("job.items.2.name=*", data.clone()));
+        assert!(!matches("job.items.name=*", data.clone()));
+        assert!(matches("http.status_code>=500", data.clone()));
+        assert!(matches("0=zero", data.clone()));
+        assert!(!matches("scalar.x=*", data.clone()));
+        assert!(matches("scalar=5", data));
+        // The nested member first; the dotted name when the nested one is missing.
+        let both = json!({"a": {"b": 1}, "a.b": 2, "a.c": 3});
+        assert!(matches("a.b=1", both.clone()));
+        assert!(!matches("a.b=2", both.clone()));
+        assert!(matches("a.c=3", both));
+        // An index is only an index on an array; a huge one is simply absent.
+        assert!(!matches(
+            "items.99999999999999999999999=*",
+            json!({"items": [1]})
+        ));
+        assert!(matches(
+            "@timestamp>1 $ref=x",
+            json!({"@timestamp": 2, "$ref": "x"})
+        ));
+    }
+
+    #[test]
+    fn comparisons_read_numbers_and_numeric_strings() {
+        assert!(matches("frame>100", json!({"frame": 101})));
+        assert!(!matches("frame>100", json!({"frame": 100})));
+        assert!(matches("frame>=100", json!({"frame": 100.0})));
+        assert!(matches("frame<100", json!({"frame": 99.999})));
+        assert!(matches("frame<=-2.5", json!({"frame": -3})));
+        assert!(matches("frame>1e2", json!({"frame": 1000})));
+        assert!(matches("frame>100", json!({"frame": "101"})));
+        assert!(matches("frame>100", json!({"frame": "1.5e3"})));
+        assert!(!matches("frame>100", json!({"frame": " 101"})));
+        assert!(!matches("frame>100", json!({"frame": "NaN"})));
+        assert!(!matches("frame<100", json!({"frame": "-inf"})));
+        assert!(!matches("frame>0", json!({"frame": true})));
+        assert!(!matches("frame<1", json!({"frame": null})));
+        assert!(!matches("frame>0", json!({"frame": [5]})));
+        // Whole numbers compare exactly, past what an f64 holds.
+        assert!(matches(
+            "id>9007199254740992",
+            json!({"id": 9_007_199_254_740_993u64})
+        ));
+        assert!(!matches("id>18446744073709551615", json!({"id": u64::MAX})));
+        assert!(matches(
+            "ts>=1732540000000000001",
+            json!({"ts": "1732540000000000001"})
+        ));
+        assert!(matches("x>-9223372036854775809", json!({"x": i64::MIN})));
+        // Beyond every i128: ordered by sign, exactly.
+        assert!(!matches(
+            "x<=170141183460469231731687303715884105727",
+            json!({"x": 1.7014118346046923e38})
+        ));
+        assert!(matches(
+            "x>170141183460469231731687303715884105727",
+            json!({"x": 1.7014118346046923e38})
+        ));
+        assert!(matches(
+            "x>=-170141183460469231731687303715884105728",
+            json!({"x": -1.7014118346046923e38})
+        ));
+        assert!(matches("x<-1e300", json!({"x": -2e300})));
+        assert!(matches("x>0.1", json!({"x": 2e300})));
+        assert!(matches("x<0.5", json!({"x": 0})));
+        assert!(matches("x>0.5", json!({"x": 1})));
+    }
+
+    #[test]
+    fn numbers_parse_print_and_compare() {
+        for (text, shown) in [
+            ("100", "100"),
+            ("+5", "5"),
+            ("-0", "0"),
+            ("5.0", "5"),
+            ("1e3", "1000"),
+            ("2.5", "2.5"),
+            (".5", "0.5"),
+            ("1e-7", "0.0000001"),
+            ("-9223372036854775809", "-9223372036854775809"),
+        ] {
+            let n = Number::parse(text).unwrap();
+            assert_eq!(n.to_string(), shown, "{text}");
+            assert_eq!(Number::parse(shown), Some(n), "{text}");
+        }
+        for bad in [
+            "", "abc", "1 2", "inf", "NaN", "1e999", "--1", "1.2.3", "e5", "0x10",
+        ] {
+            assert_eq!(Number::parse(bad), None, "{bad}");
+        }
+        assert_eq!(Number::from_f64(f64::NAN), None);
+        assert_eq!(Number::from_f64(3.0), Some(Number::from(3i64)));
+        assert_eq!(Number::from(u64::MAX).to_string(), "18446744073709551615");
+        assert_eq!(
+            Number::parse("-1.7014118346046923e38"),
+            Number::parse("-170141183460469231731687303715884105728")
+        );
+        for huge in [1e300, -1e300, 1.7014118346046923e38, -3.4e38] {
+            let huge = Number::from_f64(huge).unwrap();
+            assert_eq!(Number::parse(&huge.to_string()), Some(huge), "{huge}");
+        }
+        assert_eq!(
+            Number::parse("170141183460469231731687303715884105727").map(|n| n.to_string()),
+            Some("170141183460469231731687303715884105727".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_type_prefix_keeps_equals_literal() {
+        let weird = Event::new("a=b", json!({"a": "b"}));
+        let plain = Event::new("x", json!({"a": "b"}));
+        let literal = EventFilter::parse("type:a=b").unwrap();
+        assert!(literal.matches(&weird) && !literal.matches(&plain));
+        let field = EventFilter::parse("a=b").unwrap();
+        assert!(field.matches(&weird) && field.matches(&plain));
+        let quoted = EventFilter::parse("\"a=b\"").unwrap();
+        assert_eq!(quoted, literal);
+        assert!(EventFilter::parse("res:x>3").unwrap().matches(&{
+            let mut e = plain.clone();
+            e.resource_id = Some("x>3".into());
+            e
+        }));
+        assert!(EventFilter::parse("text:a=b").is_ok());
+        // `type=` is the data's `type` member.
+        let typed = EventFilter::parse("type=job").unwrap();
+        assert!(!typed.matches(&Event::new("job", json!({}))));
+        assert!(typed.matches(&Event::new("x", json!({"type": "job"}))));
+    }
+
+    fn error(expression: &str) -> FilterError {
+        EventFilter::parse(expression).unwrap_err()
+    }
+
+    #[test]
+    fn field_errors_name_the_term_and_column() {
+        let err = error("task.* frame>abc");
+        assert_eq!(
+            err,
+            FilterError::BadNumber {
+                value: "abc".into(),
+                term: "frame>abc".into(),
+                column: 14,
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "a number is expected in `frame>abc` at column 14, not `abc` (such as 100, -2.5 or 1e6)"
+        );
+        assert_eq!(error("x>=1e999").column(), 4);
+        assert_eq!(error("x<\"1 2\"").column(), 3);
+        assert_eq!(error("!x<nan").column(), 4);
+
+        let err = error("a job..node=1");
+        assert!(
+            matches!(&err, FilterError::BadPath { path, column: 7, .. } if path == "job..node")
+        );
+        assert!(err.to_string().contains("empty key"), "{err}");
+        assert_eq!(error(".a=1").column(), 1);
+        assert_eq!(error("a.=1").column(), 3);
+        let err = error("task.*=x");
+        assert_eq!(err.column(), 6);
+        assert!(err.to_string().contains("type:GLOB"), "{err}");
+        assert_eq!(error("  !=x").column(), 4);
+        assert!(error("=x").to_string().contains("a field path such as"));
+        assert_eq!(error("a!b=1").column(), 2);
+        assert_eq!(error("é/x=1").column(), 2);
+
+        for (text, column) in [("frame>", 1), ("x frame!=", 3), ("!a=", 1)] {
+            assert_eq!(
+                error(text),
+                FilterError::MissingValue {
+                    term: text.split(' ').next_back().unwrap().into(),
+                    column
+                },
+                "{text}"
+            );
+        }
+        assert!(matches!(
+            error("a=\"x"),
+            FilterError::UnclosedQuote { column: 1, .. }
+        ));
+        assert!(matches!(
+            error("a=\"x\"y"),
+            FilterError::Unexpected { column: 6, .. }
+        ));
+        assert!(matches!(
+            error("!!a=1"),
+            FilterError::Unexpected { column: 2, .. }
+        ));
+
+        let err = error("exit_code:2");
+        assert_eq!(err.column(), 1);
+        assert_eq!(
+            err.to_string(),
+            "unknown field `exit_code` in `exit_code:2` at column 1 (prefixes: type, res, text, \
+             since, until; a data field is written exit_code=VALUE)"
+        );
+        let path: Result<FieldPath, _> = "a.b*".parse();
+        assert_eq!(path.unwrap_err().column(), 4);
+    }
+
+    #[test]
+    fn builder_and_terms_agree_with_the_parser() {
+        let built = EventFilter::new()
+            .field(
+                "node".parse().unwrap(),
+                FieldTest::Matches(Glob::new("n-1")),
+            )
+            .field(
+                "frame".parse().unwrap(),
+                FieldTest::Compare(Comparison::Greater, Number::from(89i64)),
+            )
+            .field(
+                "node".parse().unwrap(),
+                FieldTest::Matches(Glob::new("n-2")),
+            )
+            .field(
+                "owner".parse().unwrap(),
+                FieldTest::Differs(Glob::new("ci")),
+            )
+            .exclude(Term::Field(
+                "exit_code".parse().unwrap(),
+                FieldTest::Matches(Glob::new("0")),
+            ));
+        let parsed =
+            EventFilter::parse("node=n-1 frame>89 node=n-2 owner!=ci !exit_code=0").unwrap();
+        assert_eq!(built, parsed);
+        assert_eq!(
+            parsed.to_string(),
+            "node=n-1 node=n-2 frame>89 owner!=ci !exit_code=0"
+        );
+        let terms: Vec<(bool, Term)> = parsed.terms().collect();
+        assert_eq!(terms.len(), 5);
+        assert!(
+            matches!(&terms[4], (false, Term::Field(p, FieldTest::Matches(_))) if p.as_str() == "exit_code")
+        );
+        for (positive, term) in &terms {
+            let alone = if *positive {
+                EventFilter::parse(&term.to_string()).unwrap()
+            } else {
+                EventFilter::new().exclude(term.clone())
+            };
+            assert_eq!(
+                EventFilter::parse(&alone.to_string()).unwrap(),
+                alone,
+                "{term}"
+            );
+        }
+    }
+
+    #[test]
+    fn needs_data_and_needles() {
+        let needs = |f: &str| EventFilter::parse(f).unwrap().needs_data();
+        assert!(!needs(""));
+        assert!(!needs("task.* res:x !res:y since:id:3"));
+        assert!(needs("text:x"));
+        assert!(needs("!text:x"));
+        assert!(needs("a=1"));
+        assert!(needs("a!=1"));
+        assert!(needs("a>1"));
+        assert!(needs("task.* !a=1"));
+        let needles = |f: &str| EventFilter::parse(f).unwrap().data_needles();
+        assert_eq!(
+            needles("job.node=n-* frame>1 frame<0 o!=x items.0=y !skip=1 text:z"),
+            vec![b"node\":".to_vec(), b"frame\":".to_vec(), b"o\":".to_vec()]
+        );
+        assert!(needles("task.*").is_empty());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// The needles are a necessary condition: whatever matches holds every one of them.
+        #[test]
+        fn needles_never_rule_out_a_match(
+            keys in proptest::collection::vec("[ab]|a\\.b|0|b\\.0", 0..6),
+            values in proptest::collection::vec(0u8..4, 6),
+            path in "[ab0](\\.[ab0]){0,2}",
+            op in proptest::sample::select(vec!["=", "!=", ">", "<="]),
+        ) {
+            let mut data = serde_json::Map::new();
+            for (key, v) in keys.iter().zip(&values) {
+                let value = match v {
+                    0 => json!(1),
+                    1 => json!({"a": 2, "b": [3, {"a": 4}], "0": "x"}),
+                    2 => json!([{"b": 5}, 6]),
+                    _ => json!("7"),
+                };
+                data.insert(key.clone(), value);
+            }
+            let data = serde_json::Value::Object(data);
+            let value = if op == "=" || op == "!=" { "*" } else { "3" };
+            let filter = EventFilter::parse(&format!("{path}{op}{value}")).unwrap();
+            if filter.matches(&Event::new("t", data.clone())) {
+                let text = serde_json::to_vec(&data).unwrap();
+                for needle in filter.data_needles() {
+                    proptest::prop_assert!(
+                        text.windows(needle.len()).any(|w| w == needle.as_slice()),
+                        "{} in {}", String::from_utf8_lossy(&needle), data
+                    );
+                }
+            }
+        }
     }
 }

@@ -44,6 +44,7 @@
 //!
 //! ```text
 //! task.* !task.progress res:render-* text:"disk slow" since:5m until:id:900
+//! frame>89 node=n-1 node=n-2 job.owner!=ci-* !exit_code=0 note="disk slow"
 //! ```
 //!
 //! Terms are separated by spaces and all must hold; several terms of one kind are alternatives.
@@ -53,6 +54,28 @@
 //! to the microsecond, the precision the bus keeps) or the id
 //! (`id:N`), and `!TERM` excludes what the term matches. In a glob, `*` matches any run of characters
 //! (dots included), `?` exactly one, and everything else itself.
+//!
+//! Data fields: `KEY=GLOB`, `KEY!=GLOB`, `KEY>N`, `KEY>=N`, `KEY<N`, `KEY<=N`, where `KEY` is a dotted
+//! path into the event's data ([`FieldPath`]: `exit_code`, `job.node`; a key of digits indexes an array,
+//! `items.0.name`; a member whose name holds dots, such as `http.status_code`, is found too).
+//! - `=` matches a glob against the value's text: a string's content, any other value's compact JSON
+//!   (`exit_code=2`, `ok=true`, `parent=null`). `!=` holds when the field exists and its text does not
+//!   match.
+//! - The comparisons take a number (`100`, `-2.5`, `1e6`; whole numbers compare exactly, so 64-bit ids and
+//!   nanosecond times are safe) and hold for a number, or a string whose whole text is one (`"42"`, not
+//!   `" 42"`); `true`, `null`, arrays, objects and other strings never do. `frame>abc` is an error.
+//! - An event without the field matches none of these, so `!KEY=...` keeps it.
+//! - The `=` and comparison terms on one path are alternatives and different paths must all hold, as in
+//!   `docker events --filter`: `node=a node=b frame>10` is (node a or b) and frame above 10, while
+//!   `frame<10 frame>20` is frame outside 10..=20. For a range exclude the top: `frame>=10 !frame>=20`.
+//!   Each `!=` term must hold on its own: `node!=a node!=b` is a node that is neither.
+//! - Quote values with spaces: `note="disk slow"`.
+//!
+//! An unquoted `=`, `<` or `>` makes a term a data-field term, unless a `type:`, `res:`, `text:`, `since:`
+//! or `until:` prefix comes first: `a=b` is the data field `a`, and an event type holding such a
+//! character is matched with `type:a=b`. `type=x` is the data's `type` field, not the event type.
+//! A word of letters and `_` before a `:` that is none of these prefixes is an error that suggests
+//! `KEY=VALUE` (`exit_code:2`).
 
 mod bus;
 mod event;
@@ -66,7 +89,9 @@ pub use bus::{
     SubscriberStats,
 };
 pub use event::{event_types, Event, EventId, EventRef, McpProgressPayload};
-pub use filter::{Bound, EventFilter, FilterError, Glob, Term};
+pub use filter::{
+    Bound, Comparison, EventFilter, FieldPath, FieldTest, FilterError, Glob, Number, Term,
+};
 pub use subscriber::{EventStream, EventSubscriber, RecvFuture, RecvTimeoutError, TryIter};
 
 /// Parses a `since:`/`until:` value: RFC 3339, a duration ago (`5m`), `@SECONDS`, or `id:N`.
