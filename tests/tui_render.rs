@@ -385,3 +385,103 @@ fn detail_view_wraps_a_long_message_so_all_of_it_can_be_read() {
     // The end of the message, far past the overlay's width, is on screen too.
     assert!(contains(&s, "word039\""), "{text}");
 }
+
+#[test]
+fn the_detail_view_shows_all_of_a_wide_cjk_message() {
+    let message = format!("{}终", "渲染第七帧失败".repeat(30));
+    let state = detail_of_message(&message, 100, 40);
+    let s = screen(&state, 100, 40);
+    let top = s
+        .iter()
+        .position(|r| r.contains("event #1 log.info"))
+        .unwrap();
+    let bottom = s.iter().position(|r| r.contains("j/k scroll")).unwrap();
+    let popup = show(&s[top..=bottom]);
+    assert_eq!(popup.matches('渲').count(), 30, "{popup}");
+    assert_eq!(popup.matches('败').count(), 30, "{popup}");
+    assert!(popup.contains("终\""), "{popup}");
+}
+
+/// Rows whose event types start with wide characters at every column parity, so some cover the
+/// column just left of a centred popup.
+fn wide_rows_state() -> ipckit::top::State {
+    let mut state = state_with(100, None);
+    let kinds = [
+        "🇩🇪🇫🇷🇯🇵🇧🇷🇨🇦🇮🇹🇪🇸🇰🇷🇺🇸🇬🇧🇳🇴",
+        "x🇩🇪🇫🇷🇯🇵🇧🇷🇨🇦🇮🇹🇪🇸🇰🇷🇺🇸🇬🇧🇳🇴",
+        "渲染任务渲染任务渲染任务渲染",
+        "x渲染任务渲染任务渲染任务渲染",
+    ];
+    let events = (0..24u64)
+        .map(|i| {
+            stamped(
+                Event::with_resource(kinds[i as usize % 4], "job", serde_json::json!({"n": i})),
+                i + 1,
+                i as f64,
+            )
+        })
+        .collect();
+    feed(&mut state, events);
+    state
+}
+
+/// The popup titled `title` has its whole frame: a left border (corners included) on every row, with
+/// no wide character on its left spilling into it, and a right border.
+fn assert_popup_borders_whole(terminal: &Terminal<TestBackend>, title: &str) {
+    let buffer = terminal.backend().buffer();
+    let row = |y: u16| -> String { (0..120).map(|x| buffer[(x, y)].symbol()).collect() };
+    let screen = || (0..30).map(row).collect::<Vec<_>>().join("\n");
+    let top = (0..30).find(|&y| row(y).contains(title)).unwrap();
+    let x = (1..120)
+        .find(|&x| buffer[(x, top)].symbol() == "┌")
+        .unwrap();
+    let right = (x..120)
+        .find(|&r| buffer[(r, top)].symbol() == "┐")
+        .unwrap();
+    let bottom = (top..30)
+        .find(|&y| buffer[(right, y)].symbol() == "┘")
+        .unwrap();
+    for y in top..=bottom {
+        let (left, right_side) = match y {
+            _ if y == top => ("┌", "┐"),
+            _ if y == bottom => ("└", "┘"),
+            _ => ("│", "│"),
+        };
+        assert_eq!(
+            buffer[(x, y)].symbol(),
+            left,
+            "left border at row {y}:\n{}",
+            screen()
+        );
+        assert_eq!(
+            buffer[(right, y)].symbol(),
+            right_side,
+            "right border at row {y}"
+        );
+        let before = buffer[(x - 1, y)].symbol();
+        assert!(
+            unicode_width::UnicodeWidthStr::width(before) <= 1,
+            "{before:?} covers the border at row {y}"
+        );
+    }
+}
+
+#[test]
+fn wide_characters_under_a_popup_never_cover_its_border() {
+    let mut state = wide_rows_state();
+    // The case is real: without a popup, wide characters cover the column where its border goes.
+    let terminal = drawn(&state, 120, 30);
+    let buffer = terminal.backend().buffer();
+    let covering = (8..22)
+        .filter(|&y| unicode_width::UnicodeWidthStr::width(buffer[(23, y)].symbol()) == 2)
+        .count();
+    assert!(covering >= 3, "{covering}");
+
+    key(&mut state, KeyCode::Char('?'));
+    assert_popup_borders_whole(&drawn(&state, 120, 30), "keys ─ ? or Esc closes");
+    key(&mut state, KeyCode::Esc);
+    key(&mut state, KeyCode::Char('k'));
+    key(&mut state, KeyCode::Enter);
+    assert!(state.detail().is_some());
+    assert_popup_borders_whole(&drawn(&state, 120, 30), "event #23");
+}

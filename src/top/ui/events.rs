@@ -1,6 +1,6 @@
 //! The event pane: the matching events around the selection or the cursor, newest at the bottom.
 
-use super::{clock, one_line};
+use super::{clock, fit_width, one_line, width};
 use crate::event_stream::Event;
 use crate::top::state::{Mode, State};
 use ratatui::layout::Rect;
@@ -45,17 +45,11 @@ fn summary(event: &Event) -> String {
     }
 }
 
-/// `text` in exactly `width` columns plus a space: padded, or cut with `…`.
-fn fit(text: &str, width: usize) -> String {
-    let text = one_line(text);
-    let count = text.chars().count();
-    if count <= width {
-        format!("{text:<width$} ")
-    } else {
-        let mut out: String = text.chars().take(width - 1).collect();
-        out.push_str("… ");
-        out
-    }
+/// `text` in exactly `columns` terminal columns plus a space: padded, or cut with `…`.
+fn fit(text: &str, columns: usize) -> String {
+    let mut out = fit_width(&one_line(text), columns);
+    out.push(' ');
+    out
 }
 
 /// Column widths of the event pane, fitted to the rows on screen.
@@ -79,12 +73,12 @@ impl Columns {
         };
         for event in events {
             columns.id = columns.id.max(event.id.to_string().len());
-            columns.event_type = columns.event_type.max(event.event_type.chars().count());
+            columns.event_type = columns.event_type.max(width(&one_line(&event.event_type)));
             columns.resource = columns.resource.max(
                 event
                     .resource_id
                     .as_deref()
-                    .map_or(1, |r| r.chars().count()),
+                    .map_or(1, |r| width(&one_line(r))),
             );
         }
         columns.event_type = columns.event_type.min(type_cap);
