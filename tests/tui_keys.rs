@@ -463,16 +463,20 @@ fn no_filter_hides_a_loss_row() {
 }
 
 #[test]
-fn a_loss_row_leaves_with_the_event_before_it_and_the_count_stays() {
+fn a_loss_row_leaves_with_the_events_around_it_and_the_count_stays() {
     let mut state = state_with(10, None);
     feed(&mut state, events(1..=5));
     update(&mut state, Action::Lost(lost(10, 6)));
     update(&mut state, Action::Lost(lost(5, 16)));
     feed(&mut state, events(21..=29));
     // Events 1..=4 left; the marker (one row for the two reports) is after #5, still held.
-    assert_eq!(rows(&state)[..2], ["#5", "lost 15"]);
+    assert_eq!(rows(&state)[..3], ["#5", "lost 15", "#21"]);
+    // #5 leaves: the marker stays at the top, saying why history starts with a gap.
     feed(&mut state, events(30..=30));
-    assert_eq!(rows(&state)[0], "#21");
+    assert_eq!(rows(&state)[..2], ["lost 15", "#21"]);
+    // #21 leaves too: so does the marker.
+    feed(&mut state, events(31..=31));
+    assert_eq!(rows(&state)[0], "#22");
     assert!(!rows(&state).iter().any(|r| r.starts_with("lost")));
     assert_eq!(state.lost(), 15, "this monitor lost them, history or not");
 }

@@ -1,9 +1,10 @@
 //! Where the monitor missed events: "⚠ N events lost" markers, each at a place in the event log.
 //!
 //! Markers are kept apart from the event ring, as a list sorted by place: a marker at [`Seq`] `s` sits
-//! between the events `s - 1` and `s` (before the event that arrived after the loss). It leaves when
-//! history evicts the event before it, so it goes with the events around it; a marker at the live edge
-//! waits for the events after it. Several losses at one place with the same reason are one marker, so
+//! between the events `s - 1` and `s` (before the event that arrived after the loss). It leaves with
+//! the events around it: it stays while the event after it is held (at the top of history once the
+//! events before it are gone, saying why history starts with a gap), and leaves when that one does.
+//! A marker at the live edge waits for the events after it. Several losses at one place with the same reason are one marker, so
 //! the list holds at most a few markers per held event, however a source repeats itself.
 
 use super::log::Seq;
@@ -85,12 +86,9 @@ impl LossMarks {
         self.next += 1;
     }
 
-    /// Drops the markers whose event before them left the log, now held from `base`.
+    /// Drops the markers whose event after them left the log, now held from `base`.
     pub(crate) fn evict(&mut self, base: Seq) {
-        if base == 0 {
-            return;
-        }
-        while self.marks.front().is_some_and(|m| m.at <= base) {
+        while self.marks.front().is_some_and(|m| m.at < base) {
             self.marks.pop_front();
         }
     }
@@ -160,19 +158,15 @@ mod tests {
     }
 
     #[test]
-    fn a_marker_leaves_with_the_event_before_it() {
+    fn a_marker_leaves_with_the_event_after_it() {
         let mut marks = LossMarks::default();
         marks.record(0, loss(1, 1, LossReason::Other));
         marks.record(3, loss(1, 5, LossReason::Other));
         marks.evict(0);
         assert_eq!(marks.len(), 2);
-        marks.evict(2);
-        assert_eq!(
-            marks.len(),
-            1,
-            "the event before place 0 never existed; event 0 left"
-        );
         marks.evict(3);
+        assert_eq!(marks.len(), 1, "event 0 left; event 3 is still held");
+        marks.evict(4);
         assert_eq!(marks.len(), 0);
         assert_eq!(marks.total(), 2, "the count stays");
     }
