@@ -533,3 +533,122 @@ fn events_since_an_id_history_no_longer_holds_says_so_and_prints_the_rest() {
         assert_eq!(printed, expected);
     }
 }
+
+/// `pipe --resource RES -- sh -c SCRIPT` against the bus at `socket`: what it printed, and the
+/// (type, message) of the log events it published.
+fn pipe_sh(socket: &str, resource: &str, script: &str) -> (std::process::Output, Vec<Value>) {
+    let out = run(
+        &[
+            "--socket",
+            socket,
+            "pipe",
+            "--resource",
+            resource,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs = events_json(socket, &["--filter", &format!("res:{resource} log.*")]);
+    (out, logs)
+}
+
+fn messages(logs: &[Value], event_type: &str) -> Vec<String> {
+    logs.iter()
+        .filter(|e| e["event_type"] == event_type)
+        .map(|e| e["data"]["message"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn pipe_passes_a_last_line_without_a_newline_through_and_publishes_it() {
+    let dir = TempDir::new();
+    let _server = ServerProcess::start(&dir.socket(), &[]);
+    let socket = sock(&dir);
+    let out = run(
+        &[
+            "--socket",
+            &socket,
+            "pipe",
+            "--resource",
+            "p",
+            "--",
+            "printf",
+            "x\\ny-no-newline",
+        ],
+        "",
+    );
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"x\ny-no-newline");
+    let logs = events_json(&socket, &["--filter", "res:p log.*"]);
+    assert_eq!(messages(&logs, "log.stdout"), ["x", "y-no-newline"]);
+}
+
+#[test]
+fn pipe_passes_a_3_mib_line_through_whole_and_publishes_it_cut_and_marked() {
+    let dir = TempDir::new();
+    let _server = ServerProcess::start(&dir.socket(), &[]);
+    let socket = sock(&dir);
+    let (out, logs) = pipe_sh(
+        &socket,
+        "big",
+        r"head -c 3145728 /dev/zero | tr '\0' a; printf '\nafter\n'",
+    );
+    let mut expected = vec![b'a'; 3 << 20];
+    expected.extend_from_slice(b"\nafter\n");
+    assert!(
+        out.stdout == expected,
+        "{} bytes passed through",
+        out.stdout.len()
+    );
+    let published = messages(&logs, "log.stdout");
+    assert_eq!(published.len(), 2);
+    assert_eq!(published[1], "after");
+    let big = &logs[0]["data"];
+    assert_eq!(big["truncated"], true);
+    assert_eq!(big["bytes"], 3_145_728);
+    let message = published[0].as_str();
+    let kept = message.trim_end_matches("… [line of 3145728 bytes, first 65536 published]");
+    assert!(
+        kept.len() < message.len(),
+        "{}",
+        &message[message.len() - 80..]
+    );
+    assert!(kept == "a".repeat(65536));
+}
+
+#[test]
+fn pipe_passes_invalid_utf8_through_raw_and_publishes_it_lossily() {
+    let dir = TempDir::new();
+    let _server = ServerProcess::start(&dir.socket(), &[]);
+    let socket = sock(&dir);
+    let (out, logs) = pipe_sh(&socket, "bin", r"printf '\377\376ok\n\300'");
+    assert_eq!(out.stdout, b"\xff\xfeok\n\xc0");
+    assert_eq!(
+        messages(&logs, "log.stdout"),
+        ["\u{fffd}\u{fffd}ok", "\u{fffd}"]
+    );
+}
+
+#[test]
+fn pipe_keeps_stdout_and_stderr_apart_byte_for_byte() {
+    let dir = TempDir::new();
+    let _server = ServerProcess::start(&dir.socket(), &[]);
+    let socket = sock(&dir);
+    let (out, logs) = pipe_sh(
+        &socket,
+        "both",
+        r"printf out1; printf err1 >&2; printf '\nout2\r\n'; printf '\t err2' >&2; printf '\n\n' >&2",
+    );
+    assert_eq!(out.stdout, b"out1\nout2\r\n");
+    assert_eq!(out.stderr, b"err1\t err2\n\n");
+    assert_eq!(messages(&logs, "log.stdout"), ["out1", "out2"]);
+    assert_eq!(messages(&logs, "log.stderr"), ["err1\t err2", ""]);
+}

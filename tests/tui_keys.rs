@@ -2,7 +2,7 @@
 
 mod tui_support;
 
-use ipckit::top::{update, Action, Connection, Focus, Mode, SCAN_SLICE};
+use ipckit::top::{update, Action, Connection, Focus, Mode, Row, SCAN_SLICE};
 use ipckit::Event;
 use ratatui::crossterm::event::{KeyCode, KeyModifiers};
 use std::time::Duration;
@@ -326,4 +326,193 @@ fn detail_scrolls_through_wrapped_lines_to_the_end() {
     assert!(scroll > lines, "scroll {scroll}, lines {lines}");
     let s = screen(&state, 80, 24);
     assert!(s.iter().any(|l| l.contains("}")), "{}", s.join("\n"));
+}
+
+fn lost(count: u64, first: u64) -> ipckit::top::Loss {
+    ipckit::top::Loss {
+        count,
+        first_id: Some(first),
+        last_id: Some(first + count - 1),
+        reason: ipckit::top::LossReason::Lagged,
+    }
+}
+
+/// The event pane's rows as text: `#id` for an event, `lost N` for a loss marker.
+fn rows(state: &ipckit::top::State) -> Vec<String> {
+    state
+        .visible_rows()
+        .iter()
+        .map(|row| match row {
+            Row::Event(e) => format!("#{}", e.id),
+            Row::Lost(l) => format!("lost {}", l.count),
+        })
+        .collect()
+}
+
+/// Events `ids` (a log line, a task event, in turn), one second apart.
+fn events(ids: std::ops::RangeInclusive<u64>) -> Vec<std::sync::Arc<Event>> {
+    ids.map(|id| {
+        let event = if id % 2 == 0 {
+            Event::stdout("job", "line")
+        } else {
+            Event::with_resource("task.progress", "job", serde_json::json!({}))
+        };
+        stamped(event, id, id as f64)
+    })
+    .collect()
+}
+
+#[test]
+fn a_loss_row_sits_where_events_were_missed_and_stays_there_paused_and_scrolled() {
+    let mut state = state_with(1000, None);
+    feed(&mut state, events(1..=30));
+    update(&mut state, Action::Lost(lost(5, 31)));
+    feed(&mut state, events(36..=40));
+    assert_eq!(state.lost(), 5);
+    let live = rows(&state);
+    let at = live.iter().position(|r| r == "lost 5").unwrap();
+    assert_eq!(live[at - 1], "#30");
+    assert_eq!(live[at + 1], "#36");
+    assert_eq!(live.last().unwrap(), "#40");
+    // Live, the newest event is still the selected one.
+    assert_eq!(state.selected_event().unwrap().id, 40);
+
+    // Paused: more events and another loss arrive below without moving it.
+    key(&mut state, KeyCode::Char(' '));
+    assert_eq!(state.mode(), Mode::Paused);
+    assert_eq!(state.selected_event().unwrap().id, 40);
+    update(&mut state, Action::Lost(lost(2, 41)));
+    feed(&mut state, events(43..=50));
+    assert_eq!(rows(&state), live);
+
+    // j/k walk over the loss row: it can be selected, and Enter tells what it is.
+    for _ in 0..4 {
+        key(&mut state, KeyCode::Char('k'));
+    }
+    assert_eq!(state.selected_event().unwrap().id, 36);
+    key(&mut state, KeyCode::Char('k'));
+    assert_eq!(state.selected_event(), None);
+    assert_eq!(state.selected_loss(), Some(&lost(5, 31)));
+    key(&mut state, KeyCode::Enter);
+    let detail = state.detail().unwrap();
+    assert_eq!(detail.title, "events lost");
+    assert!(
+        detail.lines.iter().any(|l| l.contains("#31 to #35")),
+        "{detail:?}"
+    );
+    assert!(
+        detail.lines.iter().any(|l| l.contains("fell behind")),
+        "{detail:?}"
+    );
+    key(&mut state, KeyCode::Esc);
+    key(&mut state, KeyCode::Char('k'));
+    assert_eq!(state.selected_event().unwrap().id, 30);
+
+    // Scrolled to the top and back down, the rows are the same.
+    key(&mut state, KeyCode::Char('g'));
+    assert_eq!(rows(&state)[0], "#1");
+    key(&mut state, KeyCode::Char('G'));
+    let live = rows(&state);
+    let at = live.iter().position(|r| r == "lost 2").unwrap();
+    assert_eq!(
+        (live[at - 1].as_str(), live[at + 1].as_str()),
+        ("#40", "#43")
+    );
+}
+
+#[test]
+fn scrubbing_shows_a_loss_row_only_once_the_cursor_is_past_it() {
+    let mut state = state_with(1000, None);
+    feed(&mut state, events(1..=10));
+    update(&mut state, Action::Lost(lost(3, 11)));
+    feed(&mut state, events(14..=20));
+    for _ in 0..7 {
+        key(&mut state, KeyCode::Left);
+    }
+    assert_eq!(state.scrub_event().unwrap().id, 10);
+    assert!(
+        !rows(&state).contains(&"lost 3".to_owned()),
+        "{:?}",
+        rows(&state)
+    );
+    key(&mut state, KeyCode::Right);
+    assert_eq!(state.scrub_event().unwrap().id, 14);
+    assert_eq!(
+        rows(&state).iter().rev().take(3).collect::<Vec<_>>(),
+        ["#14", "lost 3", "#10"]
+    );
+    assert_eq!(state.selected_event().unwrap().id, 14);
+}
+
+#[test]
+fn no_filter_hides_a_loss_row() {
+    let mut state = state_with(1000, Some("task.*"));
+    feed(&mut state, events(1..=10));
+    update(&mut state, Action::Lost(lost(4, 11)));
+    feed(&mut state, events(15..=20));
+    assert_eq!(
+        rows(&state),
+        ["#1", "#3", "#5", "#7", "#9", "lost 4", "#15", "#17", "#19"]
+    );
+    // A filter nothing matches still shows that something is missing.
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, " res:nobody");
+    key(&mut state, KeyCode::Enter);
+    assert_eq!(state.match_count(), 0);
+    assert_eq!(rows(&state), ["lost 4"]);
+}
+
+#[test]
+fn a_loss_row_leaves_with_the_events_around_it_and_the_count_stays() {
+    let mut state = state_with(10, None);
+    feed(&mut state, events(1..=5));
+    update(&mut state, Action::Lost(lost(10, 6)));
+    update(&mut state, Action::Lost(lost(5, 16)));
+    feed(&mut state, events(21..=29));
+    // Events 1..=4 left; the marker (one row for the two reports) is after #5, still held.
+    assert_eq!(rows(&state)[..3], ["#5", "lost 15", "#21"]);
+    // #5 leaves: the marker stays at the top, saying why history starts with a gap.
+    feed(&mut state, events(30..=30));
+    assert_eq!(rows(&state)[..2], ["lost 15", "#21"]);
+    // #21 leaves too: so does the marker.
+    feed(&mut state, events(31..=31));
+    assert_eq!(rows(&state)[0], "#22");
+    assert!(!rows(&state).iter().any(|r| r.starts_with("lost")));
+    assert_eq!(state.lost(), 15, "this monitor lost them, history or not");
+}
+
+#[test]
+fn the_bus_dropped_count_is_measured_from_when_the_monitor_attached() {
+    let mut state = state_with(10, None);
+    let stats = |dropped| {
+        Action::Stats(ipckit::top::SourceStats {
+            published: 1000,
+            subscribers: 2,
+            dropped,
+        })
+    };
+    let connected = || Action::Connected {
+        socket: "a.sock".into(),
+        hosted: false,
+    };
+    update(&mut state, connected());
+    update(&mut state, stats(282_336));
+    assert_eq!(state.stats().dropped, 282_336);
+    assert_eq!(state.bus_dropped_since_attach(), 0);
+    update(&mut state, stats(282_400));
+    assert_eq!(state.bus_dropped_since_attach(), 64);
+    // Attached again (the bus came back): measured from there.
+    update(&mut state, connected());
+    update(&mut state, stats(282_400));
+    assert_eq!(state.bus_dropped_since_attach(), 0);
+    // A new bus behind the socket counts from 0.
+    update(&mut state, stats(3));
+    assert_eq!(state.bus_dropped_since_attach(), 0);
+    update(&mut state, stats(5));
+    assert_eq!(state.bus_dropped_since_attach(), 2);
+    assert_eq!(
+        state.lost(),
+        0,
+        "what the bus dropped is not what this monitor lost"
+    );
 }

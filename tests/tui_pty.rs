@@ -365,3 +365,25 @@ fn attached_with_demo_the_workload_publishes_to_the_served_bus() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("mcp.notifications.progress"));
     drop(server);
 }
+
+#[test]
+fn sigterm_and_sighup_quit_like_q_and_leave_the_terminal_restored() {
+    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
+        let dir = TempDir::new();
+        let socket = dir.socket();
+        let mut monitor = Monitor::start(&["--socket", socket.to_str().unwrap()]);
+        let screen = Arc::clone(&monitor.screen);
+        wait_for(&screen, "the hosting screen", |s| {
+            s.contains("hosting bus.sock") && s.contains("LIVE")
+        });
+        let pid = monitor.child.process_id().expect("the monitor's pid");
+        assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0, "{name}");
+        let status = monitor.wait();
+        assert!(status.success(), "{name}: {status:?}");
+        assert_restored(&screen.lock().unwrap().raw);
+        assert!(
+            !socket.exists(),
+            "{name}: the hosted bus's socket is removed on the way out"
+        );
+    }
+}

@@ -46,7 +46,7 @@ fn empty_screen_waits_for_events() {
     let state = state_with(100, None);
     let s = screen(&state, 120, 30);
     assert!(
-        s[0].contains("ipckit-top ─ connecting ─ 0 ev/s ─ 0 subs ─ dropped 0 ─ LIVE"),
+        s[0].contains("ipckit-top ─ connecting ─ 0 ev/s ─ 0 subs ─ lost 0 ─ bus dropped 0 ─ LIVE"),
         "{}",
         show(&s)
     );
@@ -62,7 +62,7 @@ fn live_screen_shows_header_rows_and_gauges() {
     let s = screen(&state, 120, 30);
     let text = show(&s);
     assert!(
-        s[0].contains("attached default.sock ─ 48 ev/s ─ 3 subs ─ dropped 0 ─ LIVE"),
+        s[0].contains("attached default.sock ─ 48 ev/s ─ 3 subs ─ lost 0 ─ bus dropped 0 ─ LIVE"),
         "{text}"
     );
     assert!(contains(&s, "48 of 48 match"), "{text}");
@@ -384,4 +384,231 @@ fn detail_view_wraps_a_long_message_so_all_of_it_can_be_read() {
     assert!(contains(&s, "\"message\": \"word000 word001"), "{text}");
     // The end of the message, far past the overlay's width, is on screen too.
     assert!(contains(&s, "word039\""), "{text}");
+}
+
+/// The style of the first cell of `needle` on the screen.
+fn style_of(
+    terminal: &Terminal<TestBackend>,
+    needle: &str,
+) -> Option<(Color, Color, ratatui::style::Modifier)> {
+    let buffer = terminal.backend().buffer();
+    let area = buffer.area;
+    for y in 0..area.height {
+        let row: String = (0..area.width).map(|x| buffer[(x, y)].symbol()).collect();
+        if let Some(at) = row.find(needle) {
+            let cell = &buffer[(row[..at].chars().count() as u16, y)];
+            return Some((cell.fg, cell.bg, cell.modifier));
+        }
+    }
+    None
+}
+
+fn loss(count: u64, first: u64, reason: ipckit::top::LossReason) -> ipckit::top::Loss {
+    ipckit::top::Loss {
+        count,
+        first_id: Some(first),
+        last_id: Some(first + count - 1),
+        reason,
+    }
+}
+
+#[test]
+fn a_loss_row_stands_out_between_the_events_around_it_and_the_header_counts_it() {
+    let mut state = live_state();
+    update(
+        &mut state,
+        Action::Lost(loss(1204, 49, ipckit::top::LossReason::Lagged)),
+    );
+    feed(
+        &mut state,
+        vec![stamped(Event::stdout("x", "after the gap"), 1253, 1.0)],
+    );
+    let s = screen(&state, 120, 30);
+    let text = show(&s);
+    let at = s
+        .iter()
+        .position(|l| l.contains("⚠ 1,204 events lost (monitor fell behind) · #49 to #1252"))
+        .unwrap_or_else(|| panic!("no loss row:\n{text}"));
+    assert!(s[at - 1].contains("#48 "), "{text}");
+    assert!(
+        s[at + 1].contains("#1253 ") && s[at + 1].contains("after the gap"),
+        "{text}"
+    );
+    assert!(
+        s[0].contains("3 subs ─ lost 1,204 ─ bus dropped 0 ─ LIVE"),
+        "{text}"
+    );
+    let terminal = drawn(&state, 120, 30);
+    let (fg, bg, modifier) = style_of(&terminal, "⚠ 1,204").unwrap();
+    assert_eq!((fg, bg), (Color::Black, Color::Yellow));
+    assert!(modifier.contains(ratatui::style::Modifier::BOLD));
+    // The whole row, not just its text.
+    let (_, bg, _) = style_of(&terminal, "#49 to #1252 ").unwrap();
+    assert_eq!(bg, Color::Yellow);
+    let (fg, _, _) = style_of(&terminal, "lost 1,204").unwrap();
+    assert_eq!(fg, Color::Red);
+
+    // Each reason says why; a filter that hides every event around it does not hide it.
+    for (reason, why) in [
+        (
+            ipckit::top::LossReason::HistoryEvicted,
+            "(no longer in the bus's history)",
+        ),
+        (ipckit::top::LossReason::BusRestarted, "(bus restarted)"),
+        (ipckit::top::LossReason::Other, "(cause unknown)"),
+    ] {
+        update(&mut state, Action::Lost(loss(1, 2000, reason)));
+        feed(
+            &mut state,
+            vec![stamped(Event::stdout("x", "next"), 2001, 2.0)],
+        );
+        assert!(
+            contains(
+                &screen(&state, 120, 30),
+                &format!("⚠ 1 event lost {why} · #2000")
+            ),
+            "{why}:\n{}",
+            show(&screen(&state, 120, 30))
+        );
+    }
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, "nothing.matches");
+    key(&mut state, KeyCode::Enter);
+    let s = screen(&state, 120, 30);
+    assert!(contains(&s, "⚠ 1,204 events lost"), "{}", show(&s));
+    assert!(contains(&s, "0 of 52 match"), "{}", show(&s));
+}
+
+#[test]
+fn the_bus_dropped_count_is_labelled_as_the_bus_s_and_red_only_when_it_grew_since_attaching() {
+    let mut state = live_state();
+    let stats = |dropped| {
+        Action::Stats(SourceStats {
+            published: 300_000,
+            subscribers: 2,
+            dropped,
+        })
+    };
+    // Attached afresh to a bus that dropped events for someone else before.
+    update(
+        &mut state,
+        Action::Connected {
+            socket: "default.sock".into(),
+            hosted: false,
+        },
+    );
+    update(&mut state, stats(282_336));
+    let s = screen(&state, 120, 30);
+    assert!(
+        s[0].contains("lost 0 ─ bus dropped 282,336 ─ LIVE"),
+        "{}",
+        show(&s)
+    );
+    let terminal = drawn(&state, 120, 30);
+    assert_ne!(style_of(&terminal, "bus dropped").unwrap().0, Color::Red);
+    assert_ne!(style_of(&terminal, "lost 0").unwrap().0, Color::Red);
+    update(&mut state, stats(282_337));
+    let terminal = drawn(&state, 120, 30);
+    assert_eq!(style_of(&terminal, "bus dropped").unwrap().0, Color::Red);
+    assert_ne!(style_of(&terminal, "lost 0").unwrap().0, Color::Red);
+}
+
+#[test]
+fn the_detail_view_shows_all_of_a_wide_cjk_message() {
+    let message = format!("{}终", "渲染第七帧失败".repeat(30));
+    let state = detail_of_message(&message, 100, 40);
+    let s = screen(&state, 100, 40);
+    let top = s
+        .iter()
+        .position(|r| r.contains("event #1 log.info"))
+        .unwrap();
+    let bottom = s.iter().position(|r| r.contains("j/k scroll")).unwrap();
+    let popup = show(&s[top..=bottom]);
+    assert_eq!(popup.matches('渲').count(), 30, "{popup}");
+    assert_eq!(popup.matches('败').count(), 30, "{popup}");
+    assert!(popup.contains("终\""), "{popup}");
+}
+
+/// Rows whose event types start with wide characters at every column parity, so some cover the
+/// column just left of a centred popup.
+fn wide_rows_state() -> ipckit::top::State {
+    let mut state = state_with(100, None);
+    let kinds = [
+        "🇩🇪🇫🇷🇯🇵🇧🇷🇨🇦🇮🇹🇪🇸🇰🇷🇺🇸🇬🇧🇳🇴",
+        "x🇩🇪🇫🇷🇯🇵🇧🇷🇨🇦🇮🇹🇪🇸🇰🇷🇺🇸🇬🇧🇳🇴",
+        "渲染任务渲染任务渲染任务渲染",
+        "x渲染任务渲染任务渲染任务渲染",
+    ];
+    let events = (0..24u64)
+        .map(|i| {
+            stamped(
+                Event::with_resource(kinds[i as usize % 4], "job", serde_json::json!({"n": i})),
+                i + 1,
+                i as f64,
+            )
+        })
+        .collect();
+    feed(&mut state, events);
+    state
+}
+
+/// The popup titled `title` has its whole frame: a left border (corners included) on every row, with
+/// no wide character on its left spilling into it, and a right border.
+fn assert_popup_borders_whole(terminal: &Terminal<TestBackend>, title: &str) {
+    let buffer = terminal.backend().buffer();
+    let row = |y: u16| -> String { (0..120).map(|x| buffer[(x, y)].symbol()).collect() };
+    let screen = || (0..30).map(row).collect::<Vec<_>>().join("\n");
+    let top = (0..30).find(|&y| row(y).contains(title)).unwrap();
+    let x = (1..120)
+        .find(|&x| buffer[(x, top)].symbol() == "┌")
+        .unwrap();
+    let right = (x..120)
+        .find(|&r| buffer[(r, top)].symbol() == "┐")
+        .unwrap();
+    let bottom = (top..30)
+        .find(|&y| buffer[(right, y)].symbol() == "┘")
+        .unwrap();
+    for y in top..=bottom {
+        let (left, right_side) = match y {
+            _ if y == top => ("┌", "┐"),
+            _ if y == bottom => ("└", "┘"),
+            _ => ("│", "│"),
+        };
+        assert_eq!(
+            buffer[(x, y)].symbol(),
+            left,
+            "left border at row {y}:\n{}",
+            screen()
+        );
+        assert_eq!(
+            buffer[(right, y)].symbol(),
+            right_side,
+            "right border at row {y}"
+        );
+        let before = buffer[(x - 1, y)].symbol();
+        assert!(
+            unicode_width::UnicodeWidthStr::width(before) <= 1,
+            "{before:?} covers the border at row {y}"
+        );
+    }
+}
+
+#[test]
+fn wide_characters_under_a_popup_never_cover_its_border() {
+    let mut state = wide_rows_state();
+    // The case is real: without a popup, wide characters cover the column where its border goes.
+    let terminal = drawn(&state, 120, 30);
+    let buffer = terminal.backend().buffer();
+    let covering = (8..22)
+        .filter(|&y| unicode_width::UnicodeWidthStr::width(buffer[(23, y)].symbol()) == 2)
+        .count();
+    assert!(covering >= 3, "{covering}");
+
+    key(&mut state, KeyCode::Char('?'));
+    assert_popup_borders_whole(&drawn(&state, 120, 30), "keys ─ ? or Esc closes");
+    key(&mut state, KeyCode::Esc);
+    key(&mut state, KeyCode::Char('k'));
+    key(&mut state, KeyCode::Enter);
+    assert!(state.detail().is_some());
+    assert_popup_borders_whole(&drawn(&state, 120, 30), "event #23");
 }

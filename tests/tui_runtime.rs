@@ -208,6 +208,7 @@ async fn the_socket_source_attaches_reports_loss_and_resumes_without_gap_or_dupl
             SourceMsg::Connected { .. } => reconnected = true,
             SourceMsg::Events(batch) => ids.extend(batch.iter().map(|e| e.id)),
             SourceMsg::Stats(_) | SourceMsg::Disconnected { .. } => {}
+            SourceMsg::Lost(loss) => panic!("the bus held everything, yet {loss:?}"),
         }
     }
     assert!(reconnected);
@@ -220,4 +221,92 @@ async fn the_socket_source_attaches_reports_loss_and_resumes_without_gap_or_dupl
     stop.send(()).unwrap();
     task.await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Everything the in-process source sends until `n` events have arrived: (events' ids, losses).
+async fn events_and_losses(
+    rx: &mut mpsc::Receiver<ipckit::top::SourceMsg>,
+    n: u64,
+) -> (Vec<u64>, Vec<ipckit::top::Loss>) {
+    use ipckit::top::SourceMsg;
+    let (mut ids, mut losses) = (Vec::new(), Vec::new());
+    let accounted = |ids: &Vec<u64>, losses: &Vec<ipckit::top::Loss>| {
+        ids.len() as u64 + losses.iter().map(|l| l.count).sum::<u64>()
+    };
+    while accounted(&ids, &losses) < n {
+        match next_msg(rx).await {
+            SourceMsg::Events(batch) => ids.extend(batch.iter().map(|e| e.id)),
+            SourceMsg::Lost(loss) => {
+                // In place: right after the last event forwarded.
+                assert_eq!(
+                    loss.first_id,
+                    Some(ids.last().map_or(1, |id| id + 1)),
+                    "{loss:?} after {:?}",
+                    ids.last()
+                );
+                losses.push(loss);
+            }
+            SourceMsg::Stats(_) | SourceMsg::Connected { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    (ids, losses)
+}
+
+/// A bus whose subscribers buffer one event, with `history` events of history, and an in-process
+/// source on it that has not read anything while 1,000 events were published (this runtime has one
+/// thread, and the source's task has not run yet).
+fn lagging_source(history: usize) -> (EventBus, mpsc::Receiver<ipckit::top::SourceMsg>) {
+    let bus = EventBus::new(ipckit::EventBusConfig {
+        history_size: history,
+        subscriber_buffer: 1,
+        ..Default::default()
+    });
+    let (rx, _task) = spawn_bus_source(&bus, "test", true);
+    for i in 0..1000 {
+        bus.publish(Event::stdout("r", &format!("line {i}")));
+    }
+    (bus, rx)
+}
+
+#[tokio::test]
+async fn the_bus_source_fetches_what_it_missed_from_history_and_loses_nothing() {
+    let (bus, mut rx) = lagging_source(2000);
+    let (ids, losses) = events_and_losses(&mut rx, 1000).await;
+    assert!(losses.is_empty(), "{losses:?}");
+    assert_eq!(ids, (1..=1000).collect::<Vec<_>>());
+    assert!(bus.stats().dropped >= 999, "the subscriber did lag");
+}
+
+#[tokio::test]
+async fn the_bus_source_reports_what_history_no_longer_holds_in_its_place() {
+    let (_bus, mut rx) = lagging_source(8);
+    let (ids, losses) = events_and_losses(&mut rx, 1000).await;
+    // History holds 993..=1000; the subscriber kept 1000; 1..=992 are gone.
+    assert_eq!(
+        losses,
+        [ipckit::top::Loss {
+            count: 992,
+            first_id: Some(1),
+            last_id: Some(992),
+            reason: ipckit::top::LossReason::HistoryEvicted,
+        }]
+    );
+    assert_eq!(ids, (993..=1000).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn the_bus_source_does_not_count_what_was_gone_before_it_subscribed() {
+    let bus = EventBus::new(ipckit::EventBusConfig {
+        history_size: 5,
+        ..Default::default()
+    });
+    for _ in 0..20 {
+        bus.publish(Event::stdout("r", "before"));
+    }
+    let (mut rx, _task) = spawn_bus_source(&bus, "test", true);
+    bus.publish(Event::stdout("r", "after"));
+    let (ids, losses) = events_and_losses(&mut rx, 6).await;
+    assert!(losses.is_empty(), "{losses:?}");
+    assert_eq!(ids, [16, 17, 18, 19, 20, 21]);
 }

@@ -53,7 +53,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Publish one event, or one JSON event per line of stdin
     Publish(PublishArgs),
-    /// Publish each line of stdin, or of a command's stdout and stderr, as log events
+    /// Publish each line of stdin, or of a command's stdout and stderr, as log events (the command's
+    /// output is passed through unchanged)
     Pipe(PipeArgs),
     /// Publish an MCP progress notification
     Progress(ProgressArgs),
@@ -95,7 +96,8 @@ pub struct PipeArgs {
     /// Resource id of the log events and of the task
     #[arg(long, value_name = "ID")]
     pub resource: String,
-    /// Command to run; its stdout and stderr lines are published (and passed through)
+    /// Command to run; its stdout and stderr are passed through byte for byte, and each line (the last
+    /// one too, newline or not) is published; lines over 64 KiB are published cut, marked "truncated"
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
@@ -320,16 +322,15 @@ async fn publish(socket: PathBuf, args: PublishArgs) -> Result<ExitCode, CliErro
 }
 
 /// Lines from stdin on a thread of their own (stdin reads block), as (line number, text). A line
-/// that is not UTF-8 comes as an `InvalidData` error (or, if `lossy`, with replacement characters)
-/// and reading goes on; other read errors end the stream.
-fn stdin_lines(lossy: bool) -> tokio::sync::mpsc::Receiver<(usize, std::io::Result<String>)> {
+/// that is not UTF-8 comes as an `InvalidData` error and reading goes on; other read errors end the
+/// stream.
+fn stdin_lines() -> tokio::sync::mpsc::Receiver<(usize, std::io::Result<String>)> {
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     std::thread::spawn(move || {
         use std::io::BufRead;
         let stdin = std::io::stdin();
         for (index, line) in stdin.lock().split(b'\n').enumerate() {
             let (line, stop) = match line {
-                Ok(bytes) if lossy => (Ok(String::from_utf8_lossy(&bytes).into_owned()), false),
                 Ok(bytes) => (
                     String::from_utf8(bytes).map_err(|e| {
                         std::io::Error::new(
@@ -351,7 +352,7 @@ fn stdin_lines(lossy: bool) -> tokio::sync::mpsc::Receiver<(usize, std::io::Resu
 
 async fn publish_stdin(socket: PathBuf) -> Result<ExitCode, CliError> {
     let client = Client::connect(&socket).await?;
-    let mut lines = stdin_lines(false);
+    let mut lines = stdin_lines();
     let (mut total, mut bad) = (0usize, 0usize);
     let mut batch: Vec<Event> = Vec::new();
     while let Some(first) = lines.recv().await {
@@ -413,21 +414,29 @@ fn json_line_error(err: &serde_json::Error) -> String {
     }
 }
 
+/// The most bytes of one line `pipe` publishes. A longer line is passed through whole but published
+/// cut to this, its event marked `"truncated": true` with the line's length in `"bytes"` and a note at the
+/// end of its message, so one event stays well under the wire's frame limit.
+pub const PIPE_LINE_LIMIT: usize = 64 * 1024;
+
+/// `pipe`: runs the command (or reads stdin), passes the child's stdout and stderr through byte for byte
+/// to its own, and publishes each line as a `log.stdout` / `log.stderr` event.
 async fn pipe(socket: PathBuf, args: PipeArgs) -> Result<ExitCode, CliError> {
-    use crate::transport::frame::{LineReader, ReadLine};
     let client = Client::connect(&socket).await?;
     let resource = args.resource;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(bool, PipedLine)>(1024);
     let Some((program, rest)) = args.command.split_first() else {
-        let mut lines = stdin_lines(true);
-        while let Some((number, line)) = lines.recv().await {
-            let line = line.map_err(|source| CliError::Io {
-                context: format!("cannot read stdin line {number}"),
+        // Stdin reads block: on a thread of their own.
+        let reader = std::thread::spawn(move || read_stdin_lines(&tx));
+        publish_lines(&client, &resource, &mut rx).await?;
+        return match reader.join() {
+            Ok(Ok(())) => Ok(ExitCode::SUCCESS),
+            Ok(Err(source)) => Err(CliError::Io {
+                context: "cannot read stdin".into(),
                 source,
-            })?;
-            let line = line.strip_suffix('\r').unwrap_or(&line);
-            client.publish(&Event::stdout(&resource, line)).await?;
-        }
-        return Ok(ExitCode::SUCCESS);
+            }),
+            Err(_) => Err(CliError::Usage("the stdin reader failed".into())),
+        };
     };
     let mut child = tokio::process::Command::new(program)
         .args(rest)
@@ -447,58 +456,26 @@ async fn pipe(socket: PathBuf, args: PipeArgs) -> Result<ExitCode, CliError> {
             serde_json::json!({ "command": args.command, "pid": child.id() }),
         ))
         .await?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(bool, String)>(1024);
-    let forward = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, is_err: bool| {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let Some(stream) = stream else { return };
-            let mut reader = LineReader::new(tokio::io::BufReader::new(stream), 1 << 20);
-            let mut line = Vec::new();
-            loop {
-                match reader.read_line(&mut line).await {
-                    Ok(ReadLine::Line) => {
-                        let text =
-                            String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(&line));
-                        if tx.send((is_err, text.into_owned())).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(ReadLine::TooLong(len)) => {
-                        let note = format!("[line of {len} bytes omitted]");
-                        if tx.send((is_err, note)).await.is_err() {
-                            return;
-                        }
-                    }
-                    _ => return,
-                }
-            }
-        })
-    };
-    let out = forward(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+    let out = tokio::spawn(relay(
+        child.stdout.take(),
+        tokio::io::stdout(),
         false,
-    );
-    let err = forward(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        true,
-    );
-    drop(tx);
-    while let Some((is_err, line)) = rx.recv().await {
-        if is_err {
-            eprintln!("{line}");
-            client.publish(&Event::stderr(&resource, &line)).await?;
-        } else {
-            println!("{line}");
-            client.publish(&Event::stdout(&resource, &line)).await?;
+        tx.clone(),
+    ));
+    let err = tokio::spawn(relay(child.stderr.take(), tokio::io::stderr(), true, tx));
+    publish_lines(&client, &resource, &mut rx).await?;
+    for (relay, name) in [(out, "stdout"), (err, "stderr")] {
+        match relay.await {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => {
+                return Err(CliError::Io {
+                    context: format!("cannot read {program}'s {name}"),
+                    source,
+                })
+            }
+            Err(join) => return Err(CliError::Usage(format!("reading {name} failed: {join}"))),
         }
     }
-    let _ = (out.await, err.await);
     let status = child.wait().await.map_err(|source| CliError::Io {
         context: format!("cannot wait for {program}"),
         source,
@@ -506,6 +483,219 @@ async fn pipe(socket: PathBuf, args: PipeArgs) -> Result<ExitCode, CliError> {
     let (event, code) = exit_event(&resource, status);
     client.publish(&event).await?;
     Ok(ExitCode::from(code))
+}
+
+/// Copies `stream` to `out` as it comes, byte for byte, and sends its lines (tagged `is_err`) to `tx`.
+/// When `out` fails (nobody reads it any more), the stream is still read to its end and published.
+async fn relay<R, W>(
+    stream: Option<R>,
+    mut out: W,
+    is_err: bool,
+    tx: tokio::sync::mpsc::Sender<(bool, PipedLine)>,
+) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(mut stream) = stream else {
+        return Ok(());
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut splitter = LineSplitter::new(PIPE_LINE_LIMIT);
+    let mut lines = Vec::new();
+    let mut passing = true;
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        if passing && (out.write_all(chunk).await.is_err() || out.flush().await.is_err()) {
+            passing = false;
+        }
+        splitter.push(chunk, &mut lines);
+        for line in lines.drain(..) {
+            if tx.send((is_err, line)).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if let Some(line) = splitter.finish() {
+        let _ = tx.send((is_err, line)).await;
+    }
+    Ok(())
+}
+
+/// `pipe` without a command: the lines of stdin, to `tx`.
+fn read_stdin_lines(tx: &tokio::sync::mpsc::Sender<(bool, PipedLine)>) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut splitter = LineSplitter::new(PIPE_LINE_LIMIT);
+    let mut lines = Vec::new();
+    loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        splitter.push(&buf[..n], &mut lines);
+        for line in lines.drain(..) {
+            if tx.blocking_send((false, line)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if let Some(line) = splitter.finish() {
+        let _ = tx.blocking_send((false, line));
+    }
+    Ok(())
+}
+
+/// Publishes the lines from `rx` in order, in batches that stay well under a frame.
+async fn publish_lines(
+    client: &Client,
+    resource: &str,
+    rx: &mut tokio::sync::mpsc::Receiver<(bool, PipedLine)>,
+) -> Result<(), CliError> {
+    // A line's JSON is at most 6 bytes per byte kept (`\u0001`), plus the event around it.
+    let cost = |line: &PipedLine| line.kept.len() * 6 + 256;
+    let budget = crate::transport::frame::DEFAULT_MAX_FRAME / 2;
+    let mut batch: Vec<Event> = Vec::new();
+    while let Some((is_err, line)) = rx.recv().await {
+        let mut used = cost(&line);
+        batch.push(line_event(resource, is_err, &line));
+        while batch.len() < 256 {
+            let Ok((is_err, line)) = rx.try_recv() else {
+                break;
+            };
+            if used + cost(&line) > budget {
+                client.publish_batch(&batch).await?;
+                batch.clear();
+                used = 0;
+            }
+            used += cost(&line);
+            batch.push(line_event(resource, is_err, &line));
+        }
+        client.publish_batch(&batch).await?;
+        batch.clear();
+    }
+    Ok(())
+}
+
+/// One line of a piped stream: its first bytes (at most the splitter's limit) and its length, both
+/// without the line end (`\n`, or `\r\n`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PipedLine {
+    kept: Vec<u8>,
+    len: usize,
+}
+
+/// Cuts a byte stream into lines at `\n` (a `\r` before it is dropped, and a last line without a
+/// newline is a line too), keeping at most `limit` bytes of each, so memory stays bounded whatever the
+/// stream.
+#[derive(Debug)]
+struct LineSplitter {
+    kept: Vec<u8>,
+    len: usize,
+    ends_cr: bool,
+    limit: usize,
+}
+
+impl LineSplitter {
+    fn new(limit: usize) -> Self {
+        Self {
+            kept: Vec::new(),
+            len: 0,
+            ends_cr: false,
+            limit,
+        }
+    }
+
+    /// Adds `bytes`; the lines they complete go to `lines`.
+    fn push(&mut self, mut bytes: &[u8], lines: &mut Vec<PipedLine>) {
+        while !bytes.is_empty() {
+            let (part, rest, ended) = match memchr::memchr(b'\n', bytes) {
+                Some(at) => (&bytes[..at], &bytes[at + 1..], true),
+                None => (bytes, &[][..], false),
+            };
+            let room = self.limit.saturating_sub(self.kept.len());
+            self.kept.extend_from_slice(&part[..part.len().min(room)]);
+            self.len += part.len();
+            if let Some(&last) = part.last() {
+                self.ends_cr = last == b'\r';
+            }
+            if ended {
+                lines.push(self.take());
+            }
+            bytes = rest;
+        }
+    }
+
+    /// The last line, if the stream did not end with a newline.
+    fn finish(&mut self) -> Option<PipedLine> {
+        (self.len > 0).then(|| self.take())
+    }
+
+    fn take(&mut self) -> PipedLine {
+        let len = self.len - usize::from(self.ends_cr);
+        let mut kept = std::mem::take(&mut self.kept);
+        kept.truncate(len);
+        self.len = 0;
+        self.ends_cr = false;
+        PipedLine { kept, len }
+    }
+}
+
+/// The event for one piped line: its text (invalid UTF-8 replaced by `�`), cut and marked when the
+/// line was longer than what was kept of it.
+fn line_event(resource: &str, is_err: bool, line: &PipedLine) -> Event {
+    let level = if is_err { "stderr" } else { "stdout" };
+    if line.kept.len() == line.len {
+        return Event::log(resource, level, &String::from_utf8_lossy(&line.kept));
+    }
+    let kept = complete_utf8(&line.kept);
+    let event_type = if is_err {
+        crate::event_types::LOG_STDERR
+    } else {
+        crate::event_types::LOG_STDOUT
+    };
+    let message = format!(
+        "{}… [line of {} bytes, first {} published]",
+        String::from_utf8_lossy(kept),
+        line.len,
+        kept.len()
+    );
+    Event::with_resource(
+        event_type,
+        resource,
+        serde_json::json!({
+            "level": level,
+            "message": message,
+            "truncated": true,
+            "bytes": line.len,
+        }),
+    )
+}
+
+/// `bytes` without a UTF-8 sequence cut short at its end.
+fn complete_utf8(bytes: &[u8]) -> &[u8] {
+    for back in 1..=bytes.len().min(3) {
+        let start = bytes.len() - back;
+        match bytes[start] {
+            0x00..=0x7f => return bytes,
+            0x80..=0xbf => continue,
+            _ => {
+                return match std::str::from_utf8(&bytes[start..]) {
+                    Err(e) if e.error_len().is_none() => &bytes[..start],
+                    _ => bytes,
+                }
+            }
+        }
+    }
+    bytes
 }
 
 /// The task event for a child's exit, and the status to exit with.
@@ -748,4 +938,71 @@ fn print_event(out: &mut impl Write, event: &Event, format: Format) -> bool {
         ),
     };
     written.and_then(|()| out.flush()).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]], limit: usize) -> Vec<PipedLine> {
+        let mut splitter = LineSplitter::new(limit);
+        let mut lines = Vec::new();
+        for chunk in chunks {
+            splitter.push(chunk, &mut lines);
+        }
+        lines.extend(splitter.finish());
+        lines
+    }
+
+    fn line(kept: &[u8], len: usize) -> PipedLine {
+        PipedLine {
+            kept: kept.to_vec(),
+            len,
+        }
+    }
+
+    #[test]
+    fn lines_split_across_chunks_keep_their_bytes_and_the_last_line_counts() {
+        let lines = split(&[b"ab", b"c\r\n\nde\xff", b"f\ng", b"h"], 100);
+        assert_eq!(
+            lines,
+            [
+                line(b"abc", 3),
+                line(b"", 0),
+                line(b"de\xfff", 4),
+                line(b"gh", 2)
+            ]
+        );
+        assert_eq!(split(&[b"x\n"], 100), [line(b"x", 1)]);
+        assert_eq!(split(&[b"\r"], 100), [line(b"", 0)]);
+    }
+
+    #[test]
+    fn a_long_line_keeps_its_first_bytes_and_its_length() {
+        let long = vec![b'a'; 10_000];
+        let lines = split(&[&long, b"\r\nnext"], 100);
+        assert_eq!(lines, [line(&long[..100], 10_000), line(b"next", 4)]);
+        // Exactly the limit, then `\r\n`: whole.
+        let lines = split(&[&long[..100], b"\r\n"], 100);
+        assert_eq!(lines, [line(&long[..100], 100)]);
+    }
+
+    #[test]
+    fn a_cut_line_is_published_marked_and_never_with_half_a_character() {
+        let mut kept = "é".repeat(50).into_bytes();
+        kept.push(0xc3);
+        let event = line_event("r", true, &line(&kept, 5000));
+        assert_eq!(event.event_type, "log.stderr");
+        assert_eq!(event.data["truncated"], true);
+        assert_eq!(event.data["bytes"], 5000);
+        let message = event.data["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&"é".repeat(50))
+                && message.ends_with("… [line of 5000 bytes, first 100 published]"),
+            "{message}"
+        );
+        let whole = line_event("r", false, &line(b"ok \xff", 4));
+        assert_eq!(whole.data["message"], "ok \u{fffd}");
+        assert!(whole.data.get("truncated").is_none());
+    }
 }

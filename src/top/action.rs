@@ -1,7 +1,7 @@
 //! Everything that can change the monitor's [`State`](super::State), and the pure functions that turn
 //! key presses and source messages into it.
 
-use super::source::{SourceMsg, SourceStats};
+use super::source::{Loss, SourceMsg, SourceStats};
 use super::state::{Focus, State};
 use crate::event_stream::Event;
 use ratatui::crossterm::event::{
@@ -67,6 +67,8 @@ pub enum Action {
         /// When they arrived (for the header's rate).
         at: SystemTime,
     },
+    /// The source missed events here: after the events it sent so far, before those it sends next.
+    Lost(Loss),
     /// The source attached to a bus.
     Connected {
         /// The socket or label to show.
@@ -104,6 +106,7 @@ impl Action {
         match msg {
             SourceMsg::Connected { socket, hosted } => Action::Connected { socket, hosted },
             SourceMsg::Events(events) => Action::Events { events, at },
+            SourceMsg::Lost(loss) => Action::Lost(loss),
             SourceMsg::Stats(stats) => Action::Stats(stats),
             SourceMsg::Disconnected { retry_in } => Action::Disconnected { retry_in },
         }

@@ -115,6 +115,12 @@ impl EventLog {
         self.scan_low - self.base
     }
 
+    /// Seq from which held events have been tested against the filter (the matches are complete from
+    /// here on).
+    pub fn scanned_from(&self) -> Seq {
+        self.scan_low
+    }
+
     /// Tests up to `max` untested held events, newest first; returns how many it tested.
     pub fn scan(&mut self, max: usize) -> usize {
         let mut tested = 0;

@@ -147,8 +147,52 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// The signals that end the monitor as `q` does: SIGINT, SIGTERM and SIGHUP (a closed terminal),
+/// registered when this is made, so one that arrives later is never the default (which would end the
+/// process without restoring the terminal).
+struct QuitSignals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl QuitSignals {
+    fn new() -> io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate())?,
+                hangup: signal(SignalKind::hangup())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Waits for one of the signals.
+    async fn recv(&mut self) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.terminate.recv() => {}
+                _ = self.hangup.recv() => {}
+                _ = self.interrupt.recv() => {}
+            }
+            Ok(())
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await
+    }
+}
+
 /// Runs the monitor full-screen on this process's terminal, reading events from `source`, until `q`,
-/// Ctrl-C (a key in raw mode, or SIGINT) or an error. The terminal is restored on every way out.
+/// Ctrl-C (a key in raw mode, or SIGINT), SIGTERM, SIGHUP or an error. The terminal is restored on
+/// every way out, signals included.
 ///
 /// # Errors
 ///
@@ -159,12 +203,13 @@ pub async fn run_with_source(
     source: mpsc::Receiver<SourceMsg>,
 ) -> Result<(), TopError> {
     let mut state = State::new(&options)?;
+    let mut signals = QuitSignals::new()?;
     let mut guard = TerminalGuard::new()?;
     let keys = ratatui::crossterm::event::EventStream::new();
     let frame = options.frame_period();
     tokio::select! {
         result = run_loop(&mut guard.terminal, &mut state, keys, source, frame) => result,
-        signal = tokio::signal::ctrl_c() => signal.map_err(TopError::Io),
+        signal = signals.recv() => signal.map_err(TopError::Io),
     }
 }
 

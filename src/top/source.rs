@@ -7,13 +7,17 @@
 //! - [`SourceMsg::Events`] batches, oldest first, each event once: after a reconnection it resumes after
 //!   the last id it forwarded (`Replay::FromId(last + 1)`), so the monitor sees no gap and no duplicate
 //!   where the bus still holds them;
+//! - [`SourceMsg::Lost`] where events it should have forwarded are missing, between the batches before
+//!   and after the place they were missed;
 //! - [`SourceMsg::Stats`] now and then (twice a second is plenty);
 //! - [`SourceMsg::Disconnected`] when the bus went away, saying when it will try again.
 //!
-//! The channel should be bounded: when the monitor falls behind, the source then stops reading and the
-//! bus's slow-consumer policy decides, visibly in the dropped count.
+//! The channel should be bounded, and a source waits for room in it rather than discarding: when the
+//! monitor falls behind, the source stops reading and the bus's slow-consumer policy decides. What the
+//! bus then drops for the monitor comes back as [`SourceMsg::Lost`], or not at all where the source can
+//! fetch it again from the bus's history. The channel itself never loses a message.
 
-use crate::event_stream::{BusStats, Event, EventBus, EventFilter, Replay};
+use crate::event_stream::{BusStats, Event, EventBus, EventFilter, EventId, Replay};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -46,6 +50,33 @@ impl From<BusStats> for SourceStats {
     }
 }
 
+/// Events this monitor did not get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    /// How many events were missed.
+    pub count: u64,
+    /// The bus id of the first missed event, when the source knows it.
+    pub first_id: Option<EventId>,
+    /// The bus id of the last missed event, when the source knows it.
+    pub last_id: Option<EventId>,
+    /// Why they were missed.
+    pub reason: LossReason,
+}
+
+/// Why a monitor missed events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossReason {
+    /// The monitor (or its link to the bus) fell behind and the bus discarded events queued for it.
+    Lagged,
+    /// Events the monitor missed (while lagging or away) that the bus's history no longer held when it
+    /// came to fetch them.
+    HistoryEvicted,
+    /// The bus restarted: what the old one published after the monitor last heard from it is gone.
+    BusRestarted,
+    /// Any other cause.
+    Other,
+}
+
 /// One message from an event source to the monitor.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceMsg {
@@ -58,6 +89,9 @@ pub enum SourceMsg {
     },
     /// Events, oldest first.
     Events(Vec<Arc<Event>>),
+    /// Events the source could not deliver, missed at this place in the stream: after the events
+    /// sent before this message and before those sent after it.
+    Lost(Loss),
     /// Counters of the bus.
     Stats(SourceStats),
     /// The bus went away; the source tries again after `retry_in`.
@@ -71,6 +105,11 @@ pub enum SourceMsg {
 /// counters to the returned receiver, from a task on the current tokio runtime. The task ends when the
 /// receiver is dropped or the bus is gone.
 ///
+/// When the bus discards events queued for the monitor (its slow-consumer policy, while the monitor
+/// is behind), the source fetches them again from the bus's history and forwards them in their place;
+/// what history no longer holds is sent as a [`SourceMsg::Lost`] at that place. Events the bus published
+/// before the subscription and no longer kept are not counted as lost: this monitor never had them.
+///
 /// # Panics
 ///
 /// Outside a tokio runtime.
@@ -81,6 +120,9 @@ pub fn spawn_bus_source(
 ) -> (mpsc::Receiver<SourceMsg>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     let subscriber = bus.subscribe_with_replay(EventFilter::new(), Replay::All);
+    // Every event published from here on is delivered to the subscriber or counted as dropped for it:
+    // ids after this one must all arrive.
+    let mut gaps = GapFinder::new(bus.last_id());
     let bus = bus.clone();
     let socket = socket.into();
     let task = tokio::spawn(async move {
@@ -94,25 +136,98 @@ pub fn spawn_bus_source(
         let mut stats = tokio::time::interval(Duration::from_millis(500));
         stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            let msg = tokio::select! {
+            let msgs = tokio::select! {
                 biased;
                 // First, so that a flood of events cannot starve the counters.
-                _ = stats.tick() => SourceMsg::Stats(bus.stats().into()),
+                _ = stats.tick() => vec![SourceMsg::Stats(bus.stats().into())],
                 event = subscriber.recv_async() => match event {
                     Some(first) => {
                         let mut batch = Vec::with_capacity(MAX_BATCH);
                         batch.push(first);
                         subscriber.try_recv_batch(&mut batch, MAX_BATCH - 1);
-                        SourceMsg::Events(batch)
+                        gaps.fill(&bus, batch)
                     }
-                    None => SourceMsg::Disconnected { retry_in: Duration::MAX },
+                    None => vec![SourceMsg::Disconnected { retry_in: Duration::MAX }],
                 },
             };
-            let last = matches!(msg, SourceMsg::Disconnected { .. });
-            if tx.send(msg).await.is_err() || last {
-                return;
+            for msg in msgs {
+                let last = matches!(msg, SourceMsg::Disconnected { .. });
+                if tx.send(msg).await.is_err() || last {
+                    return;
+                }
             }
         }
     });
     (rx, task)
+}
+
+/// Finds the ids missing from an unfiltered subscription to one bus (ids are gapless per bus), fetches
+/// them from the bus's history, and says what history no longer holds.
+struct GapFinder {
+    /// The next id that must arrive (ids below it were replayed or are not this subscriber's).
+    expected: EventId,
+}
+
+impl GapFinder {
+    /// Ids above `subscribed_at` were published after the subscription.
+    fn new(subscribed_at: EventId) -> Self {
+        Self {
+            expected: subscribed_at.saturating_add(1),
+        }
+    }
+
+    /// `batch` as messages, with what the subscriber missed in between fetched from `bus`'s history or
+    /// reported lost, in order, in batches of at most [`MAX_BATCH`].
+    fn fill(&mut self, bus: &EventBus, batch: Vec<Arc<Event>>) -> Vec<SourceMsg> {
+        let mut out = Vec::new();
+        let mut run: Vec<Arc<Event>> = Vec::with_capacity(batch.len());
+        for event in batch {
+            if event.id > self.expected {
+                let (first, last) = (self.expected, event.id - 1);
+                let held = bus.history_arc(&EventFilter::new().since_id(first).until_id(last));
+                // History is a contiguous run of ids, so what it lacks is the start of the gap.
+                let first_held = held
+                    .first()
+                    .map_or(event.id, |e| e.id)
+                    .clamp(first, event.id);
+                if first_held > first {
+                    flush(&mut out, &mut run);
+                    let reason = if bus.config().history_size == 0 {
+                        LossReason::Lagged
+                    } else {
+                        LossReason::HistoryEvicted
+                    };
+                    out.push(SourceMsg::Lost(Loss {
+                        count: first_held - first,
+                        first_id: Some(first),
+                        last_id: Some(first_held - 1),
+                        reason,
+                    }));
+                }
+                run.extend(held.into_iter().filter(|e| (first..=last).contains(&e.id)));
+            }
+            self.expected = self.expected.max(event.id.saturating_add(1));
+            run.push(event);
+        }
+        flush(&mut out, &mut run);
+        out
+    }
+}
+
+/// Moves `run` into `out` as [`SourceMsg::Events`] of at most [`MAX_BATCH`] events each.
+fn flush(out: &mut Vec<SourceMsg>, run: &mut Vec<Arc<Event>>) {
+    if run.len() <= MAX_BATCH {
+        if !run.is_empty() {
+            out.push(SourceMsg::Events(std::mem::take(run)));
+        }
+        return;
+    }
+    let mut rest = std::mem::take(run).into_iter();
+    loop {
+        let chunk: Vec<Arc<Event>> = rest.by_ref().take(MAX_BATCH).collect();
+        if chunk.is_empty() {
+            return;
+        }
+        out.push(SourceMsg::Events(chunk));
+    }
 }

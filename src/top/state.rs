@@ -1,8 +1,9 @@
 //! The monitor's state: plain data, changed only by [`update`](super::update), read by the views.
 
 use super::log::{epoch_millis, EventLog, Seq, Timeline};
+use super::loss::LossMarks;
 use super::progress::{Gauge, Gauges};
-use super::source::SourceStats;
+use super::source::{Loss, SourceStats};
 use super::TopOptions;
 use crate::event_stream::{Event, EventFilter, EventId, FilterError};
 use std::collections::VecDeque;
@@ -114,7 +115,41 @@ pub(super) struct Scrub {
     pub(super) replay: Option<Replay>,
 }
 
-/// The rows of the event pane: indices into the matches.
+/// One row of the event pane: an event, or a marker where the monitor missed events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Row {
+    /// An event that matches the filter.
+    Event(Arc<Event>),
+    /// Events this monitor did not get, missed between the rows above and below. Shown under every
+    /// filter: nobody can tell whether the missing events would have matched.
+    Lost(Loss),
+}
+
+/// A place in the event pane's rows that stays put while events arrive and leave (unlike a row
+/// index). Loss markers at a place come before the event there, in the order they were recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RowKey {
+    /// The loss marker numbered `n`, placed just before the event `at`.
+    Loss {
+        /// The seq of the event after the marker.
+        at: Seq,
+        /// The marker's number.
+        n: u64,
+    },
+    /// The event with this seq.
+    Event(Seq),
+}
+
+/// What a row index of the event pane holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowAt {
+    /// The match with this index in [`EventLog::matches`].
+    Event(usize),
+    /// The loss marker with this index.
+    Mark(usize),
+}
+
+/// The rows of the event pane, as row indices: the matches and, between them, the loss markers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Window {
     pub(crate) start: usize,
@@ -131,16 +166,20 @@ pub struct State {
     pub(super) gauges: Gauges,
     /// (seq, gauges just before the event at seq); the first is always at the log's base.
     pub(super) checkpoints: VecDeque<(Seq, Gauges)>,
+    /// Where the monitor missed events.
+    pub(super) losses: LossMarks,
     pub(super) follow: bool,
     /// First row shown while paused.
-    pub(super) top: Seq,
+    pub(super) top: RowKey,
     /// Selected row while paused.
-    pub(super) selected: Seq,
+    pub(super) selected: RowKey,
     pub(super) scrub: Option<Scrub>,
     pub(super) filter: FilterBar,
     pub(super) overlay: Overlay,
     pub(super) connection: Connection,
     pub(super) stats: SourceStats,
+    /// The bus's dropped count when this monitor attached (its first counters after attaching).
+    pub(super) dropped_at_attach: Option<u64>,
     /// (arrival time, events) over the last second or so.
     pub(super) arrivals: VecDeque<(SystemTime, usize)>,
     pub(super) rate: f64,
@@ -172,9 +211,10 @@ impl State {
             timeline: Timeline::default(),
             gauges: Gauges::default(),
             checkpoints,
+            losses: LossMarks::default(),
             follow: true,
-            top: 0,
-            selected: 0,
+            top: RowKey::Event(0),
+            selected: RowKey::Event(0),
             scrub: None,
             filter: FilterBar {
                 editing: false,
@@ -189,6 +229,7 @@ impl State {
             overlay: Overlay::None,
             connection: Connection::Connecting,
             stats: SourceStats::default(),
+            dropped_at_attach: None,
             arrivals: VecDeque::new(),
             rate: 0.0,
             now: SystemTime::now(),
@@ -235,6 +276,19 @@ impl State {
     /// The latest bus counters.
     pub fn stats(&self) -> SourceStats {
         self.stats
+    }
+
+    /// Events this monitor missed since it started (the sum of its loss markers, also those history
+    /// no longer holds), apart from what the bus dropped for others.
+    pub fn lost(&self) -> u64 {
+        self.losses.total()
+    }
+
+    /// Events the bus dropped (for any subscriber) since this monitor attached to it.
+    pub fn bus_dropped_since_attach(&self) -> u64 {
+        self.stats
+            .dropped
+            .saturating_sub(self.dropped_at_attach.unwrap_or(self.stats.dropped))
     }
 
     /// Events received per second, over the last second.
@@ -307,18 +361,36 @@ impl State {
 
     /// The events in the event pane, top to bottom.
     pub fn visible_events(&self) -> Vec<Arc<Event>> {
-        let w = self.window();
-        (w.start..w.end)
-            .filter_map(|i| self.log.match_event(i).map(|(_, e)| Arc::clone(e)))
+        self.visible_rows()
+            .into_iter()
+            .filter_map(|row| match row {
+                Row::Event(event) => Some(event),
+                Row::Lost(_) => None,
+            })
             .collect()
     }
 
-    /// The selected event: under the cursor while scrubbing, the chosen row while paused, the newest
-    /// match while live.
-    pub fn selected_event(&self) -> Option<&Arc<Event>> {
+    /// The rows of the event pane, top to bottom: events and loss markers.
+    pub fn visible_rows(&self) -> Vec<Row> {
         let w = self.window();
-        let index = w.selected.or_else(|| w.end.checked_sub(1))?;
-        self.log.match_event(index).map(|(_, e)| e)
+        (w.start..w.end).filter_map(|r| self.row(r)).collect()
+    }
+
+    /// The selected event: under the cursor while scrubbing, the chosen row while paused (none when
+    /// that is a loss marker), the newest match while live.
+    pub fn selected_event(&self) -> Option<&Arc<Event>> {
+        match self.selected_row()? {
+            RowAt::Event(index) => self.log.match_event(index).map(|(_, e)| e),
+            RowAt::Mark(_) => None,
+        }
+    }
+
+    /// The selected loss marker, when the chosen row is one.
+    pub fn selected_loss(&self) -> Option<&Loss> {
+        match self.selected_row()? {
+            RowAt::Mark(index) => self.losses.get(index).map(|m| &m.loss),
+            RowAt::Event(_) => None,
+        }
     }
 
     /// The gauges shown, in display order: as they were at the cursor while scrubbing.
@@ -364,16 +436,133 @@ impl State {
         super::ui::event_rows(self.size.0, self.size.1).max(1)
     }
 
+    /// The selected row: the chosen one, or the newest event row.
+    pub(crate) fn selected_row(&self) -> Option<RowAt> {
+        let w = self.window();
+        match w.selected {
+            Some(r) => self.row_at(r),
+            None => self
+                .events_before_row(w.end)
+                .checked_sub(1)
+                .map(RowAt::Event),
+        }
+    }
+
+    pub(crate) fn losses(&self) -> &LossMarks {
+        &self.losses
+    }
+
+    /// Index of the first loss marker shown: those among events not yet tested against a new filter
+    /// wait until their place is.
+    fn first_shown_mark(&self) -> usize {
+        self.losses.index_from(self.log.scanned_from())
+    }
+
+    /// Rows of the event pane's list: the matches and the loss markers shown.
+    pub(crate) fn row_count(&self) -> usize {
+        self.log.matches().len() + self.losses.len() - self.first_shown_mark()
+    }
+
+    /// Row index of the loss marker with index `mark` (one that is shown).
+    fn mark_row(&self, mark: usize, first_shown: usize) -> usize {
+        let at = self.losses.get(mark).map_or(Seq::MAX, |m| m.at);
+        (mark - first_shown) + self.log.match_index_from(at)
+    }
+
+    /// What row `r` holds, if there is such a row.
+    pub(crate) fn row_at(&self, r: usize) -> Option<RowAt> {
+        let first = self.first_shown_mark();
+        let shown = self.losses.len() - first;
+        // Markers on rows before `r`, by bisection (row indices grow with the marker index).
+        let (mut lo, mut hi) = (0, shown);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.mark_row(first + mid, first) < r {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo < shown && self.mark_row(first + lo, first) == r {
+            return Some(RowAt::Mark(first + lo));
+        }
+        let index = r - lo;
+        (index < self.log.matches().len()).then_some(RowAt::Event(index))
+    }
+
+    /// The content of row `r`.
+    fn row(&self, r: usize) -> Option<Row> {
+        match self.row_at(r)? {
+            RowAt::Event(index) => Some(Row::Event(Arc::clone(self.log.match_event(index)?.1))),
+            RowAt::Mark(index) => Some(Row::Lost(self.losses.get(index)?.loss.clone())),
+        }
+    }
+
+    /// Rows before the place `key` (its row index, when it is on a row).
+    pub(super) fn rows_before(&self, key: RowKey) -> usize {
+        let first = self.first_shown_mark();
+        match key {
+            RowKey::Event(seq) => {
+                self.log.match_index_from(seq) + self.losses.index_after(seq).saturating_sub(first)
+            }
+            RowKey::Loss { at, n } => {
+                self.log.match_index_from(at) + self.losses.index_of(n).saturating_sub(first)
+            }
+        }
+    }
+
+    /// The place of row `r`; past the last row, the log's end.
+    pub(super) fn key_of_row(&self, r: usize) -> RowKey {
+        match self.row_at(r) {
+            Some(RowAt::Event(index)) => self
+                .log
+                .matches()
+                .get(index)
+                .map_or(RowKey::Event(self.log.end()), |&seq| RowKey::Event(seq)),
+            Some(RowAt::Mark(index)) => {
+                self.losses
+                    .get(index)
+                    .map_or(RowKey::Event(self.log.end()), |m| RowKey::Loss {
+                        at: m.at,
+                        n: m.n,
+                    })
+            }
+            None => RowKey::Event(self.log.end()),
+        }
+    }
+
+    /// Matches on rows before `r`.
+    pub(crate) fn events_before_row(&self, r: usize) -> usize {
+        match self.row_at(r) {
+            Some(RowAt::Event(index)) => index,
+            Some(RowAt::Mark(index)) => self
+                .losses
+                .get(index)
+                .map_or(0, |m| self.log.match_index_from(m.at)),
+            None => self.log.matches().len(),
+        }
+    }
+
     /// The rows of the event pane.
     pub(crate) fn window(&self) -> Window {
         let h = self.event_rows();
-        let len = self.log.matches().len();
+        let len = self.row_count();
         if let Some(scrub) = &self.scrub {
-            let end = self.log.match_index_after(scrub.cursor);
+            // Everything up to the cursor's event, loss markers before it included.
+            let matched = self.log.match_index_after(scrub.cursor);
+            let end = matched
+                + self
+                    .losses
+                    .index_after(scrub.cursor)
+                    .saturating_sub(self.first_shown_mark());
+            let selected = matched
+                .checked_sub(1)
+                .and_then(|i| self.log.matches().get(i))
+                .map(|&seq| self.rows_before(RowKey::Event(seq)));
             return Window {
                 start: end.saturating_sub(h),
                 end,
-                selected: end.checked_sub(1),
+                selected,
             };
         }
         if self.follow {
@@ -383,16 +572,9 @@ impl State {
                 selected: None,
             };
         }
-        let start = self
-            .log
-            .match_index_from(self.top)
-            .min(len.saturating_sub(1));
+        let start = self.rows_before(self.top).min(len.saturating_sub(1));
         let end = (start + h).min(len);
-        let selected = (end > start).then(|| {
-            self.log
-                .match_index_from(self.selected)
-                .clamp(start, end - 1)
-        });
+        let selected = (end > start).then(|| self.rows_before(self.selected).clamp(start, end - 1));
         Window {
             start,
             end,

@@ -2,7 +2,10 @@
 
 use super::action::Action;
 use super::log::{epoch_millis, Seq};
-use super::state::{Connection, Detail, Overlay, Replay, Scrub, State, CHECKPOINT_EVERY};
+use super::loss::{reason_long, Mark};
+use super::state::{
+    Connection, Detail, Overlay, Replay, RowAt, RowKey, Scrub, State, CHECKPOINT_EVERY,
+};
 use crate::event_stream::{Event, EventFilter};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -80,8 +83,11 @@ pub fn update(state: &mut State, action: Action) {
         }
         Action::CycleReplay => state.cycle_replay(),
         Action::Events { events, at } => state.ingest(events, at),
+        Action::Lost(loss) => state.losses.record(state.log.end(), loss),
         Action::Connected { socket, hosted } => {
-            state.connection = Connection::Connected { socket, hosted }
+            state.connection = Connection::Connected { socket, hosted };
+            // The bus's dropped count is measured from the next counters on.
+            state.dropped_at_attach = None;
         }
         Action::Disconnected { retry_in } => {
             let socket = match &state.connection {
@@ -94,12 +100,42 @@ pub fn update(state: &mut State, action: Action) {
                 retry_at: state.now.checked_add(retry_in),
             };
         }
-        Action::Stats(stats) => state.stats = stats,
+        Action::Stats(stats) => {
+            // A count lower than at attaching: a new bus behind the same socket.
+            if state.dropped_at_attach.is_none_or(|at| stats.dropped < at) {
+                state.dropped_at_attach = Some(stats.dropped);
+            }
+            state.stats = stats;
+        }
         Action::Tick { now } => state.tick(now),
         Action::Resize { width, height } => state.size = (width, height),
         Action::Scan => {
             state.log.scan(SCAN_SLICE);
         }
+    }
+}
+
+/// The detail view of a loss marker.
+fn loss_detail(mark: &Mark) -> Detail {
+    let loss = &mark.loss;
+    let ids = match (loss.first_id, loss.last_id) {
+        (Some(first), Some(last)) if first == last => format!("#{first}"),
+        (Some(first), Some(last)) => format!("#{first} to #{last}"),
+        (Some(first), None) => format!("from #{first}"),
+        (None, Some(last)) => format!("up to #{last}"),
+        (None, None) => "not known".to_owned(),
+    };
+    Detail {
+        title: "events lost".to_owned(),
+        lines: vec![
+            format!("count:   {}", crate::top::ui::thousands(loss.count)),
+            format!("ids:     {ids}"),
+            format!("reason:  {}", reason_long(loss.reason)),
+            String::new(),
+            "This monitor did not receive these events: they are counted in the".to_owned(),
+            "header's \"lost\", apart from what the bus dropped for others.".to_owned(),
+        ],
+        scroll: 0,
     }
 }
 
@@ -126,6 +162,7 @@ impl State {
                 }
             }
         }
+        self.losses.evict(self.log.base());
         if let Some(scrub) = &mut self.scrub {
             scrub.cursor = scrub.cursor.max(self.log.base());
         }
@@ -146,7 +183,7 @@ impl State {
             self.scrub_step(delta.signum() * delta.abs().min(1_000_000));
             return;
         }
-        let len = self.log.matches().len();
+        let len = self.row_count();
         if len == 0 {
             return;
         }
@@ -163,8 +200,8 @@ impl State {
             start = target + 1 - h;
         }
         self.follow = false;
-        self.top = self.log.matches()[start];
-        self.selected = self.log.matches()[target];
+        self.top = self.key_of_row(start);
+        self.selected = self.key_of_row(target);
     }
 
     fn toggle_pause(&mut self) {
@@ -183,15 +220,22 @@ impl State {
         }
         if self.follow {
             let w = self.window();
+            // The newest event on screen stays selected, even below a loss marker.
+            let newest_event = self
+                .events_before_row(w.end)
+                .checked_sub(1)
+                .and_then(|i| self.log.matches().get(i))
+                .map(|&seq| self.rows_before(RowKey::Event(seq)))
+                .filter(|&r| r >= w.start);
             self.follow = false;
-            match w.end.checked_sub(1) {
+            match newest_event.or_else(|| w.end.checked_sub(1)) {
                 Some(last) => {
-                    self.top = self.log.matches()[w.start];
-                    self.selected = self.log.matches()[last];
+                    self.top = self.key_of_row(w.start);
+                    self.selected = self.key_of_row(last);
                 }
                 None => {
-                    self.top = self.log.end();
-                    self.selected = self.log.end();
+                    self.top = RowKey::Event(self.log.end());
+                    self.selected = RowKey::Event(self.log.end());
                 }
             }
         } else {
@@ -200,6 +244,12 @@ impl State {
     }
 
     fn open_detail(&mut self) {
+        if let Some(RowAt::Mark(index)) = self.selected_row() {
+            if let Some(mark) = self.losses.get(index) {
+                self.overlay = Overlay::Detail(loss_detail(mark));
+            }
+            return;
+        }
         let Some(event) = self.selected_event() else {
             return;
         };
@@ -275,14 +325,22 @@ impl State {
         self.apply_filter_text();
     }
 
-    /// Index in the matches of the event the cursor (or, not scrubbing, the selection) is on.
+    /// Index in the matches of the event the cursor (or, not scrubbing, the selection) is on; on a
+    /// loss marker, the event before it (or after it, at the top).
     fn cursor_index(&self) -> Option<usize> {
         match &self.scrub {
             Some(scrub) => self.log.match_index_after(scrub.cursor).checked_sub(1),
-            None => {
-                let w = self.window();
-                w.selected.or_else(|| w.end.checked_sub(1))
-            }
+            None => match self.selected_row()? {
+                RowAt::Event(index) => Some(index),
+                RowAt::Mark(index) => {
+                    let after = self
+                        .losses
+                        .get(index)
+                        .map_or(0, |m| self.log.match_index_from(m.at));
+                    let len = self.log.matches().len();
+                    after.checked_sub(1).or((after < len).then_some(after))
+                }
+            },
         }
     }
 

@@ -76,16 +76,33 @@ pub fn release(state: &State, code: KeyCode) -> Option<Action> {
     action_for_key(state, &event)
 }
 
-/// The screen after drawing `state` on a `width` x `height` test terminal, one string per row.
+/// The screen after drawing `state` on a `width` x `height` test terminal, one string per row, as a
+/// terminal shows it: a wide character (CJK, emoji) once, not followed by the cell it covers.
 pub fn screen(state: &State, width: u16, height: u16) -> Vec<String> {
+    let terminal = drawn(state, width, height);
+    let buffer = terminal.backend().buffer();
+    (0..height)
+        .map(|y| {
+            let mut row = String::new();
+            let mut x = 0;
+            while x < width {
+                let symbol = buffer[(x, y)].symbol();
+                row.push_str(symbol);
+                x += (unicode_width::UnicodeWidthStr::width(symbol) as u16).max(1);
+            }
+            row
+        })
+        .collect()
+}
+
+/// A `width` x `height` test terminal with `state` drawn on it (through ratatui's diff, as on a real
+/// terminal).
+pub fn drawn(state: &State, width: u16, height: u16) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal
         .draw(|frame| ipckit::top::ui::render(state, frame))
         .unwrap();
-    let buffer = terminal.backend().buffer();
-    (0..height)
-        .map(|y| (0..width).map(|x| buffer[(x, y)].symbol()).collect())
-        .collect()
+    terminal
 }
 
 /// A mixed workload of `n` events, one every 10 ms: task lifecycle, logs, MCP progress.

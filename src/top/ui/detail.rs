@@ -1,19 +1,24 @@
 //! The detail overlay: one event as pretty-printed JSON, long lines wrapped so nothing is cut.
+//!
+//! Widths are display widths (a CJK character or an emoji takes two columns), and lines are cut
+//! between grapheme clusters, so a flag or an accented letter is never split across rows.
 
-use super::centered;
+use super::{centered, width};
 use crate::top::state::Detail;
 use ratatui::layout::Rect;
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Clear, Paragraph};
+use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
+use unicode_segmentation::UnicodeSegmentation;
+use unicode_width::UnicodeWidthStr;
 
 /// The overlay's width in a terminal `terminal_width` wide: the widest line, within the screen.
 fn popup_width(detail: &Detail, terminal_width: u16) -> u16 {
     let widest = detail
         .lines
         .iter()
-        .map(|l| l.chars().count())
-        .chain([detail.title.chars().count() + 4, 28])
+        .map(|l| width(l))
+        .chain([width(&detail.title) + 4, 28])
         .max()
         .unwrap_or(0);
     u16::try_from(widest + 4)
@@ -27,21 +32,21 @@ pub(crate) fn rows(detail: &Detail, terminal_width: u16) -> Vec<String> {
     let inner = usize::from(popup_width(detail, terminal_width).saturating_sub(2)).max(1);
     let mut out = Vec::with_capacity(detail.lines.len());
     for line in &detail.lines {
-        let chars: Vec<char> = line.chars().collect();
-        if chars.len() <= inner {
+        if width(line) <= inner {
             out.push(line.clone());
             continue;
         }
-        let indent = chars.iter().take_while(|c| **c == ' ').count() + 2;
+        let graphemes: Vec<(&str, usize)> = line.graphemes(true).map(|g| (g, g.width())).collect();
+        let indent = line.bytes().take_while(|b| *b == b' ').count() + 2;
         // Continuations keep the indent only while it leaves room to read.
         let indent = if inner >= indent + 16 { indent } else { 0 };
-        let first = break_at(&chars, inner);
-        out.push(chars[..first].iter().collect());
-        let mut rest = &chars[first..];
+        let first = break_at(&graphemes, inner);
+        out.push(graphemes[..first].iter().map(|g| g.0).collect());
+        let mut rest = &graphemes[first..];
         while !rest.is_empty() {
             let take = break_at(rest, inner - indent);
             let mut row = " ".repeat(indent);
-            row.extend(&rest[..take]);
+            row.extend(rest[..take].iter().map(|g| g.0));
             out.push(row);
             rest = &rest[take..];
         }
@@ -49,26 +54,41 @@ pub(crate) fn rows(detail: &Detail, terminal_width: u16) -> Vec<String> {
     out
 }
 
-/// How many of `chars` go on a row `room` wide: all if they fit, else up to the last space in the
-/// row's second half (so words stay whole), else exactly `room`.
-fn break_at(chars: &[char], room: usize) -> usize {
-    if chars.len() <= room {
-        return chars.len();
+/// How many of `graphemes` (each with its width) go on a row `room` columns wide: all if they fit,
+/// else up to the last space in the row's second half (so words stay whole), else as many as fit
+/// (at least one, so wrapping always moves on).
+fn break_at(graphemes: &[(&str, usize)], room: usize) -> usize {
+    let mut used = 0;
+    let mut fit = 0;
+    let mut space = None;
+    for (i, (g, w)) in graphemes.iter().enumerate() {
+        if used + w > room {
+            break;
+        }
+        if *g == " " && used >= room / 2 {
+            space = Some(i + 1);
+        }
+        used += w;
+        fit = i + 1;
     }
-    chars[..room]
-        .iter()
-        .rposition(|c| *c == ' ')
-        .filter(|&at| at >= room / 2)
-        .map_or(room, |at| at + 1)
+    if fit == graphemes.len() {
+        return fit;
+    }
+    space.unwrap_or(fit).max(1)
 }
 
-pub(super) fn render(detail: &Detail, frame: &mut Frame<'_>, area: Rect) {
-    let rows = rows(detail, area.width);
-    let width = popup_width(detail, area.width);
-    let height = u16::try_from(rows.len() + 2)
+/// Where the overlay goes in a screen `area`.
+pub(super) fn area(detail: &Detail, area: Rect) -> Rect {
+    let rows = rows(detail, area.width).len();
+    let height = u16::try_from(rows + 2)
         .unwrap_or(u16::MAX)
         .min(area.height.saturating_sub(4));
-    let popup = centered(area, width, height);
+    centered(area, popup_width(detail, area.width), height)
+}
+
+/// Draws the overlay in `popup` (cleared by the caller), in a screen `area` wide.
+pub(super) fn render(detail: &Detail, frame: &mut Frame<'_>, popup: Rect) {
+    let rows = rows(detail, frame.area().width);
     let shown = usize::from(popup.height.saturating_sub(2));
     let lines: Vec<Line<'_>> = rows
         .iter()
@@ -76,7 +96,6 @@ pub(super) fn render(detail: &Detail, frame: &mut Frame<'_>, area: Rect) {
         .take(shown)
         .map(|l| Line::raw(l.as_str()))
         .collect();
-    frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines).block(
             Block::bordered()
@@ -137,6 +156,32 @@ mod tests {
             assert!(row.ends_with(' '), "{row:?} in {wrapped:#?}");
         }
         assert_eq!(joined, long);
+    }
+
+    #[test]
+    fn wide_text_wraps_by_display_width_and_loses_nothing() {
+        let long = format!("  \"message\": \"{}\"", "渲染第七帧失败".repeat(20));
+        let (wrapped, joined) = wrap_and_join(&long, 4);
+        assert!(wrapped.iter().all(|r| width(r) <= 70), "{wrapped:#?}");
+        // 140 wide characters and some ASCII: at least 290 columns, in rows of at most 70.
+        assert!(wrapped.len() >= 5, "{wrapped:#?}");
+        assert_eq!(joined, long);
+    }
+
+    #[test]
+    fn a_flag_is_never_split_across_rows() {
+        // One column short of a whole flag at each row end, whatever the start.
+        for pad in 0..3 {
+            let long = format!("  \"m\": \"{}{}\"", "x".repeat(pad), "🇩🇪".repeat(60));
+            let (wrapped, joined) = wrap_and_join(&long, 4);
+            for row in &wrapped {
+                assert!(width(row) <= 70, "{row:?}");
+                let flags = row.trim_start_matches(|c: char| c.is_ascii());
+                let flags = flags.trim_end_matches(|c: char| c.is_ascii());
+                assert_eq!(flags.chars().count() % 2, 0, "half a flag in {row:?}");
+            }
+            assert_eq!(joined, long);
+        }
     }
 
     #[test]

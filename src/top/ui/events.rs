@@ -1,8 +1,11 @@
-//! The event pane: the matching events around the selection or the cursor, newest at the bottom.
+//! The event pane: the matching events around the selection or the cursor, newest at the bottom, and
+//! between them a "⚠ N events lost (why)" row where the monitor missed events, whatever the filter.
 
-use super::{clock, one_line};
+use super::{clock, fit_width, one_line, thousands, width};
 use crate::event_stream::Event;
-use crate::top::state::{Mode, State};
+use crate::top::loss::reason_short;
+use crate::top::source::Loss;
+use crate::top::state::{Mode, RowAt, State};
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -45,17 +48,11 @@ fn summary(event: &Event) -> String {
     }
 }
 
-/// `text` in exactly `width` columns plus a space: padded, or cut with `…`.
-fn fit(text: &str, width: usize) -> String {
-    let text = one_line(text);
-    let count = text.chars().count();
-    if count <= width {
-        format!("{text:<width$} ")
-    } else {
-        let mut out: String = text.chars().take(width - 1).collect();
-        out.push_str("… ");
-        out
-    }
+/// `text` in exactly `columns` terminal columns plus a space: padded, or cut with `…`.
+fn fit(text: &str, columns: usize) -> String {
+    let mut out = fit_width(&one_line(text), columns);
+    out.push(' ');
+    out
 }
 
 /// Column widths of the event pane, fitted to the rows on screen.
@@ -79,12 +76,12 @@ impl Columns {
         };
         for event in events {
             columns.id = columns.id.max(event.id.to_string().len());
-            columns.event_type = columns.event_type.max(event.event_type.chars().count());
+            columns.event_type = columns.event_type.max(width(&one_line(&event.event_type)));
             columns.resource = columns.resource.max(
                 event
                     .resource_id
                     .as_deref()
-                    .map_or(1, |r| r.chars().count()),
+                    .map_or(1, |r| width(&one_line(r))),
             );
         }
         columns.event_type = columns.event_type.min(type_cap);
@@ -140,26 +137,68 @@ fn row(event: &Event, utc: bool, selected: bool, columns: Columns) -> Line<'stat
     line
 }
 
+/// The row of a loss marker: "⚠ 1,204 events lost (monitor fell behind) · #5 to #1208", across the
+/// pane in colours that stand out from every event row.
+fn loss_row(loss: &Loss, selected: bool, row_width: usize) -> Line<'static> {
+    let noun = if loss.count == 1 { "event" } else { "events" };
+    let mut text = format!(
+        "⚠ {} {noun} lost ({})",
+        thousands(loss.count),
+        reason_short(loss.reason)
+    );
+    match (loss.first_id, loss.last_id) {
+        (Some(first), Some(last)) if first == last => text.push_str(&format!(" · #{first}")),
+        (Some(first), Some(last)) => text.push_str(&format!(" · #{first} to #{last}")),
+        _ => {}
+    }
+    let text = fit_width(&text, row_width);
+    let mut style = Style::new()
+        .fg(Color::Black)
+        .bg(Color::Yellow)
+        .add_modifier(Modifier::BOLD);
+    if selected {
+        style = style.add_modifier(Modifier::REVERSED);
+    }
+    Line::styled(text, style)
+}
+
 pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
     let window = state.window();
     let log = state.log();
-    let shown: Vec<(usize, &Event)> = (window.start..window.end)
-        .filter_map(|i| Some((i, &**log.match_event(i)?.1)))
+    let shown: Vec<(usize, RowAt)> = (window.start..window.end)
+        .filter_map(|r| Some((r, state.row_at(r)?)))
         .collect();
+    let events = shown.iter().filter_map(|&(_, at)| match at {
+        RowAt::Event(index) => Some(&**log.match_event(index)?.1),
+        RowAt::Mark(_) => None,
+    });
     let row_width = usize::from(area.width.saturating_sub(2));
-    let mut columns = Columns::fit(shown.iter().map(|(_, event)| *event), TYPE_CAP, row_width);
+    let mut columns = Columns::fit(events, TYPE_CAP, row_width);
     if columns.message() < MESSAGE_MIN {
         // `mcp.notifications.progress` cut to `mcp.notifications.pro…` leaves the message room.
         columns.event_type = columns.event_type.min(NARROW_TYPE_CAP);
     }
     let lines: Vec<Line<'static>> = shown
         .iter()
-        .map(|&(i, event)| row(event, state.utc(), window.selected == Some(i), columns))
+        .filter_map(|&(r, at)| {
+            let selected = window.selected == Some(r);
+            Some(match at {
+                RowAt::Event(index) => {
+                    row(log.match_event(index)?.1, state.utc(), selected, columns)
+                }
+                RowAt::Mark(index) => {
+                    loss_row(&state.losses().get(index)?.loss, selected, row_width)
+                }
+            })
+        })
         .collect();
     let title = match state.mode() {
         Mode::Live => " events ".to_owned(),
         Mode::Paused => {
-            let below = log.matches().len().saturating_sub(window.end);
+            let below = log
+                .matches()
+                .len()
+                .saturating_sub(state.events_before_row(window.end));
             format!(" events ─ paused, {below} below ")
         }
         Mode::Scrubbing => match state.scrub_event() {

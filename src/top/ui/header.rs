@@ -1,4 +1,8 @@
-//! The header line: socket, rate, subscribers, dropped events and state.
+//! The header line: socket, rate, subscribers, what this monitor lost, what the bus dropped, and state.
+//!
+//! "lost N" counts the events this monitor missed (red when any); "bus dropped N" is the bus's own count
+//! for all its subscribers, red only when it grew since this monitor attached (a bus that dropped
+//! events for someone else an hour ago is not this monitor's alarm).
 
 use super::thousands;
 use crate::top::state::{Connection, Mode, State};
@@ -34,12 +38,17 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
     let stats = state.stats();
     spans.push(Span::raw(format!("{} subs", stats.subscribers)));
     spans.push(sep());
-    let dropped = format!("dropped {}", thousands(stats.dropped));
-    spans.push(if stats.dropped > 0 {
-        Span::styled(
-            dropped,
-            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-        )
+    let alarm = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+    let lost = format!("lost {}", thousands(state.lost()));
+    spans.push(if state.lost() > 0 {
+        Span::styled(lost, alarm)
+    } else {
+        Span::raw(lost)
+    });
+    spans.push(sep());
+    let dropped = format!("bus dropped {}", thousands(stats.dropped));
+    spans.push(if state.bus_dropped_since_attach() > 0 {
+        Span::styled(dropped, alarm)
     } else {
         Span::raw(dropped)
     });

@@ -5,10 +5,16 @@ use crate::top::action::KEYS;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph};
+use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
 
-pub(super) fn render(frame: &mut Frame<'_>, area: Rect) {
+/// Where the overlay goes in a screen `area`.
+pub(super) fn area(area: Rect) -> Rect {
+    centered(area, 72, KEYS.len() as u16 + 2)
+}
+
+/// Draws the overlay in `popup` (cleared by the caller).
+pub(super) fn render(frame: &mut Frame<'_>, popup: Rect) {
     let lines: Vec<Line<'static>> = KEYS
         .iter()
         .map(|(keys, what)| {
@@ -21,8 +27,6 @@ pub(super) fn render(frame: &mut Frame<'_>, area: Rect) {
             ])
         })
         .collect();
-    let popup = centered(area, 72, KEYS.len() as u16 + 2);
-    frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" keys ─ ? or Esc closes ")),
         popup,

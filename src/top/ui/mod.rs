@@ -13,9 +13,11 @@ use super::state::State;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
 use ratatui::Frame;
 use std::time::{Duration, SystemTime};
+use unicode_segmentation::UnicodeSegmentation;
+use unicode_width::UnicodeWidthStr;
 
 /// The smallest terminal the monitor draws its panes in.
 pub const MIN_WIDTH: u16 = 60;
@@ -77,10 +79,14 @@ pub fn render(state: &State, frame: &mut Frame<'_>) {
     history::render(state, frame, areas.history);
     footer(frame, areas.footer);
     if state.help_open() {
-        help::render(frame, area);
+        let popup = help::area(area);
+        clear_popup(frame, popup);
+        help::render(frame, popup);
     }
     if let Some(detail) = state.detail() {
-        detail::render(detail, frame, area);
+        let popup = detail::area(detail, area);
+        clear_popup(frame, popup);
+        detail::render(detail, frame, popup);
     }
 }
 
@@ -117,7 +123,57 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     cell
 }
 
-/// `n` with thousands separators: `48,210`.
+/// Clears `popup` for an overlay. A wide character (CJK, an emoji) drawn just left of it would also
+/// cover the popup's left border column, and the terminal would show half of it there (ratatui's diff
+/// skips the cell a wide character covers); such a character is replaced by a space.
+fn clear_popup(frame: &mut Frame<'_>, popup: Rect) {
+    frame.render_widget(Clear, popup);
+    let buffer = frame.buffer_mut();
+    for y in popup.top()..popup.bottom() {
+        for x in popup.x.saturating_sub(3)..popup.x {
+            if let Some(cell) = buffer.cell_mut((x, y)) {
+                if usize::from(x) + cell.symbol().width() > usize::from(popup.x) {
+                    cell.set_symbol(" ");
+                }
+            }
+        }
+    }
+}
+
+/// Display width of `text` in terminal columns.
+pub(crate) fn width(text: &str) -> usize {
+    text.width()
+}
+
+/// `text` in exactly `columns` terminal columns: padded with spaces, or cut with `…` (a grapheme is
+/// never split, and a wide one that would cross the edge is left out).
+pub(crate) fn fit_width(text: &str, columns: usize) -> String {
+    let total = text.width();
+    if total <= columns {
+        let mut out = String::with_capacity(text.len() + columns - total);
+        out.push_str(text);
+        out.extend(std::iter::repeat_n(' ', columns - total));
+        return out;
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    let room = columns.saturating_sub(1);
+    for grapheme in text.graphemes(true) {
+        let w = grapheme.width();
+        if used + w > room {
+            break;
+        }
+        out.push_str(grapheme);
+        used += w;
+    }
+    if columns > 0 {
+        out.push('…');
+        used += 1;
+    }
+    out.extend(std::iter::repeat_n(' ', columns.saturating_sub(used)));
+    out
+}
+
 /// `text` as one line: tabs and line breaks become spaces, other control characters `�` (the
 /// terminal would drop them and run the words on either side together).
 pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
@@ -133,6 +189,7 @@ pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
         .collect()
 }
 
+/// `n` with thousands separators: `48,210`.
 pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
@@ -189,6 +246,17 @@ pub(crate) fn compact(n: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_is_fitted_by_display_width_without_splitting_a_grapheme() {
+        assert_eq!(fit_width("abc", 5), "abc  ");
+        assert_eq!(fit_width("渲染任务", 8), "渲染任务");
+        assert_eq!(fit_width("渲染任务", 6), "渲染… ");
+        assert_eq!(fit_width("渲染任务", 7), "渲染任…");
+        assert_eq!(width(&fit_width("🇩🇪🇫🇷x", 4)), 4);
+        assert_eq!(fit_width("🇩🇪🇫🇷x", 4), "🇩🇪… ");
+        assert_eq!(fit_width("e\u{301}e\u{301}e\u{301}", 2), "e\u{301}…");
+    }
 
     #[test]
     fn numbers_are_formatted_for_people() {

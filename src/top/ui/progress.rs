@@ -1,6 +1,6 @@
 //! The progress pane: one gauge per progress token or resource, two lines each, active first.
 
-use super::{compact, one_line, short_duration};
+use super::{compact, fit_width, one_line, short_duration, width};
 use crate::top::progress::{Gauge, Outcome};
 use crate::top::state::State;
 use ratatui::layout::Rect;
@@ -26,19 +26,9 @@ fn bar(ratio: f64, width: usize) -> String {
     out
 }
 
-fn gauge_lines(gauge: &Gauge, now: SystemTime, width: usize) -> [Line<'static>; 2] {
-    let key_width = (width * 45 / 100).clamp(6, 24);
-    let name = one_line(&gauge.key);
-    let mut key: String = if name.chars().count() > key_width {
-        let mut cut: String = name.chars().take(key_width - 1).collect();
-        cut.push('…');
-        cut
-    } else {
-        name.into_owned()
-    };
-    while key.chars().count() < key_width {
-        key.push(' ');
-    }
+fn gauge_lines(gauge: &Gauge, now: SystemTime, pane: usize) -> [Line<'static>; 2] {
+    let key_width = (pane * 45 / 100).clamp(6, 24);
+    let key = fit_width(&one_line(&gauge.key), key_width);
     let stale = gauge.is_stale(now);
     let (status, status_style) = match gauge.outcome {
         Outcome::Done => (
@@ -73,7 +63,7 @@ fn gauge_lines(gauge: &Gauge, now: SystemTime, width: usize) -> [Line<'static>; 
         Outcome::Running => Color::Blue,
     };
     let mut first = vec![Span::raw(key), Span::raw(" ")];
-    let room = width.saturating_sub(key_width + 2 + status.chars().count());
+    let room = pane.saturating_sub(key_width + 2 + width(&status));
     let ratio = match gauge.outcome {
         Outcome::Done => Some(1.0),
         _ => gauge.ratio(),
@@ -118,17 +108,17 @@ fn gauge_lines(gauge: &Gauge, now: SystemTime, width: usize) -> [Line<'static>; 
     } else {
         ""
     };
-    let room = width.saturating_sub(2 + warning.chars().count());
+    let room = pane.saturating_sub(2 + width(warning));
     let text = match message.filter(|m| !m.is_empty()) {
         None => figures,
         Some(message) if figures.is_empty() => message.into_owned(),
         Some(message) => {
-            let message_room = room.saturating_sub(figures.chars().count() + 3);
-            if message.chars().count() <= message_room {
+            let message_room = room.saturating_sub(width(&figures) + 3);
+            if width(&message) <= message_room {
                 format!("{message} · {figures}")
             } else if message_room >= 6 {
-                let cut: String = message.chars().take(message_room - 1).collect();
-                format!("{cut}… · {figures}")
+                let cut = fit_width(&message, message_room);
+                format!("{} · {figures}", cut.trim_end())
             } else {
                 figures
             }
