@@ -1,0 +1,2 @@
+//! Placeholder until the disk bench is written.
+fn main() {}
