@@ -813,3 +813,31 @@ fn kill_9_loses_no_acknowledged_record() {
     }
     eprintln!("torn records cut in {torn_rounds} of 6 rounds");
 }
+
+#[test]
+fn a_segment_copied_in_by_hand_is_reported_and_its_ids_not_served_twice() {
+    let tmp = TempDir::new("copied");
+    let opts = options(8 << 10, WriteMode::Map);
+    let (mut dir, _) = reopen(&tmp.data(), &opts);
+    append_range(&mut dir, 1..=100);
+    let first = dir.segments()[0].clone();
+    drop(dir);
+    // The first segment again, under a name that sorts last.
+    let copy = tmp.data().join(format!("{:020}.seg", 10_000));
+    std::fs::copy(&first.path, &copy).unwrap();
+    let (dir, recovery) = reopen(&tmp.data(), &opts);
+    assert_eq!(recovery.damaged.len(), 1, "{recovery}");
+    let damage = &recovery.damaged[0];
+    assert_eq!(
+        (&damage.segment, &damage.kind),
+        (&copy, &DamageKind::IdOrder)
+    );
+    assert_eq!(damage.offset, HEADER);
+    assert!(
+        recovery.to_string().contains("out of id order"),
+        "{recovery}"
+    );
+    expect_records(&dir, 0, 1..=100);
+    // Its name says it starts at 10,000: ids go on above that, so none is ever given twice.
+    assert_eq!(dir.next_id(), 10_001);
+}

@@ -33,7 +33,10 @@
 //! append retries), and records are copied into a shared memory map of it: when
 //! [`DataDir::append`] or [`DataDir::append_batch`] returns, the record is in the kernel's page cache,
 //! so a process killed right after (even `kill -9`) loses nothing acknowledged, and an append costs a
-//! copy and a checksum, no system call. On a copy-on-write filesystem (btrfs, ZFS, bcachefs), where a
+//! copy and a checksum, no system call. The data dir's background thread keeps the segment's next few
+//! MiB of pages faulted in ahead of the appends, so the kernel's work of finding and zeroing fresh
+//! page-cache pages is not done on the appending thread (which may hold the bus's lock); when it falls
+//! behind, appends take those page faults themselves. On a copy-on-write filesystem (btrfs, ZFS, bcachefs), where a
 //! write into preallocated space can still need new blocks and a memory-mapped write would meet a full
 //! disk as SIGBUS, appends use `pwrite` instead (one per batch): see [`WriteMode`].
 //!
@@ -84,8 +87,8 @@
 //! one fail with SIGBUS. The directory's checks (owned by the user, writable only by them, locked)
 //! keep other programs out; editing a live data dir by hand is not supported.
 
+mod background;
 mod dir;
-mod flush;
 mod format;
 mod read;
 mod record;
@@ -122,10 +125,6 @@ pub const MIN_SEGMENT_BYTES: u64 = 4 << 10;
 
 /// The largest segment size accepted: 4 GiB.
 pub const MAX_SEGMENT_BYTES: u64 = 4 << 30;
-
-/// Bytes of a segment faulted in ahead of the appends, for writing, in one system call (so appends do
-/// not take a page fault every few records).
-const PREFAULT_BYTES: usize = 1 << 20;
 
 /// When appended records are forced to the disk (`--fsync always|interval|never`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,8 +369,6 @@ pub struct DataDir {
     next_id: u64,
     /// The highest id ever seen on disk or appended (intact records past damage included).
     max_id: u64,
-    /// How far the active segment's map is faulted in for writing.
-    prefaulted: usize,
     /// Frames encoded but not yet written ([`Writer::Write`]), and their (offset, end, id, time).
     scratch: Vec<u8>,
     pending: Vec<(usize, usize, u64, i64)>,
@@ -379,7 +376,8 @@ pub struct DataDir {
     pending_next_id: u64,
     retained: Retained,
     background_error: Option<DiskError>,
-    flusher: Option<flush::Flusher>,
+    /// Prefaults ahead of the appends and, under `Interval`, flushes.
+    background: Option<background::Background>,
     closed: bool,
     _lock: dir::Lock,
 }
@@ -434,9 +432,21 @@ impl DataDir {
         let mut max_id = 0u64;
         let mut next_id = 1u64;
         let count = listing.segments.len();
-        for (i, (base_id, seg_path)) in listing.segments.into_iter().enumerate() {
+        let paths: Vec<PathBuf> = listing.segments.iter().map(|(_, p)| p.clone()).collect();
+        let scans = scan::scan_all(&paths);
+        for (i, ((base_id, seg_path), scanned)) in
+            listing.segments.into_iter().zip(scans).enumerate()
+        {
             let is_last = i + 1 == count;
-            let (mut segment, end, header, seg_max) = match scan::scan(&seg_path, floor)? {
+            let mut scanned = scanned?;
+            // Scanned alone, a segment only knows its ids rise within it; one whose first record does
+            // not follow what came before (segments copied in by hand?) is scanned again after it.
+            if let Scanned::Segment { segment, .. } = &scanned {
+                if segment.records > 0 && segment.first_id <= floor {
+                    scanned = scan::scan(&seg_path, floor)?;
+                }
+            }
+            let (mut segment, end, header, seg_max) = match scanned {
                 Scanned::Empty => {
                     remove(&seg_path, &mut recovery)?;
                     continue;
@@ -526,13 +536,12 @@ impl DataDir {
             active: false,
             next_id,
             max_id,
-            prefaulted: 0,
             scratch: Vec::new(),
             pending: Vec::new(),
             pending_next_id: next_id,
             retained: Retained::default(),
             background_error: None,
-            flusher: None,
+            background: None,
             closed: false,
             _lock: lock,
             options,
@@ -546,12 +555,15 @@ impl DataDir {
                 data_dir.path.display()
             )))?;
         }
-        if let FsyncPolicy::Interval(every) = data_dir.options.fsync {
-            data_dir.flusher = Some(
-                flush::Flusher::start(every, data_dir.path.clone())
-                    .map_err(DiskError::io("cannot start the data dir's flush thread"))?,
-            );
-        }
+        let flush_every = match data_dir.options.fsync {
+            FsyncPolicy::Interval(every) => Some(every),
+            _ => None,
+        };
+        data_dir.background = Some(
+            background::Background::start(flush_every, data_dir.path.clone()).map_err(
+                DiskError::io("cannot start the data dir's background thread"),
+            )?,
+        );
         recovery.segments = data_dir.segments.len();
         recovery.records = data_dir.records();
         recovery.bytes = data_dir.total_bytes();
@@ -625,18 +637,17 @@ impl DataDir {
             Writer::Map => {
                 let at = segment.len;
                 let end = at + n;
-                if end > self.prefaulted {
-                    segment
-                        .map
-                        .prefault_for_write(self.prefaulted.max(at), PREFAULT_BYTES);
-                    self.prefaulted =
-                        (self.prefaulted.max(at) / PREFAULT_BYTES + 1) * PREFAULT_BYTES;
-                }
-                let Some(out) = segment.map.bytes_mut().get_mut(at..end) else {
+                // SAFETY: `&mut self`: no reader borrows the segment, and the background thread only
+                // prefaults the map, never touching its bytes.
+                let bytes = unsafe { segment.map.bytes_mut_unchecked() };
+                let Some(out) = bytes.get_mut(at..end) else {
                     return Err(DiskError::Options("segment map too short".into()));
                 };
                 format::write_frame(out, record);
                 segment.note(at, end, record.id, record.time_micros);
+                if let Some(background) = &mut self.background {
+                    background.advance(end);
+                }
             }
             Writer::Write => {
                 if self.pending.is_empty() {
@@ -686,6 +697,9 @@ impl DataDir {
                     segment.note(offset, end, id, time);
                 }
                 self.scratch.clear();
+                if let Some(background) = &mut self.background {
+                    background.advance(segment.len);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -717,26 +731,21 @@ impl DataDir {
                 old.seal();
             }
         }
+        if let Some(background) = &mut self.background {
+            let writable = segment.writer == Writer::Map;
+            background.set_active(Arc::clone(&segment.map), writable, file.clone(), HEADER_LEN);
+        }
         self.segments.push(segment);
         self.active = true;
-        self.prefaulted = 0;
-        match self.options.fsync {
-            FsyncPolicy::Always => {
-                let synced = file
-                    .as_ref()
-                    .map_or(Ok(()), |f| f.sync_data())
-                    .and_then(|()| dir::sync_dir(&self.path));
-                synced.map_err(DiskError::io(format!(
-                    "cannot sync {}",
-                    self.path.display()
-                )))?;
-            }
-            FsyncPolicy::Interval(_) => {
-                if let Some(flusher) = &self.flusher {
-                    flusher.set_active(file);
-                }
-            }
-            FsyncPolicy::Never => {}
+        if self.options.fsync == FsyncPolicy::Always {
+            let synced = file
+                .as_ref()
+                .map_or(Ok(()), |f| f.sync_data())
+                .and_then(|()| dir::sync_dir(&self.path));
+            synced.map_err(DiskError::io(format!(
+                "cannot sync {}",
+                self.path.display()
+            )))?;
         }
         match self.apply_retention(SystemTime::now()) {
             Ok(retained) => self.retained.extend(retained),
@@ -854,7 +863,7 @@ impl DataDir {
     /// An error from the background flush or from retention when a segment started, since the last call.
     pub fn take_background_error(&mut self) -> Option<DiskError> {
         let flushed = self
-            .flusher
+            .background
             .as_ref()
             .and_then(|f| f.take_error())
             .map(DiskError::io("background flush of the data dir"));
@@ -896,9 +905,9 @@ impl DataDir {
         }
         let mut result = self.flush_pending();
         self.closed = true;
-        if let Some(mut flusher) = self.flusher.take() {
-            flusher.stop();
-            if let Some(e) = flusher.take_error() {
+        if let Some(mut background) = self.background.take() {
+            background.stop();
+            if let Some(e) = background.take_error() {
                 result = result.and(Err(DiskError::io("background flush of the data dir")(e)));
             }
         }
@@ -963,8 +972,8 @@ impl DataDir {
             });
         }
         if !out.is_empty() {
-            match (&self.options.fsync, &self.flusher) {
-                (FsyncPolicy::Interval(_), Some(flusher)) => flusher.dir_changed(),
+            match (&self.options.fsync, &self.background) {
+                (FsyncPolicy::Interval(_), Some(background)) => background.dir_changed(),
                 (FsyncPolicy::Always, _) => {
                     let _ = dir::sync_dir(&self.path);
                 }

@@ -6,10 +6,12 @@ use super::retain::Retained;
 use super::segment::{Segment, Writer};
 use super::sys::Mapping;
 use super::DiskError;
+use parking_lot::Mutex;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// What [`DataDir::open`](super::DataDir::open) found and did.
@@ -194,6 +196,45 @@ pub(super) enum Scanned {
     },
 }
 
+/// Scans the segments at `paths`, as [`scan`] with a floor of 0 (ids rise within each), on up to
+/// four threads (this one included): on a machine with spare cores the checksums of a large data dir
+/// are verified in parallel and more reads are in flight. Results are in the order of `paths`.
+pub(super) fn scan_all(paths: &[PathBuf]) -> Vec<Result<Scanned, DiskError>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(4)
+        .min(paths.len());
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<Scanned, DiskError>>>> =
+        paths.iter().map(|_| Mutex::new(None)).collect();
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(path) = paths.get(i) else { break };
+        *results[i].lock() = Some(scan(path, 0));
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            // A thread that cannot be started leaves its share to the others and to this one.
+            let _ = std::thread::Builder::new()
+                .name("ipckit-disk-scan".into())
+                .spawn_scoped(s, work);
+        }
+        work();
+    });
+    results
+        .into_iter()
+        .zip(paths)
+        .map(|(slot, path)| {
+            slot.into_inner().unwrap_or_else(|| {
+                Err(DiskError::Io {
+                    context: format!("cannot scan {}", path.display()),
+                    source: std::io::Error::other("scan thread ended early"),
+                })
+            })
+        })
+        .collect()
+}
+
 /// Scans the segment at `path`: checks its header, walks its frames while
 /// they check out and their ids rise above `floor` (the last id served before it), and says how it ended.
 pub(super) fn scan(path: &Path, floor: u64) -> Result<Scanned, DiskError> {
@@ -314,7 +355,7 @@ pub(super) fn scan(path: &Path, floor: u64) -> Result<Scanned, DiskError> {
         End::Damaged(d) => d.intact_ids.map_or(last, |(_, l)| l.max(last)),
         _ => last,
     };
-    segment.map = map;
+    segment.map = std::sync::Arc::new(map);
     if let End::Damaged(damage) = &end {
         segment.damaged = true;
         segment.kept_bytes = (damage.offset + damage.bytes).max(segment.len as u64);

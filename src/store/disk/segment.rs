@@ -37,7 +37,8 @@ pub(super) enum Writer {
 #[derive(Debug)]
 pub(super) struct Segment {
     pub path: PathBuf,
-    pub map: Mapping,
+    /// Shared with the background thread, which only prefaults it.
+    pub map: Arc<Mapping>,
     /// The open file of the segment being appended to (sealed segments keep only their map).
     pub file: Option<Arc<File>>,
     /// How appends reach it while it is active.
@@ -60,7 +61,7 @@ impl Segment {
     pub fn new(path: PathBuf, map: Mapping, file: Option<Arc<File>>, writer: Writer) -> Segment {
         Segment {
             path,
-            map,
+            map: Arc::new(map),
             file,
             writer,
             len: HEADER_LEN,
@@ -219,7 +220,7 @@ impl Segment {
         // The map must not reach past the end of the file: map the new length first.
         // SAFETY: the file is ours, in the locked data dir, and at least `len` bytes long.
         let map = unsafe { Mapping::new(&file, self.len, false) }?;
-        self.map = map;
+        self.map = Arc::new(map);
         file.set_len(self.len as u64)
     }
 }

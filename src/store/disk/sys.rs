@@ -5,16 +5,18 @@ use std::fs::File;
 use std::io;
 use std::os::unix::io::AsRawFd;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A shared memory map of the start of a file, unmapped on drop.
 pub(super) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
-    writable: bool,
+    writable: AtomicBool,
 }
 
-// SAFETY: a Mapping owns its pages as a Box<[u8]> owns its heap memory; `&Mapping` hands out only
-// shared bytes and `&mut Mapping` mutable ones, so the usual aliasing rules carry over.
+// SAFETY: a Mapping owns its pages as a Box<[u8]> owns its heap memory. Its contents are read
+// through `bytes` and written only through `bytes_mut_unchecked`, whose callers promise exclusive
+// access; `populate`, `seal` and the advices hand the range to the kernel without touching a byte.
 unsafe impl Send for Mapping {}
 // SAFETY: as above.
 unsafe impl Sync for Mapping {}
@@ -30,11 +32,7 @@ impl Mapping {
     /// this by keeping its files in a directory only the user can write to, locked for one process.
     pub unsafe fn new(file: &File, len: usize, writable: bool) -> io::Result<Mapping> {
         if len == 0 {
-            return Ok(Mapping {
-                ptr: NonNull::dangling(),
-                len: 0,
-                writable,
-            });
+            return Ok(Mapping::empty());
         }
         let prot = if writable {
             libc::PROT_READ | libc::PROT_WRITE
@@ -57,7 +55,11 @@ impl Mapping {
         }
         let ptr =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-        Ok(Mapping { ptr, len, writable })
+        Ok(Mapping {
+            ptr,
+            len,
+            writable: AtomicBool::new(writable),
+        })
     }
 
     /// A mapping of nothing.
@@ -65,7 +67,7 @@ impl Mapping {
         Mapping {
             ptr: NonNull::dangling(),
             len: 0,
-            writable: false,
+            writable: AtomicBool::new(false),
         }
     }
 
@@ -76,11 +78,18 @@ impl Mapping {
     }
 
     /// The mapped bytes, to write; empty for a read-only mapping.
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        if !self.writable {
+    ///
+    /// # Safety
+    ///
+    /// While the returned borrow lives, nothing else may read or write the mapping's bytes (the data
+    /// dir's appends hold `&mut DataDir`, which no reader's borrow can outlive; the background thread
+    /// never touches the bytes).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn bytes_mut_unchecked(&self) -> &mut [u8] {
+        if !self.writable.load(Ordering::Relaxed) {
             return &mut [];
         }
-        // SAFETY: a writable mapping of `len` bytes, borrowed mutably through `&mut self`.
+        // SAFETY: a writable mapping of `len` bytes; exclusive access is the caller's promise.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 
@@ -90,35 +99,38 @@ impl Mapping {
     }
 
     /// Makes the mapping read-only (a sealed segment is never written again).
-    pub fn seal(&mut self) {
-        if self.writable && self.len > 0 {
-            // SAFETY: the range is this mapping's own.
-            let rc = unsafe { libc::mprotect(self.ptr.as_ptr().cast(), self.len, libc::PROT_READ) };
-            // On failure the pages stay writable; nothing writes them, so only the guard is lost.
-            self.writable = rc != 0;
+    pub fn seal(&self) {
+        if self.writable.swap(false, Ordering::Relaxed) && self.len > 0 {
+            // SAFETY: the range is this mapping's own. On failure the pages stay writable; nothing
+            // writes them any more (bytes_mut_unchecked now gives nothing), so only the guard is lost.
+            unsafe {
+                libc::mprotect(self.ptr.as_ptr().cast(), self.len, libc::PROT_READ);
+            }
         }
     }
 
-    /// Faults in, for writing, the pages of `range` (clamped to the mapping), so the appends that fill
-    /// them take no page fault each; a hint, errors ignored.
-    pub fn prefault_for_write(&self, start: usize, len: usize) {
+    /// Faults in the pages of `start..start + len` (clamped to the mapping): for writing (which
+    /// needs a writable mapping) or for reading. Only a hint: it changes no byte, errors are ignored
+    /// (kernels before 5.14 answer EINVAL).
+    pub fn populate(&self, start: usize, len: usize, write: bool) {
         #[cfg(target_os = "linux")]
-        if self.writable && start < self.len {
+        if start < self.len && (!write || self.writable.load(Ordering::Relaxed)) {
             let page = page_size();
             let aligned = start / page * page;
             let end = start.saturating_add(len).min(self.len);
-            // SAFETY: the range lies inside this mapping; MADV_POPULATE_WRITE neither changes the
-            // contents nor unmaps anything (kernels before 5.14 answer EINVAL, ignored).
+            let advice = if write {
+                libc::MADV_POPULATE_WRITE
+            } else {
+                libc::MADV_POPULATE_READ
+            };
+            // SAFETY: the range lies inside this mapping; populating neither changes the contents
+            // nor unmaps anything, and a page it cannot fault in is an error, not a signal.
             unsafe {
-                libc::madvise(
-                    self.ptr.as_ptr().add(aligned).cast(),
-                    end - aligned,
-                    libc::MADV_POPULATE_WRITE,
-                );
+                libc::madvise(self.ptr.as_ptr().add(aligned).cast(), end - aligned, advice);
             }
         }
         #[cfg(not(target_os = "linux"))]
-        let _ = (start, len);
+        let _ = (start, len, write);
     }
 
     /// Tells the kernel the mapping is about to be read front to back once (more read-ahead).
@@ -157,7 +169,7 @@ impl std::fmt::Debug for Mapping {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mapping")
             .field("len", &self.len)
-            .field("writable", &self.writable)
+            .field("writable", &self.writable.load(Ordering::Relaxed))
             .finish()
     }
 }
