@@ -374,6 +374,8 @@ pub struct DataDir {
     pending: Vec<(usize, usize, u64, i64)>,
     /// `next_id` before the pending frames.
     pending_next_id: u64,
+    /// `max_id` before the pending frames.
+    pending_max_id: u64,
     retained: Retained,
     background_error: Option<DiskError>,
     /// Prefaults ahead of the appends and, under `Interval`, flushes.
@@ -539,6 +541,7 @@ impl DataDir {
             scratch: Vec::new(),
             pending: Vec::new(),
             pending_next_id: next_id,
+            pending_max_id: max_id,
             retained: Retained::default(),
             background_error: None,
             background: None,
@@ -652,6 +655,7 @@ impl DataDir {
             Writer::Write => {
                 if self.pending.is_empty() {
                     self.pending_next_id = self.next_id;
+                    self.pending_max_id = self.max_id;
                 }
                 let at = self.scratch.len();
                 self.scratch.resize(at + n, 0);
@@ -705,6 +709,7 @@ impl DataDir {
             Err(e) => {
                 // Whatever part was written is past the records served; the next write overwrites it.
                 self.next_id = self.pending_next_id;
+                self.max_id = self.pending_max_id;
                 self.pending.clear();
                 self.scratch.clear();
                 Err(DiskError::io(format!(
