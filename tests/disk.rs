@@ -344,7 +344,7 @@ fn a_checksum_mismatch_mid_segment_keeps_what_is_before_and_appends_go_on() {
         assert!(
             recovery
                 .to_string()
-                .contains(&format!("damaged record at offset {fiftieth}")),
+                .contains(&format!("damaged record after id 49 at offset {fiftieth}")),
             "{recovery}"
         );
         expect_records(&dir, 0, 1..=49);

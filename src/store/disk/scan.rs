@@ -131,17 +131,21 @@ impl fmt::Display for Torn {
 
 impl fmt::Display for Damage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let after = match self.after_id {
+            Some(id) => format!(" after id {id}"),
+            None => String::new(),
+        };
         match &self.kind {
             DamageKind::Checksum => write!(
                 f,
-                "damaged record at offset {} of {}: {} bytes after it not served",
+                "damaged record{after} at offset {} of {}: {} bytes not served",
                 self.offset,
                 self.segment.display(),
                 self.bytes
             )?,
             DamageKind::IdOrder => write!(
                 f,
-                "record out of id order at offset {} of {}: {} bytes from it not served",
+                "record out of id order{after} at offset {} of {}: {} bytes not served",
                 self.offset,
                 self.segment.display(),
                 self.bytes
@@ -154,15 +158,14 @@ impl fmt::Display for Damage {
             )?,
             DamageKind::Missing { through } => write!(
                 f,
-                "records after id {} through {through} missing from the end of {}",
-                self.after_id.unwrap_or(0),
+                "records{after} through id {through} missing from the end of {}",
                 self.segment.display()
             )?,
         }
         if let Some((first, last)) = self.intact_ids {
             write!(
                 f,
-                " ({} of them still check out, ids {first}..={last})",
+                " ({} records there still check out, ids {first}..={last})",
                 self.intact_records
             )?;
         }
