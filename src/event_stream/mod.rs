@@ -55,6 +55,7 @@
 //! (dots included), `?` exactly one, and everything else itself.
 
 mod bus;
+mod catch_up;
 mod event;
 mod filter;
 mod history;
@@ -65,9 +66,12 @@ pub use bus::{
     BusStats, EventBus, EventBusConfig, EventPublisher, Replay, ReplayGap, SlowConsumerPolicy,
     SubscriberStats,
 };
+pub use catch_up::{CatchUp, Delivery, Loss, LossReason};
 pub use event::{event_types, Event, EventId, EventRef, McpProgressPayload};
 pub use filter::{Bound, EventFilter, FilterError, Glob, Term};
-pub use subscriber::{EventStream, EventSubscriber, RecvFuture, RecvTimeoutError, TryIter};
+pub use subscriber::{
+    BatchCount, EventStream, EventSubscriber, RecvFuture, RecvTimeoutError, TryIter,
+};
 
 /// Parses a `since:`/`until:` value: RFC 3339, a duration ago (`5m`), `@SECONDS`, or `id:N`.
 ///
