@@ -25,7 +25,7 @@
 //! ratios. `cargo bench --bench transport -- --report-only` prints only the report.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use ipckit::transport::{Client, RemoteSubscriber, Server, ServerConfig};
+use ipckit::transport::{Client, RemoteRef, RemoteSubscriber, Server, ServerConfig};
 use ipckit::{Event, EventBus, EventBusConfig, EventFilter, Replay};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
@@ -421,13 +421,18 @@ impl Ours {
                         match receive {
                             Receive::Owned => {
                                 for _ in 0..n {
-                                    std::hint::black_box(sub.recv().await.expect("event"));
+                                    std::hint::black_box(
+                                        sub.recv().await.expect("event").expect("no loss"),
+                                    );
                                 }
                             }
                             Receive::InPlace => {
                                 let mut seen = 0;
                                 while seen < n {
-                                    sub.recv_refs(|event| {
+                                    sub.recv_refs(|item| {
+                                        let RemoteRef::Event(event) = item else {
+                                            panic!("the benchmark must not lose events")
+                                        };
                                         std::hint::black_box(&event);
                                         seen += 1;
                                         ControlFlow::Continue(())
@@ -438,7 +443,7 @@ impl Ours {
                                 assert_eq!(seen, n, "exactly the events published");
                             }
                         }
-                        assert_eq!(sub.dropped(), 0, "the benchmark must not drop events");
+                        assert_eq!(sub.lost(), 0, "the benchmark must not drop events");
                         sub
                     })
                 })
@@ -475,7 +480,7 @@ impl Ours {
         self.runtime.block_on(async move {
             let mut out = Vec::with_capacity(count as usize);
             for _ in 0..count {
-                let event = sub.recv().await.expect("event");
+                let event = sub.recv().await.expect("event").expect("no loss");
                 out.push(
                     SystemTime::now()
                         .duration_since(event.timestamp)

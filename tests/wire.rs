@@ -31,7 +31,7 @@ fn each_bad_line_gets_an_error_frame_and_the_next_line_is_read() {
     let mut raw = Raw::connect(&dir.socket());
     assert_eq!(raw.hello["type"], "hello");
     assert_eq!(raw.hello["protocol"], "ipckit");
-    assert_eq!(raw.hello["version"], 1);
+    assert_eq!(raw.hello["version"], 2);
     assert_eq!(raw.hello["max_frame"], 1 << 20);
 
     let cases: &[(&[u8], &str)] = &[

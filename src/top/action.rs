@@ -106,6 +106,11 @@ impl Action {
             SourceMsg::Events(events) => Action::Events { events, at },
             SourceMsg::Stats(stats) => Action::Stats(stats),
             SourceMsg::Disconnected { retry_in } => Action::Disconnected { retry_in },
+            // Shown by the monitor's loss rows (on the monitor's branch); nothing to add here.
+            SourceMsg::Lost(_) => Action::Events {
+                events: Vec::new(),
+                at,
+            },
         }
     }
 }

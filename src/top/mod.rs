@@ -44,7 +44,9 @@ pub use attach::{run_at_socket, HOSTED_SUBSCRIBER_BUFFER};
 pub use log::Seq;
 pub use remote::{socket_label, spawn_socket_source};
 pub use runtime::{run, run_loop, run_on_bus, run_with_source, TICK};
-pub use source::{spawn_bus_source, SourceMsg, SourceStats, CHANNEL_CAPACITY, MAX_BATCH};
+pub use source::{
+    spawn_bus_source, Loss, LossReason, SourceMsg, SourceStats, CHANNEL_CAPACITY, MAX_BATCH,
+};
 pub use state::{Connection, Detail, Focus, Mode, State};
 pub use update::{update, SCAN_SLICE};
 

@@ -8,12 +8,16 @@
 //!   the last id it forwarded (`Replay::FromId(last + 1)`), so the monitor sees no gap and no duplicate
 //!   where the bus still holds them;
 //! - [`SourceMsg::Stats`] now and then (twice a second is plenty);
-//! - [`SourceMsg::Disconnected`] when the bus went away, saying when it will try again.
+//! - [`SourceMsg::Disconnected`] when the bus went away, saying when it will try again;
+//! - [`SourceMsg::Lost`] where events will not come, in their place among the events.
 //!
-//! The channel should be bounded: when the monitor falls behind, the source then stops reading and the
-//! bus's slow-consumer policy decides, visibly in the dropped count.
+//! The channel should be bounded: when the monitor falls behind, the source stops reading, its bus
+//! subscriber drops the oldest events, and the source then catches up on them from the bus's history
+//! ([`crate::event_stream::CatchUp`]); only what history no longer holds is lost, and said.
 
-use crate::event_stream::{BusStats, Event, EventBus, EventFilter, Replay};
+use crate::event_stream::{
+    BusStats, CatchUp, Delivery, Event, EventBus, EventFilter, EventId, Replay,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -46,6 +50,50 @@ impl From<BusStats> for SourceStats {
     }
 }
 
+/// Events this monitor did not get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    /// How many events.
+    pub count: u64,
+    /// The first id of the range they were in, when known.
+    pub first_id: Option<EventId>,
+    /// The last id of that range, when known.
+    pub last_id: Option<EventId>,
+    /// Why they were lost.
+    pub reason: LossReason,
+}
+
+/// Why a monitor did not get events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossReason {
+    /// It fell behind and the bus kept no history to catch up from.
+    Lagged,
+    /// It fell behind (or was away) and history no longer held them.
+    HistoryEvicted,
+    /// The bus was replaced (its server restarted) while the monitor was away.
+    BusRestarted,
+    /// Anything else.
+    Other,
+}
+
+impl From<crate::event_stream::Loss> for Loss {
+    /// A count that cannot be known (a restarted bus) becomes 0, with the reason saying why.
+    fn from(loss: crate::event_stream::Loss) -> Self {
+        use crate::event_stream::LossReason as Why;
+        Self {
+            count: loss.count.unwrap_or(0),
+            first_id: loss.first_id,
+            last_id: loss.last_id,
+            reason: match loss.reason {
+                Why::Lagged => LossReason::Lagged,
+                Why::HistoryEvicted => LossReason::HistoryEvicted,
+                Why::BusRestarted => LossReason::BusRestarted,
+                _ => LossReason::Other,
+            },
+        }
+    }
+}
+
 /// One message from an event source to the monitor.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceMsg {
@@ -65,6 +113,8 @@ pub enum SourceMsg {
         /// Time until the next attempt.
         retry_in: Duration,
     },
+    /// Events that will not come, between the events sent before and after this message.
+    Lost(Loss),
 }
 
 /// Subscribes to `bus` (taking all kept history first) and forwards its events and, twice a second, its
@@ -80,7 +130,7 @@ pub fn spawn_bus_source(
     hosted: bool,
 ) -> (mpsc::Receiver<SourceMsg>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-    let subscriber = bus.subscribe_with_replay(EventFilter::new(), Replay::All);
+    let mut reader = CatchUp::new(bus, EventFilter::new(), Replay::All);
     let bus = bus.clone();
     let socket = socket.into();
     let task = tokio::spawn(async move {
@@ -93,24 +143,39 @@ pub fn spawn_bus_source(
         }
         let mut stats = tokio::time::interval(Duration::from_millis(500));
         stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut items: Vec<Delivery> = Vec::with_capacity(MAX_BATCH);
         loop {
-            let msg = tokio::select! {
+            let mut msgs = Vec::with_capacity(2);
+            tokio::select! {
                 biased;
                 // First, so that a flood of events cannot starve the counters.
-                _ = stats.tick() => SourceMsg::Stats(bus.stats().into()),
-                event = subscriber.recv_async() => match event {
-                    Some(first) => {
-                        let mut batch = Vec::with_capacity(MAX_BATCH);
-                        batch.push(first);
-                        subscriber.try_recv_batch(&mut batch, MAX_BATCH - 1);
-                        SourceMsg::Events(batch)
+                _ = stats.tick() => msgs.push(SourceMsg::Stats(bus.stats().into())),
+                open = reader.recv_batch(&mut items, MAX_BATCH) => {
+                    let mut batch = Vec::with_capacity(items.len());
+                    for item in items.drain(..) {
+                        match item {
+                            Delivery::Event(event) => batch.push(event),
+                            Delivery::Lost(loss) => {
+                                if !batch.is_empty() {
+                                    msgs.push(SourceMsg::Events(std::mem::take(&mut batch)));
+                                }
+                                msgs.push(SourceMsg::Lost(loss.into()));
+                            }
+                        }
                     }
-                    None => SourceMsg::Disconnected { retry_in: Duration::MAX },
-                },
-            };
-            let last = matches!(msg, SourceMsg::Disconnected { .. });
-            if tx.send(msg).await.is_err() || last {
-                return;
+                    if !batch.is_empty() {
+                        msgs.push(SourceMsg::Events(batch));
+                    }
+                    if !open {
+                        msgs.push(SourceMsg::Disconnected { retry_in: Duration::MAX });
+                    }
+                }
+            }
+            for msg in msgs {
+                let last = matches!(msg, SourceMsg::Disconnected { .. });
+                if tx.send(msg).await.is_err() || last {
+                    return;
+                }
             }
         }
     });

@@ -6,13 +6,13 @@
 //! server frames are [`Reply`] values except event frames, which the server writes from bytes it
 //! encoded once per event (see [`encode_event_frame`]). The full description is `docs/protocol.md`.
 
-use crate::event_stream::{Event, EventId, Replay, ReplayGap};
+use crate::event_stream::{Event, EventId, Loss, LossReason, Replay, ReplayGap};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 /// The protocol version the hello frames carry. A client that says another version gets an error frame.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The protocol name in the server's hello frame.
 pub const PROTOCOL_NAME: &str = "ipckit";
@@ -58,6 +58,21 @@ pub enum Request {
         /// Which kept history to send before live events.
         #[serde(default)]
         replay: ReplaySpec,
+        /// Flow control: the most bytes of this subscription's frames the client holds unread; the
+        /// server sends more as the client acknowledges what it read (`ack`). Absent: no limit but
+        /// the connection's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window: Option<u64>,
+    },
+    /// The client read `bytes` bytes of a subscription's frames (newlines included): the server may
+    /// send that much more of it.
+    Ack {
+        /// Request id.
+        id: u64,
+        /// The subscription.
+        sub: u64,
+        /// Bytes read since the last `ack`.
+        bytes: u64,
     },
     /// End a subscription.
     Unsubscribe {
@@ -73,9 +88,13 @@ pub enum Request {
         /// Filter expression.
         #[serde(default)]
         filter: String,
-        /// At most this many, the newest ones.
+        /// At most this many: the newest ones, or with `from_id` the oldest ones from there.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
+        /// Page through history: events with this id or later, oldest first (at most `limit`, 1000
+        /// when absent). The reply then says the oldest id history holds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_id: Option<EventId>,
     },
     /// Bus and server counters.
     Stats {
@@ -97,6 +116,7 @@ impl Request {
             | Request::Publish { id, .. }
             | Request::PublishBatch { id, .. }
             | Request::Subscribe { id, .. }
+            | Request::Ack { id, .. }
             | Request::Unsubscribe { id, .. }
             | Request::History { id, .. }
             | Request::Stats { id }
@@ -287,13 +307,8 @@ pub enum Reply {
         /// Request id.
         id: u64,
     },
-    /// The bus discarded `missed` events for this subscription because the client read too slowly.
-    Lagged {
-        /// Subscription number.
-        sub: u64,
-        /// How many events were discarded since the last `lagged` frame.
-        missed: u64,
-    },
+    /// Events of this subscription the server could not send (see [`LostFrame`]).
+    Lost(LostFrame),
     /// A request or a line could not be handled.
     Error(ErrorFrame),
     /// The server is closing the connection (`reason`: `shutdown` or `slow_consumer`).
@@ -301,6 +316,46 @@ pub enum Reply {
         /// Why.
         reason: String,
     },
+}
+
+/// The `lost` frame: events of subscription `sub` that will never come. It follows every event frame
+/// of the subscription with an id below `first_id` and precedes every one with an id above `last_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct LostFrame {
+    /// Subscription number.
+    pub sub: u64,
+    /// How many events; `null` when it cannot be known (a filtered replay of ids history no longer
+    /// holds).
+    pub count: Option<u64>,
+    /// The first id of the range the lost events are in, if known.
+    pub first_id: Option<EventId>,
+    /// The last id of that range, if known.
+    pub last_id: Option<EventId>,
+    /// `lagged`, `history_evicted`, or a reason a newer server knows.
+    pub reason: String,
+}
+
+impl LostFrame {
+    /// The frame for `loss` on subscription `sub`.
+    pub fn new(sub: u64, loss: &Loss) -> Self {
+        Self {
+            sub,
+            count: loss.count,
+            first_id: loss.first_id,
+            last_id: loss.last_id,
+            reason: loss.reason.as_str().to_owned(),
+        }
+    }
+
+    /// The loss it reports.
+    pub fn loss(&self) -> Loss {
+        Loss {
+            count: self.count,
+            first_id: self.first_id,
+            last_id: self.last_id,
+            reason: LossReason::from_name(&self.reason),
+        }
+    }
 }
 
 /// The server's hello frame.
@@ -455,6 +510,8 @@ pub enum ServerFrame {
         id: u64,
         /// Kept events, oldest first.
         events: Vec<Event>,
+        /// With `from_id`: the oldest id history held (`None`: it held nothing).
+        oldest_held: Option<EventId>,
     },
     /// Any other frame.
     Reply(Reply),
@@ -515,15 +572,31 @@ pub fn decode_server_frame(line: &[u8]) -> Result<ServerFrame, serde_json::Error
     #[derive(Deserialize)]
     #[serde(tag = "type", rename_all = "snake_case")]
     enum Bulk {
-        Event { sub: u64, event: Event },
-        History { id: u64, events: Vec<Event> },
+        Event {
+            sub: u64,
+            event: Event,
+        },
+        History {
+            id: u64,
+            events: Vec<Event>,
+            #[serde(default)]
+            oldest_held: Option<EventId>,
+        },
     }
     let value: serde_json::Value = serde_json::from_slice(line)?;
     let kind = value.get("type").and_then(|t| t.as_str()).unwrap_or("");
     if kind == "event" || kind == "history" {
         return Ok(match serde_json::from_value::<Bulk>(value)? {
             Bulk::Event { sub, event } => ServerFrame::Event { sub, event },
-            Bulk::History { id, events } => ServerFrame::History { id, events },
+            Bulk::History {
+                id,
+                events,
+                oldest_held,
+            } => ServerFrame::History {
+                id,
+                events,
+                oldest_held,
+            },
         });
     }
     Ok(ServerFrame::Reply(serde_json::from_value(value)?))
@@ -588,7 +661,7 @@ pub fn decode_request(line: &[u8]) -> Result<Request, DecodeError> {
             let message = match (code, kind) {
                 (ErrorCode::UnknownType, Some(kind)) => format!(
                     "unknown frame type {kind:?} (expected hello, publish, publish_batch, subscribe, \
-                     unsubscribe, history, stats or ping)"
+                     unsubscribe, ack, history, stats or ping)"
                 ),
                 (ErrorCode::InvalidJson, _) => format!("invalid JSON: {text}"),
                 (_, Some(kind)) => format!("invalid {kind} frame: {text}"),
@@ -751,7 +824,8 @@ mod tests {
             Request::Subscribe {
                 id: 1,
                 filter: "task.*".into(),
-                replay: ReplaySpec::FromId(5)
+                replay: ReplaySpec::FromId(5),
+                window: None,
             }
         );
         let all = decode_request(br#"{"type":"subscribe","id":1,"replay":"all"}"#).unwrap();

@@ -18,8 +18,9 @@ pub mod ownership;
 mod server;
 
 pub use client::{
-    Client, ClientError, ConnectionHandle, ReconnectingSubscriber, RemoteItem, RemoteStats,
-    RemoteSubscriber, SubscriptionItem,
+    Client, ClientError, ClientOptions, ConnectionHandle, ReconnectingSubscriber, RemoteItem,
+    RemoteRef, RemoteStats, RemoteSubscriber, SubscriptionItem, DEFAULT_MAX_LINE,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_WINDOW,
 };
 pub use frame::{ServerHello, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
 pub use server::{shutdown_signal, ServeError, Server, ServerConfig, ServerCounters};
