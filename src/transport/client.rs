@@ -923,6 +923,7 @@ impl RemoteSubscriber {
             if let Some(item) = self.ready.next(&mut self.unreadable) {
                 return Some(self.count(item));
             }
+            self.used_up();
             let batch = self.rx.recv().await?;
             self.take(batch);
         }
@@ -947,6 +948,7 @@ impl RemoteSubscriber {
             if let Some(item) = self.ready.next(&mut self.unreadable) {
                 return Some(self.count(item));
             }
+            self.used_up();
             let batch = self.rx.try_recv().ok()?;
             self.take(batch);
         }
@@ -962,9 +964,15 @@ impl RemoteSubscriber {
     /// Makes `batch` the one being read; the one before it has been read, so its bytes are
     /// acknowledged (in batches of a quarter of the window), letting the server send more.
     fn take(&mut self, batch: Batch) {
-        self.unacked += std::mem::replace(&mut self.ready_bytes, batch.wire_bytes);
+        self.ready_bytes = batch.wire_bytes;
         self.ready = batch.into();
-        if self.unacked >= (self.window / 4).max(1) {
+    }
+
+    /// The batch being read is used up: its bytes count as read, and are acknowledged once a
+    /// quarter of the window (or everything received) has been read.
+    fn used_up(&mut self) {
+        self.unacked += std::mem::take(&mut self.ready_bytes);
+        if self.unacked > 0 && (self.unacked >= (self.window / 4).max(1) || self.rx.is_empty()) {
             let (sub, bytes) = (self.sub, std::mem::take(&mut self.unacked));
             self.client
                 .inner
@@ -1000,6 +1008,7 @@ impl RemoteSubscriber {
                 self.lost += lost;
                 return Some(n);
             }
+            self.used_up();
             let batch = self.rx.recv().await?;
             self.take(batch);
         }
