@@ -213,7 +213,7 @@ pub enum ClientError {
     #[error("the server refused the request: {message} ({code})")]
     Refused {
         /// The error code.
-        code: String,
+        code: super::frame::ErrorCode,
         /// The server's sentence.
         message: String,
     },

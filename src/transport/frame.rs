@@ -38,14 +38,16 @@ pub enum Request {
     Publish {
         /// Request id.
         id: u64,
-        /// The event.
+        /// The event (a JSON object).
+        #[serde(deserialize_with = "object")]
         event: NewEvent,
     },
     /// Publish several events in order; all are validated before any is published.
     PublishBatch {
         /// Request id.
         id: u64,
-        /// The events, in order.
+        /// The events, in order (JSON objects).
+        #[serde(deserialize_with = "objects")]
         events: Vec<NewEvent>,
     },
     /// Subscribe with a filter expression and a replay request.
@@ -125,6 +127,101 @@ impl Request {
     }
 }
 
+/// Decodes `T` only from a JSON object (serde's derived structs also take arrays, which the protocol
+/// refuses).
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(Visit(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
+fn object<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Object::<T>::deserialize(d).map(|o| o.0)
+}
+
+fn objects<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    Vec::<Object<T>>::deserialize(d).map(|v| v.into_iter().map(|o| o.0).collect())
+}
+
+/// The request types, as `type` names them.
+pub const REQUEST_TYPES: &[&str] = &[
+    "hello",
+    "publish",
+    "publish_batch",
+    "subscribe",
+    "ack",
+    "unsubscribe",
+    "history",
+    "stats",
+    "ping",
+];
+
+/// The first integer literal in `line` (outside strings) that fits in neither a signed nor an
+/// unsigned 64-bit integer; JSON parsers would silently round it to a float.
+fn oversized_integer(line: &[u8]) -> Option<&str> {
+    let (mut i, mut in_string, mut escaped) = (0, false, false);
+    while i < line.len() {
+        let b = line[i];
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            while i < line.len()
+                && matches!(line[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+            {
+                i += 1;
+            }
+            let token = &line[start..i];
+            if !token.iter().any(|c| matches!(c, b'.' | b'e' | b'E')) {
+                let (negative, digits) = match token.strip_prefix(b"-") {
+                    Some(digits) => (true, digits),
+                    None => (false, token),
+                };
+                let limit: &[u8] = if negative {
+                    b"9223372036854775808"
+                } else {
+                    b"18446744073709551615"
+                };
+                if digits.len() > limit.len() || (digits.len() == limit.len() && digits > limit) {
+                    return std::str::from_utf8(token).ok();
+                }
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Which kept history a subscription starts with: `"none"`, `"all"`, `{"last":N}`, `{"from_id":N}` or
 /// `{"from_time":SECONDS}`.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize, Serialize)]
@@ -156,8 +253,9 @@ impl ReplaySpec {
             ReplaySpec::Last(n) => Replay::Last(n),
             ReplaySpec::FromId(id) => Replay::FromId(id),
             ReplaySpec::FromTime(secs) => Replay::FromTime(
-                time_from_secs(secs)
-                    .ok_or_else(|| format!("from_time {secs} is not a representable time"))?,
+                time_from_secs(secs).filter(|_| secs >= 0.0).ok_or_else(|| {
+                    format!("from_time {secs} is not a time since the Unix epoch (seconds, at least 0)")
+                })?,
             ),
         })
     }
@@ -215,7 +313,12 @@ impl NewEvent {
         event.resource_id = self.resource_id;
         if let Some(secs) = self.timestamp {
             event.timestamp = time_from_secs(secs)
-                .ok_or_else(|| format!("timestamp {secs} is not a representable time"))?;
+                .filter(|_| secs >= 0.0)
+                .ok_or_else(|| {
+                    format!(
+                        "timestamp {secs} is not a time since the Unix epoch (seconds, at least 0)"
+                    )
+                })?;
         }
         Ok(event)
     }
@@ -431,14 +534,15 @@ pub struct StatsFrame {
 pub struct ErrorFrame {
     /// The request id, when the request got far enough to have one.
     pub id: Option<u64>,
-    /// A stable machine-readable code (see [`ErrorCode`]).
-    pub code: String,
+    /// A stable machine-readable code.
+    pub code: ErrorCode,
     /// A sentence naming the problem.
     pub message: String,
 }
 
-/// The codes of error frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The codes of error frames, as they appear on the wire (`invalid_json`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The line is not UTF-8.
     InvalidUtf8,
@@ -462,6 +566,15 @@ pub enum ErrorCode {
     TooManySubscriptions,
     /// `unsubscribe` named no open subscription.
     UnknownSubscription,
+    /// A code this version does not know (sent by a newer server).
+    #[serde(other)]
+    Other,
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl ErrorCode {
@@ -479,6 +592,7 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::UnknownSubscription => "unknown_subscription",
+            ErrorCode::Other => "other",
         }
     }
 }
@@ -488,7 +602,7 @@ impl ErrorFrame {
     pub fn new(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             id,
-            code: code.as_str().to_owned(),
+            code,
             message: message.into(),
         }
     }
@@ -634,42 +748,60 @@ pub fn decode_request(line: &[u8]) -> Result<Request, DecodeError> {
             message: format!("the frame is not valid UTF-8 (at byte {})", e.valid_up_to()),
         });
     }
-    match serde_json::from_slice::<Request>(line) {
-        Ok(request) => Ok(request),
-        Err(err) => {
-            let loose: Option<serde_json::Value> = serde_json::from_slice(line).ok();
-            let id = loose
-                .as_ref()
-                .and_then(|v| v.get("id"))
-                .and_then(|v| v.as_u64());
-            let kind = loose
-                .as_ref()
-                .and_then(|v| v.get("type"))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned);
-            let text = err.to_string();
-            let code = match err.classify() {
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                    ErrorCode::InvalidJson
-                }
-                serde_json::error::Category::Io => ErrorCode::InvalidJson,
-                serde_json::error::Category::Data if text.starts_with("unknown variant") => {
-                    ErrorCode::UnknownType
-                }
-                serde_json::error::Category::Data => ErrorCode::InvalidFrame,
+    let decoded = serde_json::from_slice::<Object<Request>>(line).map(|o| o.0);
+    let err = match decoded {
+        Ok(request) => {
+            return match oversized_integer(line) {
+                None => Ok(request),
+                Some(number) => Err(DecodeError {
+                    id: Some(request.id()),
+                    code: ErrorCode::InvalidFrame,
+                    message: format!(
+                        "the integer {number} does not fit in 64 bits (JSON readers would round it); send it as a string or with an exponent"
+                    ),
+                }),
             };
-            let message = match (code, kind) {
-                (ErrorCode::UnknownType, Some(kind)) => format!(
-                    "unknown frame type {kind:?} (expected hello, publish, publish_batch, subscribe, \
-                     unsubscribe, ack, history, stats or ping)"
-                ),
-                (ErrorCode::InvalidJson, _) => format!("invalid JSON: {text}"),
-                (_, Some(kind)) => format!("invalid {kind} frame: {text}"),
-                (_, None) => format!("invalid frame: {text}"),
-            };
-            Err(DecodeError { id, code, message })
         }
-    }
+        Err(err) => err,
+    };
+    // What went wrong, from what the line holds rather than from serde's wording.
+    let loose: Option<serde_json::Value> = serde_json::from_slice(line).ok();
+    let id = loose
+        .as_ref()
+        .and_then(|v| v.get("id"))
+        .and_then(|v| v.as_u64());
+    let kind = loose
+        .as_ref()
+        .and_then(|v| v.get("type"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let text = err.to_string();
+    let (code, message) = match (&loose, kind) {
+        (None, _) => (ErrorCode::InvalidJson, format!("invalid JSON: {text}")),
+        (Some(value), _) if !value.is_object() => (
+            ErrorCode::InvalidFrame,
+            "a frame must be a JSON object".to_owned(),
+        ),
+        (Some(_), Some(kind)) if !REQUEST_TYPES.contains(&kind.as_str()) => (
+            ErrorCode::UnknownType,
+            format!(
+                "unknown frame type {kind:?} (expected {})",
+                REQUEST_TYPES.join(", ")
+            ),
+        ),
+        (Some(_), Some(kind)) => (
+            ErrorCode::InvalidFrame,
+            format!("invalid {kind} frame: {text}"),
+        ),
+        (Some(_), None) => (
+            ErrorCode::InvalidFrame,
+            format!(
+                "the frame has no string `type` (expected {})",
+                REQUEST_TYPES.join(", ")
+            ),
+        ),
+    };
+    Err(DecodeError { id, code, message })
 }
 
 /// One outcome of [`LineReader::read_line`].
@@ -917,5 +1049,95 @@ mod tests {
             ReadLine::Truncated(7)
         );
         assert_eq!(reader.read_line(&mut line).await.unwrap(), ReadLine::Eof);
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+
+    /// A publish whose line is nested `depth` levels deep in all (the request object is level 1).
+    fn nested(depth: usize) -> String {
+        let inner = depth - 2;
+        format!(
+            r#"{{"type":"publish","id":1,"event":{{"event_type":"x","data":{}{}}}}}"#,
+            "[".repeat(inner),
+            "]".repeat(inner)
+        )
+    }
+
+    #[test]
+    fn the_nesting_limit_is_exactly_the_documented_one() {
+        assert!(decode_request(nested(127).as_bytes()).is_ok());
+        let err = decode_request(nested(128).as_bytes()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidJson, "{}", err.message);
+    }
+
+    #[test]
+    fn arrays_where_objects_are_required_are_refused() {
+        for line in [
+            r#"["ping",1]"#,
+            r#"{"type":"publish","id":1,"event":["x",null,null,"x"]}"#,
+            r#"{"type":"publish_batch","id":1,"events":[["x"]]}"#,
+        ] {
+            let err = decode_request(line.as_bytes()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidFrame, "{line}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn integers_that_would_be_rounded_are_refused() {
+        let line = |n: &str| {
+            format!(
+                r#"{{"type":"publish","id":4,"event":{{"event_type":"x","data":{{"n":{n},"s":"123456789012345678901234567890"}}}}}}"#
+            )
+        };
+        for ok in [
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1e30",
+            "1.5",
+            "0",
+        ] {
+            assert!(decode_request(line(ok).as_bytes()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "123456789012345678901234567890",
+            "18446744073709551616",
+            "-9223372036854775809",
+        ] {
+            let err = decode_request(line(bad).as_bytes()).unwrap_err();
+            assert_eq!((err.code, err.id), (ErrorCode::InvalidFrame, Some(4)));
+            assert!(err.message.contains(bad), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn times_before_the_epoch_are_refused() {
+        let event = NewEvent {
+            id: None,
+            timestamp: Some(-1.0),
+            event_type: "x".into(),
+            resource_id: None,
+            data: serde_json::Value::Null,
+        };
+        assert!(event.into_event().unwrap_err().contains("timestamp -1"));
+        assert!(ReplaySpec::FromTime(-1.0).to_replay().is_err());
+        assert!(ReplaySpec::FromTime(0.0).to_replay().is_ok());
+    }
+
+    #[test]
+    fn codes_are_typed_on_the_wire() {
+        let frame = ErrorFrame::new(Some(1), ErrorCode::UnknownType, "m");
+        let json = serde_json::to_string(&frame).unwrap();
+        assert_eq!(json, r#"{"id":1,"code":"unknown_type","message":"m"}"#);
+        let newer: ErrorFrame =
+            serde_json::from_str(r#"{"id":null,"code":"from_the_future","message":"m"}"#).unwrap();
+        assert_eq!(newer.code, ErrorCode::Other);
+        let missing = decode_request(br#"{"id":3}"#).unwrap_err();
+        assert_eq!(
+            (missing.code, missing.id),
+            (ErrorCode::InvalidFrame, Some(3))
+        );
     }
 }

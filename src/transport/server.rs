@@ -76,8 +76,8 @@ pub struct ServerConfig {
     /// Connections served at once (default 1024); the one over gets a `too_many_connections` error
     /// frame and is closed.
     pub max_connections: usize,
-    /// Connections one client process may hold at once (default 64, by the peer's process id where
-    /// the platform says it), so one process cannot take every place.
+    /// Connections one client process may hold at once (default 512, half of `max_connections`, by
+    /// the peer's process id where the platform says it), so one process cannot take every place.
     pub max_connections_per_process: usize,
     /// A connection with no subscription that sends no request for this long is closed with a
     /// `bye` frame (reason `idle`) (default 5 minutes).
@@ -100,7 +100,7 @@ impl ServerConfig {
             socket: socket.into(),
             max_frame: DEFAULT_MAX_FRAME,
             max_connections: 1024,
-            max_connections_per_process: 64,
+            max_connections_per_process: 512,
             idle_timeout: Duration::from_secs(300),
             max_queued_bytes: 64 << 20,
             max_subscriptions: 64,
