@@ -272,9 +272,7 @@ pub fn run_monitor(options: MonitorOptions) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Events the monitor and a served bus keep by default: close to a minute of a bus publishing 1,000
-/// events a second, in about 60 MB for events of a few fields (measured with `serve` and the monitor).
-pub const DEFAULT_HISTORY: usize = 50_000;
+pub use crate::transport::DEFAULT_HISTORY;
 
 /// Events queued per subscriber of `serve`'s bus (one pointer each) before the oldest are dropped:
 /// enough for bursts of batched publishes while a remote subscriber's socket drains.
