@@ -165,8 +165,12 @@ impl Fill {
     }
 }
 
-/// A subscription that catches up from history instead of losing events: see the
-/// [module documentation](self).
+/// A subscription that catches up from history instead of losing events. A [`Delivery::Lost`] for
+/// ids `first_id..=last_id` comes after every delivered event with an id below `first_id` and before
+/// every delivered event above `last_id`; events are delivered in strictly increasing id order. Exact
+/// under [`SlowConsumerPolicy::DropOldest`] (the default), and for a filter that matches everything
+/// under any policy; under the others, with a filter, the total stays exact but events history
+/// still held may be counted as lost.
 ///
 /// ```
 /// use ipckit::event_stream::{CatchUp, Delivery};

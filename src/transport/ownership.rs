@@ -7,7 +7,7 @@
 //!   rename another user's files; a socket planted there by another user is refused by its owner). A symbolic link is followed only if this user or root made it.
 //! - Before connecting, a client checks the same of the directory and that the socket file is a socket
 //!   owned by this user ([`check_socket`]); after connecting, that the process serving it runs as this
-//!   user (peer credentials, [`check_peer`]).
+//!   user (peer credentials, `check_peer`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -12,7 +12,7 @@
 //!
 //! # How a connection is served
 //!
-//! Each connection is a [`Connection`]: a reader loop that decodes request lines and answers each
+//! Each connection is a `Connection`: a reader loop that decodes request lines and answers each
 //! with one method, and one task per subscription, which takes events from a [`CatchUp`] reader in
 //! batches, writes them as one buffer and waits for more. Each event is serialized once, whatever the
 //! number of subscriptions that send it (a cache keyed by event id holds the bytes). Writes to one
