@@ -51,8 +51,14 @@ fn request() -> impl Strategy<Value = Request> {
         (any::<u64>(), event.clone()).prop_map(|(id, event)| Request::Publish { id, event }),
         (any::<u64>(), prop::collection::vec(event, 0..4))
             .prop_map(|(id, events)| Request::PublishBatch { id, events }),
-        (any::<u64>(), "[a-z.* !]{0,16}", replay)
-            .prop_map(|(id, filter, replay)| Request::Subscribe { id, filter, replay }),
+        (any::<u64>(), "[a-z.* !]{0,16}", replay).prop_map(|(id, filter, replay)| {
+            Request::Subscribe {
+                id,
+                filter,
+                replay,
+                window: None,
+            }
+        }),
         (any::<u64>(), any::<u64>()).prop_map(|(id, sub)| Request::Unsubscribe { id, sub }),
         any::<u64>().prop_map(|id| Request::Ping { id }),
         any::<u64>().prop_map(|id| Request::Stats { id }),

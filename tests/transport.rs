@@ -4,7 +4,10 @@
 mod common;
 
 use common::{ServerProcess, TempDir};
-use ipckit::transport::{Client, ReconnectingSubscriber, Server, ServerConfig, SubscriptionItem};
+use ipckit::event_stream::{Loss, LossReason};
+use ipckit::transport::{
+    Client, ReconnectingSubscriber, RemoteRef, Server, ServerConfig, SubscriptionItem,
+};
 use ipckit::{Event, EventBus, EventBusConfig, EventFilter, Replay, ReplayGap};
 use serde_json::json;
 use std::ops::ControlFlow;
@@ -81,7 +84,7 @@ async fn round_trip_with_filters_and_replay() {
 
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let remote = within(all.recv()).await.unwrap();
+        let remote = within(all.recv()).await.unwrap().unwrap();
         let here = local.try_recv_arc().unwrap();
         assert_eq!(
             *remote,
@@ -91,10 +94,10 @@ async fn round_trip_with_filters_and_replay() {
         ids.push(remote.id);
     }
     assert_eq!(ids, [1, 3, 5, 7, 9]);
-    assert_eq!(within(last2.recv()).await.unwrap().id, 7);
-    assert_eq!(within(last2.recv()).await.unwrap().id, 9);
+    assert_eq!(within(last2.recv()).await.unwrap().unwrap().id, 7);
+    assert_eq!(within(last2.recv()).await.unwrap().unwrap().id, 9);
     for id in 7..=10 {
-        assert_eq!(within(from7.recv()).await.unwrap().id, id);
+        assert_eq!(within(from7.recv()).await.unwrap().unwrap().id, id);
     }
     // Two events may share a microsecond, so the expected ids come from the bus itself.
     let expected: Vec<u64> = bus
@@ -107,7 +110,7 @@ async fn round_trip_with_filters_and_replay() {
         "{expected:?}"
     );
     for id in expected {
-        assert_eq!(within(from_time.recv()).await.unwrap().id, id);
+        assert_eq!(within(from_time.recv()).await.unwrap().unwrap().id, id);
     }
 
     // Live events from a remote publisher arrive filtered, equal to the in-process copy.
@@ -121,7 +124,7 @@ async fn round_trip_with_filters_and_replay() {
             .await
             .unwrap();
     assert_eq!(id, 12);
-    let remote = within(all.recv()).await.unwrap();
+    let remote = within(all.recv()).await.unwrap().unwrap();
     assert_eq!(remote.id, 12);
     assert_eq!(
         *remote,
@@ -166,7 +169,17 @@ async fn replay_from_an_id_history_dropped_reports_the_gap() {
             oldest_held: 16
         })
     );
-    assert_eq!(within(sub.recv()).await.unwrap().id, 16);
+    // The ids asked for and no longer kept come first, as one exact loss, then the rest.
+    assert_eq!(
+        within(sub.recv()).await.unwrap(),
+        Err(Loss {
+            count: Some(13),
+            first_id: Some(3),
+            last_id: Some(15),
+            reason: LossReason::HistoryEvicted
+        })
+    );
+    assert_eq!(within(sub.recv()).await.unwrap().unwrap().id, 16);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +218,7 @@ async fn ids_and_order_across_processes() {
         .collect();
     let mut next_n = [0u64; PUBLISHERS];
     for expected_id in 1..=(PUBLISHERS * EACH) as u64 {
-        let event = within(sub.recv()).await.unwrap();
+        let event = within(sub.recv()).await.unwrap().unwrap();
         assert_eq!(event.id, expected_id, "ids are gapless and in order");
         let p = event.data["p"].as_u64().unwrap() as usize;
         assert_eq!(event.data["n"], next_n[p], "each publisher's order is kept");
@@ -214,7 +227,7 @@ async fn ids_and_order_across_processes() {
     for child in children {
         child.join().unwrap();
     }
-    assert_eq!(sub.dropped(), 0);
+    assert_eq!(sub.lost(), 0);
     let history = within(client.history(&EventFilter::new(), None))
         .await
         .unwrap();
@@ -266,8 +279,8 @@ async fn reconnect_after_restart_resumes_with_no_gap_and_no_duplicate() {
     loop {
         match within(sub.next()).await {
             SubscriptionItem::Disconnected { .. } => {}
-            SubscriptionItem::Reconnected { gap } => {
-                assert_eq!(gap, None);
+            SubscriptionItem::Reconnected { new_bus } => {
+                assert!(!new_bus);
                 break;
             }
             other => panic!("unexpected {other:?}"),
@@ -327,18 +340,23 @@ async fn reconnect_reports_a_gap_when_history_moved_on() {
     loop {
         match within(sub.next()).await {
             SubscriptionItem::Disconnected { .. } => {}
-            SubscriptionItem::Reconnected { gap } => {
-                assert_eq!(
-                    gap,
-                    Some(ReplayGap {
-                        requested: 2,
-                        oldest_held: 9
-                    })
-                );
+            SubscriptionItem::Reconnected { new_bus } => {
+                assert!(!new_bus);
                 break;
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+    // Ids 2..=8 are gone from history; the filter is not everything, so how many of them matched
+    // cannot be said, but where they were can.
+    match within(sub.next()).await {
+        SubscriptionItem::Lost(loss) => {
+            assert_eq!(
+                (loss.first_id, loss.last_id, loss.reason),
+                (Some(2), Some(8), LossReason::HistoryEvicted)
+            );
+        }
+        other => panic!("unexpected {other:?}"),
     }
     match within(sub.next()).await {
         SubscriptionItem::Event(e) => assert_eq!(e.id, 9),
@@ -374,13 +392,15 @@ async fn a_restarted_server_process_is_a_new_bus_and_is_followed() {
     loop {
         match within(sub.next()).await {
             SubscriptionItem::Disconnected { .. } => {}
-            SubscriptionItem::Reconnected { gap } => {
-                assert_eq!(gap, None);
+            SubscriptionItem::Reconnected { new_bus } => {
+                assert!(new_bus);
                 break;
             }
             other => panic!("unexpected {other:?}"),
         }
     }
+    // The old server was stopped with SIGTERM: it said bye after sending everything, so nothing
+    // of the old bus is lost.
     match within(sub.next()).await {
         SubscriptionItem::Event(e) => {
             assert_eq!(
@@ -420,9 +440,9 @@ async fn each_event_is_serialized_once_for_eight_subscribers() {
     }
     for sub in &mut subs {
         for id in 1..=N {
-            assert_eq!(within(sub.recv()).await.unwrap().id, id);
+            assert_eq!(within(sub.recv()).await.unwrap().unwrap().id, id);
         }
-        assert_eq!(sub.dropped(), 0);
+        assert_eq!(sub.lost(), 0);
     }
     let stats = within(subs[0].client().stats()).await.unwrap();
     assert_eq!(
@@ -442,7 +462,7 @@ async fn shutdown_tells_clients_and_removes_only_its_own_socket() {
         .unwrap();
     stop.send(()).unwrap();
     task.await.unwrap();
-    let last = within(sub.recv()).await.unwrap();
+    let last = within(sub.recv()).await.unwrap().unwrap();
     assert_eq!(last.event_type, "system.shutdown");
     assert!(
         within(sub.recv()).await.is_none(),
@@ -568,7 +588,7 @@ async fn a_hand_written_server_unreadable_and_reordered_event_frames() {
         let mut lines = tokio::io::BufReader::new(read).lines();
         write
             .write_all(
-                b"{\"type\":\"hello\",\"protocol\":\"ipckit\",\"version\":1,\"server\":\"by hand\",\
+                b"{\"type\":\"hello\",\"protocol\":\"ipckit\",\"version\":2,\"server\":\"by hand\",\
                   \"instance\":\"x\",\"last_id\":0,\"max_frame\":1048576}\n",
             )
             .await
@@ -587,7 +607,8 @@ async fn a_hand_written_server_unreadable_and_reordered_event_frames() {
             format!(r#"{{"type":"event","sub":1,"event":{}}}"#, event(1)),
             r#"{"type":"event","sub":1,"event":{"id":"two"}}"#.to_string(),
             format!(r#"{{"sub":1,"event":{},"type":"event"}}"#, event(3)),
-            r#"{"type":"lagged","sub":1,"missed":5}"#.to_string(),
+            r#"{"type":"lost","sub":1,"count":5,"first_id":4,"last_id":8,"reason":"history_evicted"}"#
+                .to_string(),
             format!(r#"{{"type":"event","sub":1,"event":{}}}"#, event(9)),
         ];
         for line in script {
@@ -602,14 +623,20 @@ async fn a_hand_written_server_unreadable_and_reordered_event_frames() {
         .await
         .unwrap();
     // The first event owned, the rest read in place (the reordered frame's event among them).
-    let mut ids = vec![within(sub.recv()).await.unwrap().id];
+    let mut ids = vec![within(sub.recv()).await.unwrap().unwrap().id];
+    let mut losses = Vec::new();
     while ids.len() < 3 {
-        within(sub.recv_refs(|event| {
-            assert_eq!(
-                (&*event.event_type, event.data.get()),
-                ("task.started", "{}")
-            );
-            ids.push(event.id);
+        within(sub.recv_refs(|item| {
+            match item {
+                RemoteRef::Event(event) => {
+                    assert_eq!(
+                        (&*event.event_type, event.data.get()),
+                        ("task.started", "{}")
+                    );
+                    ids.push(event.id);
+                }
+                RemoteRef::Lost(loss) => losses.push((ids.len(), loss)),
+            }
             ControlFlow::Continue(())
         }))
         .await
@@ -617,11 +644,24 @@ async fn a_hand_written_server_unreadable_and_reordered_event_frames() {
     }
     assert_eq!(ids, [1, 3, 9]);
     assert_eq!(
+        losses,
+        [(
+            2,
+            Loss {
+                count: Some(5),
+                first_id: Some(4),
+                last_id: Some(8),
+                reason: LossReason::HistoryEvicted
+            }
+        )],
+        "the loss is handed over in place, between #3 and #9"
+    );
+    assert_eq!(
         sub.unreadable(),
         1,
         "the event that does not parse is counted"
     );
-    assert_eq!(sub.dropped(), 5, "the lag report is counted");
+    assert_eq!(sub.lost(), 5, "the loss is counted");
     drop(sub);
     drop(client);
     within(peer).await.unwrap();
@@ -659,7 +699,7 @@ async fn events_read_in_place_are_the_owned_events() {
     let expected: Vec<Event> = {
         let mut all = Vec::new();
         while all.len() < 1000 {
-            all.push((*within(owned.recv()).await.unwrap()).clone());
+            all.push((*within(owned.recv()).await.unwrap().unwrap()).clone());
         }
         all.into_iter()
             .filter(|e| e.resource_id.is_some())
@@ -668,7 +708,10 @@ async fn events_read_in_place_are_the_owned_events() {
     let mut got = Vec::new();
     // Take three, then break: the fourth is where the next receive starts.
     while got.len() < 3 {
-        within(in_place.recv_refs(|event| {
+        within(in_place.recv_refs(|item| {
+            let RemoteRef::Event(event) = item else {
+                panic!("no loss expected")
+            };
             got.push(event.to_event().unwrap());
             if got.len() == 3 {
                 ControlFlow::Break(())
@@ -681,7 +724,10 @@ async fn events_read_in_place_are_the_owned_events() {
     }
     assert_eq!(got.len(), 3, "nothing is handed over after a break");
     while got.len() < expected.len() {
-        let seen = within(in_place.recv_refs(|event| {
+        let seen = within(in_place.recv_refs(|item| {
+            let RemoteRef::Event(event) = item else {
+                panic!("no loss expected")
+            };
             assert_eq!(
                 event.json(),
                 serde_json::to_string(&event.to_event().unwrap()).unwrap()
@@ -694,5 +740,5 @@ async fn events_read_in_place_are_the_owned_events() {
         assert!(seen >= 1);
     }
     assert_eq!(got, expected);
-    assert_eq!((in_place.dropped(), in_place.unreadable()), (0, 0));
+    assert_eq!((in_place.lost(), in_place.unreadable()), (0, 0));
 }

@@ -31,7 +31,7 @@ fn each_bad_line_gets_an_error_frame_and_the_next_line_is_read() {
     let mut raw = Raw::connect(&dir.socket());
     assert_eq!(raw.hello["type"], "hello");
     assert_eq!(raw.hello["protocol"], "ipckit");
-    assert_eq!(raw.hello["version"], 1);
+    assert_eq!(raw.hello["version"], 2);
     assert_eq!(raw.hello["max_frame"], 1 << 20);
 
     let cases: &[(&[u8], &str)] = &[
@@ -250,16 +250,17 @@ fn a_client_that_disconnects_mid_frame_publishes_nothing() {
 }
 
 #[test]
-fn a_thousand_connections_are_served_and_the_server_keeps_serving() {
+fn five_hundred_connections_of_one_process_are_served_and_the_server_keeps_serving() {
+    // One process may hold up to half of the server's 1024 places.
     let dir = TempDir::new();
     let _server = ServerProcess::start(&dir.socket(), &[]);
-    let mut conns: Vec<Raw> = (0..1000).map(|_| Raw::connect(&dir.socket())).collect();
+    let mut conns: Vec<Raw> = (0..500).map(|_| Raw::connect(&dir.socket())).collect();
     for (i, conn) in conns.iter_mut().enumerate().step_by(97) {
         assert!(conn.ping(i as u64).is_empty());
     }
     let mut fresh = Raw::connect(&dir.socket());
     let stats = fresh.request(r#"{"type":"stats","id":1}"#);
-    assert_eq!(stats["connections"], 1001);
+    assert_eq!(stats["connections"], 501);
     assert_eq!(publish(&mut fresh, 2, 1), 1);
     drop(conns);
     assert_eq!(publish(&mut fresh, 3, 2), 2);

@@ -6,7 +6,7 @@
 use crate::event_stream::{parse_bound, Bound};
 use crate::transport::frame::NewEvent;
 use crate::transport::{
-    default_socket_path, Client, ClientError, ServeError, Server, ServerConfig,
+    default_socket_path, Client, ClientError, RemoteRef, ServeError, Server, ServerConfig,
 };
 use crate::{Event, EventBus, EventBusConfig, EventFilter, EventId, EventRef, Replay};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -58,7 +58,11 @@ pub enum Command {
     Pipe(PipeArgs),
     /// Publish an MCP progress notification
     Progress(ProgressArgs),
-    /// Print events as they happen (like `docker events`)
+    /// Print events as they happen (like `docker events`); exits with status 3 if any were lost
+    #[command(
+        after_help = "Exit status: 0 when every event asked for was printed; 3 when some were \
+lost (a line on stderr says how many and their ids: the bus no longer kept them); 1 on an error."
+    )]
     Events(EventsArgs),
 }
 
@@ -270,9 +274,7 @@ pub fn run_monitor(options: MonitorOptions) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Events the monitor and a served bus keep by default: close to a minute of a bus publishing 1,000
-/// events a second, in about 60 MB for events of a few fields (measured with `serve` and the monitor).
-pub const DEFAULT_HISTORY: usize = 50_000;
+pub use crate::transport::DEFAULT_HISTORY;
 
 /// Events queued per subscriber of `serve`'s bus (one pointer each) before the oldest are dropped:
 /// enough for bursts of batched publishes while a remote subscriber's socket drains.
@@ -765,6 +767,9 @@ fn bound(flag: &str, value: Option<&str>) -> Result<Option<Bound>, CliError> {
         .transpose()
 }
 
+/// The exit status of `events` when events it should have printed were lost.
+pub const LOST_EXIT: u8 = 3;
+
 async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError> {
     let mut filter = match &args.filter {
         Some(expr) => {
@@ -789,6 +794,11 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
     let client = Client::connect(&socket).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let lost = std::cell::Cell::new(false);
+    let say = |loss: &crate::event_stream::Loss| {
+        lost.set(true);
+        eprintln!("ipckit-top: {loss}");
+    };
     // An end already reached needs no following: what history holds is the whole answer.
     let ended = match until {
         Some(Bound::Time(t)) => t <= SystemTime::now(),
@@ -796,6 +806,7 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
         None => false,
     };
     if args.no_follow || ended {
+        let exact = filter.is_empty() && !matches!(since, Some(Bound::Time(_)));
         filter = match since {
             Some(Bound::Time(t)) => filter.since(t),
             Some(Bound::Id(id)) => filter.since_id(id),
@@ -806,18 +817,43 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
             Some(Bound::Id(id)) => filter.until_id(id),
             None => filter,
         };
-        if let Some(Bound::Id(from)) = since {
-            let oldest = client.stats().await?.oldest_id;
-            if let Some(oldest) = oldest.filter(|&oldest| from < oldest) {
-                warn_not_kept(from, oldest);
+        let end = match until {
+            Some(Bound::Id(id)) => id.min(client.hello().last_id),
+            _ => client.hello().last_id,
+        };
+        // Paged, so that a long history is never held whole; what it no longer holds is said.
+        let mut from = match since {
+            Some(Bound::Id(id)) => id.max(1),
+            // Everything kept: the first page says where history starts.
+            _ => 0,
+        };
+        const PAGE: usize = 2000;
+        loop {
+            let (page, oldest) = client.history_page(&filter, from.max(1), PAGE).await?;
+            let held_from = oldest.unwrap_or(end + 1);
+            if from == 0 {
+                from = held_from;
+            }
+            if held_from > from && from <= end {
+                let last = (held_from - 1).min(end);
+                say(&crate::event_stream::Loss {
+                    count: exact.then(|| last - from + 1),
+                    first_id: Some(from),
+                    last_id: Some(last),
+                    reason: crate::event_stream::LossReason::HistoryEvicted,
+                });
+            }
+            for event in &page {
+                if !print_event(&mut out, event, args.format) {
+                    return Ok(exit_status(lost.get()));
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() >= PAGE && last.id < end => from = last.id + 1,
+                _ => break,
             }
         }
-        for event in client.history(&filter, None).await? {
-            if !print_event(&mut out, &event, args.format) {
-                break;
-            }
-        }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(exit_status(lost.get()));
     }
     let replay = match since {
         Some(Bound::Time(t)) => Replay::FromTime(t),
@@ -825,9 +861,6 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
         None => Replay::None,
     };
     let mut sub = client.subscribe(&filter, replay).await?;
-    if let Some(gap) = sub.replay_gap() {
-        warn_not_kept(gap.requested, gap.oldest_held);
-    }
     let deadline = match until {
         Some(Bound::Time(t)) => Some(
             tokio::time::Instant::now()
@@ -837,19 +870,28 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
         _ => None,
     };
     // Events are printed as they arrive, read in place (never built into owned events), and
-    // flushed once per arrival rather than once per event.
+    // flushed once per arrival rather than once per event. A loss is said on stderr where it
+    // happened.
     let mut done = false;
     loop {
-        let mut print = |event: EventRef<'_>| {
-            let past = match until {
-                Some(Bound::Time(t)) => event.timestamp > t,
-                Some(Bound::Id(id)) => event.id > id,
-                None => false,
+        let mut print = |item: RemoteRef<'_>| {
+            done = match item {
+                RemoteRef::Event(event) => {
+                    let past = match until {
+                        Some(Bound::Time(t)) => event.timestamp > t,
+                        Some(Bound::Id(id)) => event.id > id,
+                        None => false,
+                    };
+                    past || write_ref(&mut out, &event, args.format).is_err()
+                        || event.event_type == crate::event_types::SYSTEM_SHUTDOWN
+                        || matches!(until, Some(Bound::Id(id)) if event.id >= id)
+                }
+                RemoteRef::Lost(loss) => {
+                    let _ = out.flush();
+                    say(&loss);
+                    matches!((until, loss.last_id), (Some(Bound::Id(id)), Some(last)) if last >= id)
+                }
             };
-            done = past
-                || write_ref(&mut out, &event, args.format).is_err()
-                || event.event_type == crate::event_types::SYSTEM_SHUTDOWN
-                || matches!(until, Some(Bound::Id(id)) if event.id >= id);
             if done {
                 ControlFlow::Break(())
             } else {
@@ -860,7 +902,7 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
             Some(at) => tokio::select! {
                 biased;
                 received = sub.recv_refs(&mut print) => received,
-                () = tokio::time::sleep_until(at) => return Ok(ExitCode::SUCCESS),
+                () = tokio::time::sleep_until(at) => return Ok(exit_status(lost.get())),
             },
             None => sub.recv_refs(&mut print).await,
         };
@@ -868,17 +910,18 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
             return Err(CliError::Client(ClientError::Closed));
         }
         if done || out.flush().is_err() {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(exit_status(lost.get()));
         }
     }
 }
 
-/// Says on stderr that `--since` asked for events history no longer holds.
-fn warn_not_kept(from: EventId, oldest: EventId) {
-    eprintln!(
-        "ipckit-top: events #{from} to #{} are no longer kept (the bus keeps its last --history events); starting at #{oldest}",
-        oldest.saturating_sub(1)
-    );
+/// Success, or [`LOST_EXIT`] when events were lost.
+fn exit_status(lost: bool) -> ExitCode {
+    if lost {
+        ExitCode::from(LOST_EXIT)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Writes one event read in place.

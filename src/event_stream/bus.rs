@@ -547,6 +547,23 @@ impl EventBus {
         state.history.shared(filter, filter.min_id())
     }
 
+    /// One page of kept history, for readers that catch up on what they missed without holding all of
+    /// it at once: the matching events with ids in `ids` (oldest first, at most `limit` of them), and
+    /// the oldest id history held when the page was read (`None` when it held nothing). Ids in `ids`
+    /// below that oldest one are no longer kept; a page shorter than `limit` covers the whole range.
+    /// The events are the shared copies subscribers received, where history still has them.
+    pub fn history_page(
+        &self,
+        filter: &EventFilter,
+        ids: std::ops::RangeInclusive<EventId>,
+        limit: usize,
+    ) -> (Vec<Arc<Event>>, Option<EventId>) {
+        let mut state = self.inner.state();
+        let oldest = state.history.first_id();
+        let page = state.history.page(filter, *ids.start(), *ids.end(), limit);
+        (page, oldest)
+    }
+
     /// Forgets all kept events. Ids keep counting from where they were.
     pub fn clear_history(&self) {
         let cleared = self.inner.state().history.clear();

@@ -373,6 +373,31 @@ impl History {
             .collect()
     }
 
+    /// Matching events with ids in `from..=until`, shared, oldest first, at most `limit` of them; reads
+    /// no further than it needs to.
+    pub(crate) fn page(
+        &mut self,
+        filter: &EventFilter,
+        from: EventId,
+        until: EventId,
+        limit: usize,
+    ) -> Vec<Arc<Event>> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let prefilter = Prefilter::new(filter);
+        let mut i = self.index_of(from);
+        while i < self.slots.len() && out.len() < limit && self.slots[i].id() <= until {
+            if prefilter.may_match(&self.hashes[i])
+                && self.slots[i].live().is_none_or(|e| filter.matches(e))
+            {
+                if let Some(event) = self.share_matching(filter, i) {
+                    out.push(event);
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
     /// Matching events, owned copies, oldest first.
     pub(crate) fn owned(&self, filter: &EventFilter) -> Vec<Event> {
         let start = filter.min_id().map_or(0, |id| self.index_of(id));

@@ -78,6 +78,7 @@
 //! `KEY=VALUE` (`exit_code:2`).
 
 mod bus;
+mod catch_up;
 mod event;
 mod filter;
 mod history;
@@ -88,11 +89,14 @@ pub use bus::{
     BusStats, EventBus, EventBusConfig, EventPublisher, Replay, ReplayGap, SlowConsumerPolicy,
     SubscriberStats,
 };
+pub use catch_up::{CatchUp, Delivery, Loss, LossReason};
 pub use event::{event_types, Event, EventId, EventRef, McpProgressPayload};
 pub use filter::{
     Bound, Comparison, EventFilter, FieldPath, FieldTest, FilterError, Glob, Number, Term,
 };
-pub use subscriber::{EventStream, EventSubscriber, RecvFuture, RecvTimeoutError, TryIter};
+pub use subscriber::{
+    BatchCount, EventStream, EventSubscriber, RecvFuture, RecvTimeoutError, TryIter,
+};
 
 /// Parses a `since:`/`until:` value: RFC 3339, a duration ago (`5m`), `@SECONDS`, or `id:N`.
 ///

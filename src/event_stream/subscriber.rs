@@ -87,6 +87,28 @@ impl SubState {
         Some(event)
     }
 
+    /// Takes up to `max` events, from the backlog if it has any, else from the live queue.
+    fn take_counted(&mut self, out: &mut Vec<Arc<Event>>, max: usize) -> BatchCount {
+        let live = self.backlog.is_empty();
+        let source = if live {
+            &mut self.queue
+        } else {
+            &mut self.backlog
+        };
+        let n = source.len().min(max);
+        out.extend(source.drain(..n));
+        if live {
+            self.taken += n as u64;
+        }
+        self.delivered += n as u64;
+        self.made_room(live && n > 0);
+        BatchCount {
+            taken: n,
+            live,
+            dropped: self.dropped,
+        }
+    }
+
     /// Events waiting to be read.
     pub(crate) fn queued(&self) -> usize {
         self.backlog.len() + self.queue.len()
@@ -147,6 +169,19 @@ impl SubState {
             self.shared.writable.notify_all();
         }
     }
+}
+
+/// A batch taken by [`EventSubscriber::try_recv_batch_counted`] or
+/// [`EventSubscriber::recv_batch_counted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchCount {
+    /// How many events were moved out.
+    pub taken: usize,
+    /// Whether they came from the live queue; `false` for replayed history (and events a
+    /// [`TryIter`] gave back), before which nothing is ever dropped.
+    pub live: bool,
+    /// Events this subscriber had lost in all when the batch was taken.
+    pub dropped: u64,
 }
 
 /// The event as an owned value: moved out when this was the last reference, copied otherwise. The count
@@ -356,6 +391,56 @@ impl EventSubscriber {
         }
         state.made_room(n > 0);
         n
+    }
+
+    /// Like [`EventSubscriber::try_recv_batch`], but never mixes replayed events with live ones in one
+    /// batch, and also says, read under the same lock, how many events this subscriber has lost so far.
+    ///
+    /// Under [`SlowConsumerPolicy::DropOldest`] a subscriber only ever loses the oldest events of its live
+    /// queue, so every event counted in [`BatchCount::dropped`] came before the first event of a live
+    /// batch: a reader that compares the count with the one of its previous batch knows exactly where
+    /// events are missing (between the last event it read and the first of this batch).
+    pub fn try_recv_batch_counted(&self, out: &mut Vec<Arc<Event>>, max: usize) -> BatchCount {
+        self.with_state(BatchCount::default(), |state| state.take_counted(out, max))
+    }
+
+    /// [`EventSubscriber::try_recv_batch_counted`] that waits, registering `cx`'s waker, while nothing is
+    /// queued; `None` once the bus is gone and the queue is empty.
+    pub fn poll_recv_batch_counted(
+        &self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<Arc<Event>>,
+        max: usize,
+    ) -> Poll<Option<BatchCount>> {
+        self.with_state(Poll::Ready(None), |state| {
+            let count = state.take_counted(out, max.max(1));
+            if count.taken > 0 {
+                return Poll::Ready(Some(count));
+            }
+            if state.closed {
+                return Poll::Ready(None);
+            }
+            match &state.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => state.waker = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+    }
+
+    /// Waits for events and moves up to `max` of them into `out`, as
+    /// [`EventSubscriber::try_recv_batch_counted`] does; `None` once the bus is gone and the queue is
+    /// empty. Works with any async runtime.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: events are taken only when the future completes.
+    pub fn recv_batch_counted<'a>(
+        &'a self,
+        out: &'a mut Vec<Arc<Event>>,
+        max: usize,
+    ) -> impl Future<Output = Option<BatchCount>> + 'a {
+        std::future::poll_fn(move |cx| self.poll_recv_batch_counted(cx, out, max))
     }
 
     /// Waits for the next event without blocking the thread; `None` once the bus is gone and the queue

@@ -74,7 +74,7 @@ impl Default for TopOptions {
         Self {
             socket_label: "in-process".to_owned(),
             filter: None,
-            history: crate::cli::DEFAULT_HISTORY,
+            history: crate::transport::DEFAULT_HISTORY,
             frame_rate: 30,
             utc: false,
         }

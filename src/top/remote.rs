@@ -57,16 +57,23 @@ pub fn spawn_socket_source(
                         batch.push(first);
                         let after = drain(&mut sub, &mut batch).await;
                         msgs.push(SourceMsg::Events(batch));
-                        if let Some(SubscriptionItem::Disconnected { retry_in }) = after {
-                            announced = false;
-                            msgs.push(SourceMsg::Disconnected { retry_in });
+                        match after {
+                            Some(SubscriptionItem::Disconnected { retry_in }) => {
+                                announced = false;
+                                msgs.push(SourceMsg::Disconnected { retry_in });
+                            }
+                            Some(SubscriptionItem::Lost(loss)) => {
+                                msgs.push(SourceMsg::Lost(loss.into()));
+                            }
+                            _ => {}
                         }
                     }
                     SubscriptionItem::Disconnected { retry_in } => {
                         announced = false;
                         msgs.push(SourceMsg::Disconnected { retry_in });
                     }
-                    SubscriptionItem::Reconnected { .. } | SubscriptionItem::Lagged { .. } => {}
+                    SubscriptionItem::Lost(loss) => msgs.push(SourceMsg::Lost(loss.into())),
+                    SubscriptionItem::Reconnected { .. } => {}
                 },
             }
             if !announced && sub.is_connected() {

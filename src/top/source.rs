@@ -10,14 +10,16 @@
 //! - [`SourceMsg::Lost`] where events it should have forwarded are missing, between the batches before
 //!   and after the place they were missed;
 //! - [`SourceMsg::Stats`] now and then (twice a second is plenty);
-//! - [`SourceMsg::Disconnected`] when the bus went away, saying when it will try again.
+//! - [`SourceMsg::Disconnected`] when the bus went away, saying when it will try again;
+//! - [`SourceMsg::Lost`] where events will not come, in their place among the events.
 //!
-//! The channel should be bounded, and a source waits for room in it rather than discarding: when the
-//! monitor falls behind, the source stops reading and the bus's slow-consumer policy decides. What the
-//! bus then drops for the monitor comes back as [`SourceMsg::Lost`], or not at all where the source can
-//! fetch it again from the bus's history. The channel itself never loses a message.
+//! The channel should be bounded: when the monitor falls behind, the source stops reading, its bus
+//! subscriber drops the oldest events, and the source then catches up on them from the bus's history
+//! ([`crate::event_stream::CatchUp`]); only what history no longer holds is lost, and said.
 
-use crate::event_stream::{BusStats, Event, EventBus, EventFilter, EventId, Replay};
+use crate::event_stream::{
+    BusStats, CatchUp, Delivery, Event, EventBus, EventFilter, EventId, Replay,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -53,7 +55,8 @@ impl From<BusStats> for SourceStats {
 /// Events this monitor did not get.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loss {
-    /// How many events were missed.
+    /// How many events were missed; 0 when the source cannot count them (a bus that restarted took
+    /// its count with it), shown as "events may be lost".
     pub count: u64,
     /// The bus id of the first missed event, when the source knows it.
     pub first_id: Option<EventId>,
@@ -75,6 +78,24 @@ pub enum LossReason {
     BusRestarted,
     /// Any other cause.
     Other,
+}
+
+impl From<crate::event_stream::Loss> for Loss {
+    /// A count that cannot be known (a restarted bus) becomes 0, with the reason saying why.
+    fn from(loss: crate::event_stream::Loss) -> Self {
+        use crate::event_stream::LossReason as Why;
+        Self {
+            count: loss.count.unwrap_or(0),
+            first_id: loss.first_id,
+            last_id: loss.last_id,
+            reason: match loss.reason {
+                Why::Lagged => LossReason::Lagged,
+                Why::HistoryEvicted => LossReason::HistoryEvicted,
+                Why::BusRestarted => LossReason::BusRestarted,
+                _ => LossReason::Other,
+            },
+        }
+    }
 }
 
 /// One message from an event source to the monitor.
@@ -119,10 +140,7 @@ pub fn spawn_bus_source(
     hosted: bool,
 ) -> (mpsc::Receiver<SourceMsg>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-    let subscriber = bus.subscribe_with_replay(EventFilter::new(), Replay::All);
-    // Every event published from here on is delivered to the subscriber or counted as dropped for it:
-    // ids after this one must all arrive.
-    let mut gaps = GapFinder::new(bus.last_id());
+    let mut reader = CatchUp::new(bus, EventFilter::new(), Replay::All);
     let bus = bus.clone();
     let socket = socket.into();
     let task = tokio::spawn(async move {
@@ -135,21 +153,34 @@ pub fn spawn_bus_source(
         }
         let mut stats = tokio::time::interval(Duration::from_millis(500));
         stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut items: Vec<Delivery> = Vec::with_capacity(MAX_BATCH);
         loop {
-            let msgs = tokio::select! {
+            let mut msgs = Vec::with_capacity(2);
+            tokio::select! {
                 biased;
                 // First, so that a flood of events cannot starve the counters.
-                _ = stats.tick() => vec![SourceMsg::Stats(bus.stats().into())],
-                event = subscriber.recv_async() => match event {
-                    Some(first) => {
-                        let mut batch = Vec::with_capacity(MAX_BATCH);
-                        batch.push(first);
-                        subscriber.try_recv_batch(&mut batch, MAX_BATCH - 1);
-                        gaps.fill(&bus, batch)
+                _ = stats.tick() => msgs.push(SourceMsg::Stats(bus.stats().into())),
+                open = reader.recv_batch(&mut items, MAX_BATCH) => {
+                    let mut batch = Vec::with_capacity(items.len());
+                    for item in items.drain(..) {
+                        match item {
+                            Delivery::Event(event) => batch.push(event),
+                            Delivery::Lost(loss) => {
+                                if !batch.is_empty() {
+                                    msgs.push(SourceMsg::Events(std::mem::take(&mut batch)));
+                                }
+                                msgs.push(SourceMsg::Lost(loss.into()));
+                            }
+                        }
                     }
-                    None => vec![SourceMsg::Disconnected { retry_in: Duration::MAX }],
-                },
-            };
+                    if !batch.is_empty() {
+                        msgs.push(SourceMsg::Events(batch));
+                    }
+                    if !open {
+                        msgs.push(SourceMsg::Disconnected { retry_in: Duration::MAX });
+                    }
+                }
+            }
             for msg in msgs {
                 let last = matches!(msg, SourceMsg::Disconnected { .. });
                 if tx.send(msg).await.is_err() || last {
@@ -159,75 +190,4 @@ pub fn spawn_bus_source(
         }
     });
     (rx, task)
-}
-
-/// Finds the ids missing from an unfiltered subscription to one bus (ids are gapless per bus), fetches
-/// them from the bus's history, and says what history no longer holds.
-struct GapFinder {
-    /// The next id that must arrive (ids below it were replayed or are not this subscriber's).
-    expected: EventId,
-}
-
-impl GapFinder {
-    /// Ids above `subscribed_at` were published after the subscription.
-    fn new(subscribed_at: EventId) -> Self {
-        Self {
-            expected: subscribed_at.saturating_add(1),
-        }
-    }
-
-    /// `batch` as messages, with what the subscriber missed in between fetched from `bus`'s history or
-    /// reported lost, in order, in batches of at most [`MAX_BATCH`].
-    fn fill(&mut self, bus: &EventBus, batch: Vec<Arc<Event>>) -> Vec<SourceMsg> {
-        let mut out = Vec::new();
-        let mut run: Vec<Arc<Event>> = Vec::with_capacity(batch.len());
-        for event in batch {
-            if event.id > self.expected {
-                let (first, last) = (self.expected, event.id - 1);
-                let held = bus.history_arc(&EventFilter::new().since_id(first).until_id(last));
-                // History is a contiguous run of ids, so what it lacks is the start of the gap.
-                let first_held = held
-                    .first()
-                    .map_or(event.id, |e| e.id)
-                    .clamp(first, event.id);
-                if first_held > first {
-                    flush(&mut out, &mut run);
-                    let reason = if bus.config().history_size == 0 {
-                        LossReason::Lagged
-                    } else {
-                        LossReason::HistoryEvicted
-                    };
-                    out.push(SourceMsg::Lost(Loss {
-                        count: first_held - first,
-                        first_id: Some(first),
-                        last_id: Some(first_held - 1),
-                        reason,
-                    }));
-                }
-                run.extend(held.into_iter().filter(|e| (first..=last).contains(&e.id)));
-            }
-            self.expected = self.expected.max(event.id.saturating_add(1));
-            run.push(event);
-        }
-        flush(&mut out, &mut run);
-        out
-    }
-}
-
-/// Moves `run` into `out` as [`SourceMsg::Events`] of at most [`MAX_BATCH`] events each.
-fn flush(out: &mut Vec<SourceMsg>, run: &mut Vec<Arc<Event>>) {
-    if run.len() <= MAX_BATCH {
-        if !run.is_empty() {
-            out.push(SourceMsg::Events(std::mem::take(run)));
-        }
-        return;
-    }
-    let mut rest = std::mem::take(run).into_iter();
-    loop {
-        let chunk: Vec<Arc<Event>> = rest.by_ref().take(MAX_BATCH).collect();
-        if chunk.is_empty() {
-            return;
-        }
-        out.push(SourceMsg::Events(chunk));
-    }
 }

@@ -5,7 +5,9 @@ use super::frame::{
     Request, ServerFrame, ServerHello, StatsFrame, PROTOCOL_VERSION,
 };
 use super::io::SharedStream;
-use crate::event_stream::{Event, EventFilter, EventId, EventRef, Replay, ReplayGap};
+use crate::event_stream::{
+    Event, EventFilter, EventId, EventRef, Loss, LossReason, Replay, ReplayGap,
+};
 use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::GenericFilePath;
 use parking_lot::Mutex;
@@ -19,18 +21,47 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
-/// The longest server line a client reads (history replies can be large).
-const CLIENT_MAX_LINE: usize = 256 << 20;
-/// How long a request waits for its reply.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Batches buffered per remote subscription before the connection's reader waits for the consumer.
-const SUB_CHANNEL: usize = 256;
+/// The longest server line a client reads by default (history replies can be large).
+pub const DEFAULT_MAX_LINE: usize = 256 << 20;
+/// How long a request waits for its reply by default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The flow-control window of a subscription by default: bytes of its frames held unread before the
+/// server waits for the reader.
+pub const DEFAULT_WINDOW: u64 = 8 << 20;
 /// Most items handed over in one batch.
 const SUB_BATCH: usize = 256;
 /// Most bytes of event JSON handed over in one batch.
 const SUB_BATCH_BYTES: usize = 48 * 1024;
 
-/// Events (and lag reports) handed from the connection's reader to one subscription at once.
+/// Settings of a [`Client`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// How long [`Client::connect`] waits for the server's hello (default 10 s).
+    pub hello_timeout: Duration,
+    /// How long a request waits for its reply (default 10 s).
+    pub request_timeout: Duration,
+    /// The longest line read from the server (default 256 MiB); a longer one closes the connection,
+    /// since what it held cannot be known.
+    pub max_line: usize,
+    /// Each subscription's flow-control window in bytes (default 8 MiB): the server stops sending a
+    /// subscription whose reader has that much unread, so one slow subscription never holds up the
+    /// others on the connection, and never fills this process's memory (the server catches up from
+    /// history when it reads again).
+    pub window: u64,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            hello_timeout: DEFAULT_REQUEST_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_line: DEFAULT_MAX_LINE,
+            window: DEFAULT_WINDOW,
+        }
+    }
+}
+
+/// Events (and losses) handed from the connection's reader to one subscription at once.
 ///
 /// The reader only frames lines and routes them; an event is parsed by the subscription when it is
 /// received. Parsing then runs on the consumer's task (in parallel when subscriptions are read on
@@ -41,6 +72,8 @@ struct Batch {
     /// The event JSON of the `Raw::Json` items, back to back.
     bytes: Vec<u8>,
     items: Vec<Raw>,
+    /// Bytes of the frames it came in (newlines included), for flow control.
+    wire_bytes: u64,
 }
 
 /// One item of a [`Batch`].
@@ -49,8 +82,8 @@ enum Raw {
     Json { start: usize, end: usize },
     /// An event already parsed (a frame not in the form servers normally write).
     Parsed(Arc<Event>),
-    /// A lag report.
-    Lagged(u64),
+    /// Events that will not come.
+    Lost(Loss),
 }
 
 impl Batch {
@@ -86,22 +119,18 @@ impl Ready {
                     }
                 }
                 Raw::Parsed(event) => return Some(RemoteItem::Event(event)),
-                Raw::Lagged(missed) => return Some(RemoteItem::Lagged { missed }),
+                Raw::Lost(loss) => return Some(RemoteItem::Lost(loss)),
             }
         }
         None
     }
-}
 
-impl Ready {
-    /// Hands each event still to be read to `f` as a borrowed view, until `f` breaks (the rest stay
-    /// for the next read); lag reports are counted in `dropped`. Returns how many events `f` saw and
-    /// whether it broke.
+    /// Hands each item still to be read to `f` (events as borrowed views), until `f` breaks (the rest
+    /// stay for the next read). Returns how many items `f` saw and whether it broke.
     fn each_ref(
         &mut self,
         unreadable: &mut u64,
-        dropped: &mut u64,
-        f: &mut impl FnMut(EventRef<'_>) -> ControlFlow<()>,
+        f: &mut impl FnMut(RemoteRef<'_>) -> ControlFlow<()>,
     ) -> (usize, bool) {
         let mut seen = 0;
         for raw in self.items.by_ref() {
@@ -112,7 +141,7 @@ impl Ready {
                     .and_then(|json| std::str::from_utf8(json).ok())
                     .map(EventRef::parse)
                 {
-                    Some(Ok(event)) => f(event),
+                    Some(Ok(event)) => f(RemoteRef::Event(event)),
                     _ => {
                         *unreadable += 1;
                         continue;
@@ -124,17 +153,14 @@ impl Ready {
                         continue;
                     };
                     match EventRef::parse(&json) {
-                        Ok(event) => f(event),
+                        Ok(event) => f(RemoteRef::Event(event)),
                         Err(_) => {
                             *unreadable += 1;
                             continue;
                         }
                     }
                 }
-                Raw::Lagged(missed) => {
-                    *dropped += missed;
-                    continue;
-                }
+                Raw::Lost(loss) => f(RemoteRef::Lost(loss)),
             };
             seen += 1;
             if flow.is_break() {
@@ -187,7 +213,7 @@ pub enum ClientError {
     #[error("the server refused the request: {message} ({code})")]
     Refused {
         /// The error code.
-        code: String,
+        code: super::frame::ErrorCode,
         /// The server's sentence.
         message: String,
     },
@@ -256,19 +282,28 @@ impl From<StatsFrame> for RemoteStats {
 pub enum RemoteItem {
     /// An event.
     Event(Arc<Event>),
-    /// The server discarded this many events because we read too slowly.
-    Lagged {
-        /// How many.
-        missed: u64,
-    },
+    /// Events that will not come (the server could not catch up on them from history), at their
+    /// place in the stream.
+    Lost(Loss),
+}
+
+/// What [`RemoteSubscriber::recv_refs`] hands over: an event read in place, or a loss.
+#[derive(Debug)]
+pub enum RemoteRef<'a> {
+    /// An event, borrowed from the received bytes.
+    Event(EventRef<'a>),
+    /// Events that will not come, at their place in the stream.
+    Lost(Loss),
 }
 
 enum Pending {
     Reply(oneshot::Sender<Result<ServerFrame, ClientError>>),
     Subscribe(
         oneshot::Sender<Result<ServerFrame, ClientError>>,
-        mpsc::Sender<Batch>,
+        mpsc::UnboundedSender<Batch>,
     ),
+    /// A subscribe whose caller stopped waiting: if the server opens it after all, it is closed.
+    Abandoned,
 }
 
 struct Inner {
@@ -276,8 +311,11 @@ struct Inner {
     writer: tokio::sync::Mutex<SharedStream>,
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, Pending>>,
-    subs: Mutex<HashMap<u64, mpsc::Sender<Batch>>>,
+    subs: Mutex<HashMap<u64, mpsc::UnboundedSender<Batch>>>,
     closed: AtomicBool,
+    /// The server said `bye` before closing: everything it had for us was sent.
+    said_bye: AtomicBool,
+    options: ClientOptions,
 }
 
 impl Inner {
@@ -300,9 +338,26 @@ impl Inner {
                 Pending::Reply(tx) | Pending::Subscribe(tx, _) => {
                     let _ = tx.send(Err(ClientError::Closed));
                 }
+                Pending::Abandoned => {}
             }
         }
         self.subs.lock().clear();
+    }
+
+    /// Sends a request whose reply nobody waits for (acks, unsubscribes on drop).
+    fn send_detached(self: &Arc<Self>, build: impl FnOnce(u64) -> Request) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut line = Vec::with_capacity(64);
+        encode_line(&mut line, &build(id));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let inner = Arc::clone(self);
+            runtime.spawn(async move {
+                let _ = inner.send_line(&line).await;
+            });
+        }
     }
 }
 
@@ -346,6 +401,23 @@ impl Client {
     ///
     /// Outside a tokio runtime.
     pub async fn connect(socket: impl AsRef<Path>) -> Result<Client, ClientError> {
+        Self::connect_with(socket, ClientOptions::default()).await
+    }
+
+    /// [`Client::connect`] with other settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`]; [`ClientError::Timeout`] when no hello comes within
+    /// `options.hello_timeout`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub async fn connect_with(
+        socket: impl AsRef<Path>,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
         let socket = socket.as_ref().to_path_buf();
         if !super::ownership::check_socket(&socket)? {
             return Err(ClientError::NoServer { socket });
@@ -375,17 +447,23 @@ impl Client {
         let (recv, send) = (shared_stream.clone(), shared_stream);
         let mut reader = LineReader::new(
             tokio::io::BufReader::with_capacity(64 * 1024, recv),
-            CLIENT_MAX_LINE,
+            options.max_line,
         );
         let mut line = Vec::new();
         let protocol_error = |detail: String| ClientError::Protocol {
             socket: socket.clone(),
             detail,
         };
-        let first = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line))
+        let first = tokio::time::timeout(options.hello_timeout, reader.read_line(&mut line))
             .await
-            .map_err(|_| ClientError::Timeout(REQUEST_TIMEOUT))?;
+            .map_err(|_| ClientError::Timeout(options.hello_timeout))?;
         let hello = match first {
+            Ok(ReadLine::TooLong(len)) => {
+                return Err(protocol_error(format!(
+                    "its first line is {len} bytes long, over the limit of {}",
+                    options.max_line
+                )))
+            }
             Ok(ReadLine::Line) => match decode_server_frame(&line) {
                 Ok(ServerFrame::Reply(Reply::Hello(hello))) => hello,
                 Ok(ServerFrame::Reply(Reply::Error(e))) => {
@@ -412,6 +490,8 @@ impl Client {
             pending: Mutex::new(HashMap::new()),
             subs: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            said_bye: AtomicBool::new(false),
+            options,
         });
         let task = tokio::spawn(read_frames(Arc::clone(&inner), reader));
         Ok(Client {
@@ -436,10 +516,21 @@ impl Client {
         self.inner.closed.load(Ordering::Acquire)
     }
 
+    /// Whether the server said `bye` before the connection closed (it had sent everything it had
+    /// for this client); false while open and after an abrupt end.
+    pub fn said_bye(&self) -> bool {
+        self.inner.said_bye.load(Ordering::Acquire)
+    }
+
+    /// The settings it was connected with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
     async fn request(
         &self,
         build: impl FnOnce(u64) -> Request,
-        events: Option<mpsc::Sender<Batch>>,
+        events: Option<mpsc::UnboundedSender<Batch>>,
     ) -> Result<ServerFrame, ClientError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let request = build(id);
@@ -463,12 +554,18 @@ impl Client {
             self.inner.pending.lock().remove(&id);
             return Err(e);
         }
-        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+        let timeout = self.inner.options.request_timeout;
+        match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ClientError::Closed),
             Err(_) => {
-                self.inner.pending.lock().remove(&id);
-                Err(ClientError::Timeout(REQUEST_TIMEOUT))
+                let mut pending = self.inner.pending.lock();
+                if let Some(Pending::Subscribe(..)) = pending.remove(&id) {
+                    // The server may still open it: then it is closed at once, not left sending to
+                    // no one.
+                    pending.insert(id, Pending::Abandoned);
+                }
+                Err(ClientError::Timeout(timeout))
             }
         }
     }
@@ -519,15 +616,19 @@ impl Client {
         filter: &EventFilter,
         replay: Replay,
     ) -> Result<RemoteSubscriber, ClientError> {
-        let (tx, rx) = mpsc::channel(SUB_CHANNEL);
+        // Unbounded here, bounded by the window on the server: the connection's reader never waits
+        // for one subscription's reader.
+        let (tx, rx) = mpsc::unbounded_channel();
         let expression = filter.to_string();
         let spec = ReplaySpec::from_replay(replay);
+        let window = self.inner.options.window;
         match self
             .request(
                 |id| Request::Subscribe {
                     id,
                     filter: expression,
                     replay: spec,
+                    window: Some(window),
                 },
                 Some(tx),
             )
@@ -538,8 +639,11 @@ impl Client {
                 sub,
                 rx,
                 ready: Ready::default(),
+                ready_bytes: 0,
+                unacked: 0,
+                window,
                 gap: gap.map(ReplayGap::from),
-                dropped: 0,
+                lost: 0,
                 unreadable: 0,
             }),
             other => Err(unexpected(other)),
@@ -563,12 +667,48 @@ impl Client {
                     id,
                     filter: expression,
                     limit,
+                    from_id: None,
                 },
                 None,
             )
             .await?
         {
             ServerFrame::History { events, .. } => Ok(events),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One page of kept events matching `filter`: those with id `from` or later, oldest first, at
+    /// most `limit`; and the oldest id history held (`None`: it held nothing). Ids from `from` below
+    /// that oldest one are no longer kept. A page shorter than `limit` reaches the end of history.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Refused`] for a filter the server cannot parse; connection errors.
+    pub async fn history_page(
+        &self,
+        filter: &EventFilter,
+        from: EventId,
+        limit: usize,
+    ) -> Result<(Vec<Event>, Option<EventId>), ClientError> {
+        let expression = filter.to_string();
+        match self
+            .request(
+                |id| Request::History {
+                    id,
+                    filter: expression,
+                    limit: Some(limit),
+                    from_id: Some(from),
+                },
+                None,
+            )
+            .await?
+        {
+            ServerFrame::History {
+                events,
+                oldest_held,
+                ..
+            } => Ok((events, oldest_held)),
             other => Err(unexpected(other)),
         }
     }
@@ -620,7 +760,9 @@ fn unexpected(frame: ServerFrame) -> ClientError {
 }
 
 /// Reads server frames and routes them: replies to their requests, events to their subscriptions.
-/// Events are handed over in batches: everything decoded from what one read brought in.
+/// Events are handed over in batches: everything decoded from what one read brought in. It never
+/// waits for a subscription's reader (each subscription's window bounds what it may be sent), so one
+/// slow subscription holds up no other, nor any reply.
 async fn read_frames(
     inner: Arc<Inner>,
     mut reader: LineReader<tokio::io::BufReader<SharedStream>>,
@@ -630,26 +772,34 @@ async fn read_frames(
     loop {
         match reader.read_line(&mut line).await {
             Ok(ReadLine::Line) => {}
-            Ok(ReadLine::TooLong(_)) => continue,
+            // What a line over the limit held cannot be known: the connection cannot go on
+            // without possibly losing something silently.
             _ => break,
         }
+        let wire = line.len() as u64 + 1;
         if let Some((sub, body)) = split_event_frame(&line) {
             let batch = batch_for(&mut pending, sub);
             let start = batch.bytes.len();
             batch.bytes.extend_from_slice(body);
             let end = batch.bytes.len();
             batch.items.push(Raw::Json { start, end });
+            batch.wire_bytes += wire;
         } else if let Ok(frame) = decode_server_frame(&line) {
             match frame {
                 ServerFrame::Event { sub, event } => {
-                    batch_for(&mut pending, sub)
-                        .items
-                        .push(Raw::Parsed(Arc::new(event)));
+                    let batch = batch_for(&mut pending, sub);
+                    batch.items.push(Raw::Parsed(Arc::new(event)));
+                    batch.wire_bytes += wire;
                 }
-                ServerFrame::Reply(Reply::Lagged { sub, missed }) => {
-                    batch_for(&mut pending, sub).items.push(Raw::Lagged(missed));
+                ServerFrame::Reply(Reply::Lost(lost)) => {
+                    let batch = batch_for(&mut pending, lost.sub);
+                    batch.items.push(Raw::Lost(lost.loss()));
+                    batch.wire_bytes += wire;
                 }
-                ServerFrame::Reply(Reply::Bye { .. }) => break,
+                ServerFrame::Reply(Reply::Bye { .. }) => {
+                    inner.said_bye.store(true, Ordering::Release);
+                    break;
+                }
                 ServerFrame::Reply(Reply::Hello(_)) => {}
                 frame => answer(&inner, frame),
             }
@@ -657,10 +807,10 @@ async fn read_frames(
         let buffered = reader.get_ref().buffer();
         let more_lines = memchr::memchr(b'\n', buffered).is_some();
         if !more_lines || pending.iter().any(|(_, batch)| batch.is_full()) {
-            flush(&inner, &mut pending).await;
+            flush(&inner, &mut pending);
         }
     }
-    flush(&inner, &mut pending).await;
+    flush(&inner, &mut pending);
     inner.fail_all();
 }
 
@@ -676,20 +826,23 @@ fn batch_for(pending: &mut Vec<(u64, Batch)>, sub: u64) -> &mut Batch {
     &mut pending[at].1
 }
 
-/// Hands the batches over; a subscription whose receiver is gone is forgotten.
-async fn flush(inner: &Inner, pending: &mut Vec<(u64, Batch)>) {
+/// Hands the batches over, without waiting; a subscription whose receiver is gone is forgotten.
+fn flush(inner: &Inner, pending: &mut Vec<(u64, Batch)>) {
+    if pending.is_empty() {
+        return;
+    }
+    let mut subs = inner.subs.lock();
     for (sub, batch) in pending.drain(..) {
-        let tx = inner.subs.lock().get(&sub).cloned();
-        if let Some(tx) = tx {
-            if tx.send(batch).await.is_err() {
-                inner.subs.lock().remove(&sub);
+        if let Some(tx) = subs.get(&sub) {
+            if tx.send(batch).is_err() {
+                subs.remove(&sub);
             }
         }
     }
 }
 
 /// Routes a reply to the request waiting for it.
-fn answer(inner: &Inner, frame: ServerFrame) {
+fn answer(inner: &Arc<Inner>, frame: ServerFrame) {
     let id = match &frame {
         ServerFrame::History { id, .. } => Some(*id),
         ServerFrame::Reply(reply) => reply_id(reply),
@@ -711,6 +864,11 @@ fn answer(inner: &Inner, frame: ServerFrame) {
             }
             let _ = tx.send(Ok(frame));
         }
+        Pending::Abandoned => {
+            if let ServerFrame::Reply(Reply::Subscribed { sub, .. }) = frame {
+                inner.send_detached(|id| Request::Unsubscribe { id, sub });
+            }
+        }
     }
 }
 
@@ -722,19 +880,24 @@ fn reply_id(reply: &Reply) -> Option<u64> {
         | Reply::Pong { id } => Some(*id),
         Reply::Stats(stats) => Some(stats.id),
         Reply::Error(e) => e.id,
-        Reply::Hello(_) | Reply::Lagged { .. } | Reply::Bye { .. } => None,
+        Reply::Hello(_) | Reply::Lost(_) | Reply::Bye { .. } => None,
     }
 }
 
-/// A subscription on a remote bus: yields the same [`Event`]s an in-process subscriber would.
-/// Dropping it unsubscribes.
+/// A subscription on a remote bus: yields the same [`Event`]s an in-process subscriber would, and
+/// says in place when events will not come ([`RemoteItem::Lost`]). Dropping it unsubscribes.
 pub struct RemoteSubscriber {
     client: Client,
     sub: u64,
-    rx: mpsc::Receiver<Batch>,
+    rx: mpsc::UnboundedReceiver<Batch>,
     ready: Ready,
+    /// Wire bytes of the batch in `ready`, acknowledged once it has been read.
+    ready_bytes: u64,
+    /// Bytes read and not acknowledged yet.
+    unacked: u64,
+    window: u64,
     gap: Option<ReplayGap>,
-    dropped: u64,
+    lost: u64,
     unreadable: u64,
 }
 
@@ -743,14 +906,14 @@ impl std::fmt::Debug for RemoteSubscriber {
         f.debug_struct("RemoteSubscriber")
             .field("sub", &self.sub)
             .field("gap", &self.gap)
-            .field("dropped", &self.dropped)
+            .field("lost", &self.lost)
             .finish_non_exhaustive()
     }
 }
 
 impl RemoteSubscriber {
-    /// The next event or lag report; `None` once the connection has closed and everything received
-    /// has been read.
+    /// The next event or loss; `None` once the connection has closed and everything received has
+    /// been read.
     ///
     /// # Cancel safety
     ///
@@ -758,76 +921,108 @@ impl RemoteSubscriber {
     pub async fn next_item(&mut self) -> Option<RemoteItem> {
         loop {
             if let Some(item) = self.ready.next(&mut self.unreadable) {
-                if let RemoteItem::Lagged { missed } = item {
-                    self.dropped += missed;
-                }
-                return Some(item);
+                return Some(self.count(item));
             }
-            self.ready = self.rx.recv().await?.into();
+            self.used_up();
+            let batch = self.rx.recv().await?;
+            self.take(batch);
         }
     }
 
-    /// The next event, counting lag reports in [`RemoteSubscriber::dropped`]; `None` once the
-    /// connection has closed.
+    /// The next event, or where events will not come, a loss (`Err`); `None` once the connection
+    /// has closed and everything received has been read.
     ///
     /// # Cancel safety
     ///
     /// Cancel-safe.
-    pub async fn recv(&mut self) -> Option<Arc<Event>> {
+    pub async fn recv(&mut self) -> Option<Result<Arc<Event>, Loss>> {
+        Some(match self.next_item().await? {
+            RemoteItem::Event(event) => Ok(event),
+            RemoteItem::Lost(loss) => Err(loss),
+        })
+    }
+
+    /// The next event or loss if one has arrived.
+    pub fn try_next_item(&mut self) -> Option<RemoteItem> {
         loop {
-            match self.next_item().await? {
-                RemoteItem::Event(event) => return Some(event),
-                RemoteItem::Lagged { .. } => {}
+            if let Some(item) = self.ready.next(&mut self.unreadable) {
+                return Some(self.count(item));
             }
+            self.used_up();
+            let batch = self.rx.try_recv().ok()?;
+            self.take(batch);
         }
     }
 
-    /// Waits until events have arrived, then hands each of those that came in one read (up to 256) to
-    /// `f` as a borrowed [`EventRef`], without building an owned [`Event`]: a consumer that prints,
-    /// forwards or counts events reads them about twice as fast as with [`recv`]. Stops early when
-    /// `f` returns `ControlFlow::Break`, leaving the events after that one for the next receive. Lag
-    /// reports are counted in [`RemoteSubscriber::dropped`]. Returns how many events `f` saw, at
-    /// least one; `None` once the connection has closed and everything received has been read.
-    ///
-    /// [`recv`]: RemoteSubscriber::recv
+    fn count(&mut self, item: RemoteItem) -> RemoteItem {
+        if let RemoteItem::Lost(loss) = &item {
+            self.lost += loss.count.unwrap_or(0);
+        }
+        item
+    }
+
+    /// Makes `batch` the one being read; the one before it has been read, so its bytes are
+    /// acknowledged (in batches of a quarter of the window), letting the server send more.
+    fn take(&mut self, batch: Batch) {
+        self.ready_bytes = batch.wire_bytes;
+        self.ready = batch.into();
+    }
+
+    /// The batch being read is used up: its bytes count as read, and are acknowledged once a
+    /// quarter of the window (or everything received) has been read.
+    fn used_up(&mut self) {
+        self.unacked += std::mem::take(&mut self.ready_bytes);
+        if self.unacked > 0 && (self.unacked >= (self.window / 4).max(1) || self.rx.is_empty()) {
+            let (sub, bytes) = (self.sub, std::mem::take(&mut self.unacked));
+            self.client
+                .inner
+                .send_detached(|id| Request::Ack { id, sub, bytes });
+        }
+    }
+
+    /// Waits until something has arrived, then hands each item of what came in one read (up to 256)
+    /// to `f`: events as borrowed [`EventRef`]s, without building an owned [`Event`] (a consumer that
+    /// prints, forwards or counts events reads them about twice as fast as with
+    /// [`RemoteSubscriber::next_item`]), and losses in place. Stops early when `f` returns
+    /// `ControlFlow::Break`, leaving the items after that one for the next receive. Returns how many
+    /// items `f` saw, at least one; `None` once the connection has closed and everything received
+    /// has been read.
     ///
     /// # Cancel safety
     ///
     /// Cancel-safe: it waits only while nothing has arrived.
     pub async fn recv_refs(
         &mut self,
-        mut f: impl FnMut(EventRef<'_>) -> ControlFlow<()>,
+        mut f: impl FnMut(RemoteRef<'_>) -> ControlFlow<()>,
     ) -> Option<usize> {
+        let mut lost = 0;
+        let mut counting = |item: RemoteRef<'_>| {
+            if let RemoteRef::Lost(loss) = &item {
+                lost += loss.count.unwrap_or(0);
+            }
+            f(item)
+        };
         loop {
-            let (n, stopped) = self
-                .ready
-                .each_ref(&mut self.unreadable, &mut self.dropped, &mut f);
+            let (n, stopped) = self.ready.each_ref(&mut self.unreadable, &mut counting);
             if stopped || n > 0 {
+                self.lost += lost;
                 return Some(n);
             }
-            self.ready = self.rx.recv().await?.into();
+            self.used_up();
+            let batch = self.rx.recv().await?;
+            self.take(batch);
         }
     }
 
-    /// The next event if one has arrived.
-    pub fn try_recv(&mut self) -> Option<Arc<Event>> {
-        loop {
-            match self.ready.next(&mut self.unreadable) {
-                Some(RemoteItem::Event(event)) => return Some(event),
-                Some(RemoteItem::Lagged { missed }) => self.dropped += missed,
-                None => self.ready = self.rx.try_recv().ok()?.into(),
-            }
-        }
-    }
-
-    /// When replay asked for events the server no longer held.
+    /// When replay asked for events the server no longer held (also delivered as a
+    /// [`RemoteItem::Lost`]).
     pub fn replay_gap(&self) -> Option<ReplayGap> {
         self.gap
     }
 
-    /// Events the server discarded for this subscription, as far as reported so far.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
+    /// Events reported lost so far, in losses with a count.
+    pub fn lost(&self) -> u64 {
+        self.lost
     }
 
     /// Event frames received for this subscription whose event did not parse, and were skipped. A
@@ -845,19 +1040,10 @@ impl RemoteSubscriber {
 impl Drop for RemoteSubscriber {
     fn drop(&mut self) {
         self.client.inner.subs.lock().remove(&self.sub);
-        if self.client.is_closed() {
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let inner = Arc::clone(&self.client.inner);
-            let sub = self.sub;
-            runtime.spawn(async move {
-                let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-                let mut line = Vec::new();
-                encode_line(&mut line, &Request::Unsubscribe { id, sub });
-                let _ = inner.send_line(&line).await;
-            });
-        }
+        let sub = self.sub;
+        self.client
+            .inner
+            .send_detached(|id| Request::Unsubscribe { id, sub });
     }
 }
 
@@ -898,22 +1084,20 @@ impl ConnectionHandle {
 pub enum SubscriptionItem {
     /// An event.
     Event(Arc<Event>),
-    /// The server discarded this many events for us because we read too slowly.
-    Lagged {
-        /// How many.
-        missed: u64,
-    },
+    /// Events that will not come, at their place: the server could not catch up on them from its
+    /// history, or the bus was replaced while we were away.
+    Lost(Loss),
     /// The server is unreachable; the next attempt is in `retry_in`.
     Disconnected {
         /// When the next attempt is.
         retry_in: Duration,
     },
-    /// Attached again. `gap` is set when events between the last one seen and the oldest the server
-    /// still holds are lost. If the server now serves a different bus (it was restarted), ids start
-    /// over and everything that bus holds is replayed.
+    /// Attached again, resuming after the last event delivered (what the server no longer holds
+    /// comes as a [`SubscriptionItem::Lost`]).
     Reconnected {
-        /// Events that could not be replayed.
-        gap: Option<ReplayGap>,
+        /// The server now serves a different bus (it was restarted): its ids start over, and
+        /// everything it holds is replayed.
+        new_bus: bool,
     },
 }
 
@@ -931,6 +1115,12 @@ pub struct ReconnectingSubscriber {
     backoff: Duration,
     retry_at: Option<tokio::time::Instant>,
     was_disconnected: bool,
+    /// The last connection ended with the server's bye: nothing it had for us was left unsent.
+    complete: bool,
+    /// The last id seen on the previous bus, once a new one replaced it.
+    old_last: Option<EventId>,
+    pending_loss: Option<Loss>,
+    options: ClientOptions,
 }
 
 impl std::fmt::Debug for ReconnectingSubscriber {
@@ -962,7 +1152,17 @@ impl ReconnectingSubscriber {
             backoff: MIN_BACKOFF,
             retry_at: None,
             was_disconnected: false,
+            complete: false,
+            old_last: None,
+            pending_loss: None,
+            options: ClientOptions::default(),
         }
+    }
+
+    /// The same, connecting with `options`.
+    pub fn with_options(mut self, options: ClientOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// Whether it is attached now.
@@ -1008,25 +1208,44 @@ impl ReconnectingSubscriber {
                         self.last_id = Some(event.id);
                         return SubscriptionItem::Event(event);
                     }
-                    Some(RemoteItem::Lagged { missed }) => {
-                        return SubscriptionItem::Lagged { missed };
+                    Some(RemoteItem::Lost(loss)) => {
+                        if let Some(last) = loss.last_id {
+                            // Settled: a resumption starts after it.
+                            self.last_id = Some(self.last_id.map_or(last, |id| id.max(last)));
+                        }
+                        return SubscriptionItem::Lost(loss);
                     }
                     None => {
+                        // The server sent everything it had for us only if it said bye.
+                        self.complete = sub.client().said_bye();
                         self.current = None;
                         *self.shared.lock() = None;
                         return self.disconnected();
                     }
                 }
             }
+            if let Some(loss) = self.pending_loss.take() {
+                return SubscriptionItem::Lost(loss);
+            }
             if let Some(at) = self.retry_at {
                 tokio::time::sleep_until(at).await;
                 self.retry_at = None;
             }
             match self.attach().await {
-                Ok(gap) => {
+                Ok(new_bus) => {
                     self.backoff = MIN_BACKOFF;
+                    if new_bus && !self.complete {
+                        // What the old bus published after our last event, and did not send, is
+                        // gone with it; how much cannot be known.
+                        self.pending_loss = Some(Loss {
+                            count: None,
+                            first_id: self.old_last.map(|id| id + 1),
+                            last_id: None,
+                            reason: LossReason::BusRestarted,
+                        });
+                    }
                     if std::mem::take(&mut self.was_disconnected) {
-                        return SubscriptionItem::Reconnected { gap };
+                        return SubscriptionItem::Reconnected { new_bus };
                     }
                 }
                 Err(_) => return self.disconnected(),
@@ -1042,20 +1261,27 @@ impl ReconnectingSubscriber {
         SubscriptionItem::Disconnected { retry_in }
     }
 
-    async fn attach(&mut self) -> Result<Option<ReplayGap>, ClientError> {
-        let client = Client::connect(&self.socket).await?;
-        let same_bus = self.instance.as_deref() == Some(client.hello().instance.as_str());
+    /// Connects and subscribes; whether the server serves another bus than before.
+    async fn attach(&mut self) -> Result<bool, ClientError> {
+        let client = Client::connect_with(&self.socket, self.options.clone()).await?;
+        let new_bus = self
+            .instance
+            .as_deref()
+            .is_some_and(|old| old != client.hello().instance.as_str());
         let replay = match self.last_id {
             None => self.initial,
-            Some(last) if same_bus => Replay::FromId(last + 1),
+            Some(last) if !new_bus => Replay::FromId(last + 1),
             // A new bus: its ids start over, and everything it holds is news to us.
             Some(_) => Replay::FromId(1),
         };
         let sub = client.subscribe(&self.filter, replay).await?;
         self.instance = Some(client.hello().instance.clone());
-        let gap = sub.replay_gap();
+        if new_bus {
+            self.old_last = self.last_id;
+            self.last_id = Some(0);
+        }
         *self.shared.lock() = Some(sub.client().clone());
         self.current = Some(sub);
-        Ok(gap)
+        Ok(new_bus)
     }
 }

@@ -6,13 +6,13 @@
 //! server frames are [`Reply`] values except event frames, which the server writes from bytes it
 //! encoded once per event (see [`encode_event_frame`]). The full description is `docs/protocol.md`.
 
-use crate::event_stream::{Event, EventId, Replay, ReplayGap};
+use crate::event_stream::{Event, EventId, Loss, LossReason, Replay, ReplayGap};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 /// The protocol version the hello frames carry. A client that says another version gets an error frame.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The protocol name in the server's hello frame.
 pub const PROTOCOL_NAME: &str = "ipckit";
@@ -38,14 +38,16 @@ pub enum Request {
     Publish {
         /// Request id.
         id: u64,
-        /// The event.
+        /// The event (a JSON object).
+        #[serde(deserialize_with = "object")]
         event: NewEvent,
     },
     /// Publish several events in order; all are validated before any is published.
     PublishBatch {
         /// Request id.
         id: u64,
-        /// The events, in order.
+        /// The events, in order (JSON objects).
+        #[serde(deserialize_with = "objects")]
         events: Vec<NewEvent>,
     },
     /// Subscribe with a filter expression and a replay request.
@@ -58,6 +60,21 @@ pub enum Request {
         /// Which kept history to send before live events.
         #[serde(default)]
         replay: ReplaySpec,
+        /// Flow control: the most bytes of this subscription's frames the client holds unread; the
+        /// server sends more as the client acknowledges what it read (`ack`). Absent: no limit but
+        /// the connection's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window: Option<u64>,
+    },
+    /// The client read `bytes` bytes of a subscription's frames (newlines included): the server may
+    /// send that much more of it.
+    Ack {
+        /// Request id.
+        id: u64,
+        /// The subscription.
+        sub: u64,
+        /// Bytes read since the last `ack`.
+        bytes: u64,
     },
     /// End a subscription.
     Unsubscribe {
@@ -73,9 +90,13 @@ pub enum Request {
         /// Filter expression.
         #[serde(default)]
         filter: String,
-        /// At most this many, the newest ones.
+        /// At most this many: the newest ones, or with `from_id` the oldest ones from there.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
+        /// Page through history: events with this id or later, oldest first (at most `limit`, 1000
+        /// when absent). The reply then says the oldest id history holds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_id: Option<EventId>,
     },
     /// Bus and server counters.
     Stats {
@@ -97,12 +118,108 @@ impl Request {
             | Request::Publish { id, .. }
             | Request::PublishBatch { id, .. }
             | Request::Subscribe { id, .. }
+            | Request::Ack { id, .. }
             | Request::Unsubscribe { id, .. }
             | Request::History { id, .. }
             | Request::Stats { id }
             | Request::Ping { id } => *id,
         }
     }
+}
+
+/// Decodes `T` only from a JSON object (serde's derived structs also take arrays, which the protocol
+/// refuses).
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(Visit(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
+fn object<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Object::<T>::deserialize(d).map(|o| o.0)
+}
+
+fn objects<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    Vec::<Object<T>>::deserialize(d).map(|v| v.into_iter().map(|o| o.0).collect())
+}
+
+/// The request types, as `type` names them.
+pub const REQUEST_TYPES: &[&str] = &[
+    "hello",
+    "publish",
+    "publish_batch",
+    "subscribe",
+    "ack",
+    "unsubscribe",
+    "history",
+    "stats",
+    "ping",
+];
+
+/// The first integer literal in `line` (outside strings) that fits in neither a signed nor an
+/// unsigned 64-bit integer; JSON parsers would silently round it to a float.
+fn oversized_integer(line: &[u8]) -> Option<&str> {
+    let (mut i, mut in_string, mut escaped) = (0, false, false);
+    while i < line.len() {
+        let b = line[i];
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            while i < line.len()
+                && matches!(line[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+            {
+                i += 1;
+            }
+            let token = &line[start..i];
+            if !token.iter().any(|c| matches!(c, b'.' | b'e' | b'E')) {
+                let (negative, digits) = match token.strip_prefix(b"-") {
+                    Some(digits) => (true, digits),
+                    None => (false, token),
+                };
+                let limit: &[u8] = if negative {
+                    b"9223372036854775808"
+                } else {
+                    b"18446744073709551615"
+                };
+                if digits.len() > limit.len() || (digits.len() == limit.len() && digits > limit) {
+                    return std::str::from_utf8(token).ok();
+                }
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Which kept history a subscription starts with: `"none"`, `"all"`, `{"last":N}`, `{"from_id":N}` or
@@ -136,8 +253,9 @@ impl ReplaySpec {
             ReplaySpec::Last(n) => Replay::Last(n),
             ReplaySpec::FromId(id) => Replay::FromId(id),
             ReplaySpec::FromTime(secs) => Replay::FromTime(
-                time_from_secs(secs)
-                    .ok_or_else(|| format!("from_time {secs} is not a representable time"))?,
+                time_from_secs(secs).filter(|_| secs >= 0.0).ok_or_else(|| {
+                    format!("from_time {secs} is not a time since the Unix epoch (seconds, at least 0)")
+                })?,
             ),
         })
     }
@@ -195,7 +313,12 @@ impl NewEvent {
         event.resource_id = self.resource_id;
         if let Some(secs) = self.timestamp {
             event.timestamp = time_from_secs(secs)
-                .ok_or_else(|| format!("timestamp {secs} is not a representable time"))?;
+                .filter(|_| secs >= 0.0)
+                .ok_or_else(|| {
+                    format!(
+                        "timestamp {secs} is not a time since the Unix epoch (seconds, at least 0)"
+                    )
+                })?;
         }
         Ok(event)
     }
@@ -287,13 +410,8 @@ pub enum Reply {
         /// Request id.
         id: u64,
     },
-    /// The bus discarded `missed` events for this subscription because the client read too slowly.
-    Lagged {
-        /// Subscription number.
-        sub: u64,
-        /// How many events were discarded since the last `lagged` frame.
-        missed: u64,
-    },
+    /// Events of this subscription the server could not send (see [`LostFrame`]).
+    Lost(LostFrame),
     /// A request or a line could not be handled.
     Error(ErrorFrame),
     /// The server is closing the connection (`reason`: `shutdown` or `slow_consumer`).
@@ -301,6 +419,46 @@ pub enum Reply {
         /// Why.
         reason: String,
     },
+}
+
+/// The `lost` frame: events of subscription `sub` that will never come. It follows every event frame
+/// of the subscription with an id below `first_id` and precedes every one with an id above `last_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct LostFrame {
+    /// Subscription number.
+    pub sub: u64,
+    /// How many events; `null` when it cannot be known (a filtered replay of ids history no longer
+    /// holds).
+    pub count: Option<u64>,
+    /// The first id of the range the lost events are in, if known.
+    pub first_id: Option<EventId>,
+    /// The last id of that range, if known.
+    pub last_id: Option<EventId>,
+    /// `lagged`, `history_evicted`, or a reason a newer server knows.
+    pub reason: String,
+}
+
+impl LostFrame {
+    /// The frame for `loss` on subscription `sub`.
+    pub fn new(sub: u64, loss: &Loss) -> Self {
+        Self {
+            sub,
+            count: loss.count,
+            first_id: loss.first_id,
+            last_id: loss.last_id,
+            reason: loss.reason.as_str().to_owned(),
+        }
+    }
+
+    /// The loss it reports.
+    pub fn loss(&self) -> Loss {
+        Loss {
+            count: self.count,
+            first_id: self.first_id,
+            last_id: self.last_id,
+            reason: LossReason::from_name(&self.reason),
+        }
+    }
 }
 
 /// The server's hello frame.
@@ -376,14 +534,15 @@ pub struct StatsFrame {
 pub struct ErrorFrame {
     /// The request id, when the request got far enough to have one.
     pub id: Option<u64>,
-    /// A stable machine-readable code (see [`ErrorCode`]).
-    pub code: String,
+    /// A stable machine-readable code.
+    pub code: ErrorCode,
     /// A sentence naming the problem.
     pub message: String,
 }
 
-/// The codes of error frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The codes of error frames, as they appear on the wire (`invalid_json`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The line is not UTF-8.
     InvalidUtf8,
@@ -407,6 +566,15 @@ pub enum ErrorCode {
     TooManySubscriptions,
     /// `unsubscribe` named no open subscription.
     UnknownSubscription,
+    /// A code this version does not know (sent by a newer server).
+    #[serde(other)]
+    Other,
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl ErrorCode {
@@ -424,6 +592,7 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::UnknownSubscription => "unknown_subscription",
+            ErrorCode::Other => "other",
         }
     }
 }
@@ -433,7 +602,7 @@ impl ErrorFrame {
     pub fn new(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             id,
-            code: code.as_str().to_owned(),
+            code,
             message: message.into(),
         }
     }
@@ -455,6 +624,8 @@ pub enum ServerFrame {
         id: u64,
         /// Kept events, oldest first.
         events: Vec<Event>,
+        /// With `from_id`: the oldest id history held (`None`: it held nothing).
+        oldest_held: Option<EventId>,
     },
     /// Any other frame.
     Reply(Reply),
@@ -515,15 +686,31 @@ pub fn decode_server_frame(line: &[u8]) -> Result<ServerFrame, serde_json::Error
     #[derive(Deserialize)]
     #[serde(tag = "type", rename_all = "snake_case")]
     enum Bulk {
-        Event { sub: u64, event: Event },
-        History { id: u64, events: Vec<Event> },
+        Event {
+            sub: u64,
+            event: Event,
+        },
+        History {
+            id: u64,
+            events: Vec<Event>,
+            #[serde(default)]
+            oldest_held: Option<EventId>,
+        },
     }
     let value: serde_json::Value = serde_json::from_slice(line)?;
     let kind = value.get("type").and_then(|t| t.as_str()).unwrap_or("");
     if kind == "event" || kind == "history" {
         return Ok(match serde_json::from_value::<Bulk>(value)? {
             Bulk::Event { sub, event } => ServerFrame::Event { sub, event },
-            Bulk::History { id, events } => ServerFrame::History { id, events },
+            Bulk::History {
+                id,
+                events,
+                oldest_held,
+            } => ServerFrame::History {
+                id,
+                events,
+                oldest_held,
+            },
         });
     }
     Ok(ServerFrame::Reply(serde_json::from_value(value)?))
@@ -561,42 +748,60 @@ pub fn decode_request(line: &[u8]) -> Result<Request, DecodeError> {
             message: format!("the frame is not valid UTF-8 (at byte {})", e.valid_up_to()),
         });
     }
-    match serde_json::from_slice::<Request>(line) {
-        Ok(request) => Ok(request),
-        Err(err) => {
-            let loose: Option<serde_json::Value> = serde_json::from_slice(line).ok();
-            let id = loose
-                .as_ref()
-                .and_then(|v| v.get("id"))
-                .and_then(|v| v.as_u64());
-            let kind = loose
-                .as_ref()
-                .and_then(|v| v.get("type"))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned);
-            let text = err.to_string();
-            let code = match err.classify() {
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                    ErrorCode::InvalidJson
-                }
-                serde_json::error::Category::Io => ErrorCode::InvalidJson,
-                serde_json::error::Category::Data if text.starts_with("unknown variant") => {
-                    ErrorCode::UnknownType
-                }
-                serde_json::error::Category::Data => ErrorCode::InvalidFrame,
+    let decoded = serde_json::from_slice::<Object<Request>>(line).map(|o| o.0);
+    let err = match decoded {
+        Ok(request) => {
+            return match oversized_integer(line) {
+                None => Ok(request),
+                Some(number) => Err(DecodeError {
+                    id: Some(request.id()),
+                    code: ErrorCode::InvalidFrame,
+                    message: format!(
+                        "the integer {number} does not fit in 64 bits (JSON readers would round it); send it as a string or with an exponent"
+                    ),
+                }),
             };
-            let message = match (code, kind) {
-                (ErrorCode::UnknownType, Some(kind)) => format!(
-                    "unknown frame type {kind:?} (expected hello, publish, publish_batch, subscribe, \
-                     unsubscribe, history, stats or ping)"
-                ),
-                (ErrorCode::InvalidJson, _) => format!("invalid JSON: {text}"),
-                (_, Some(kind)) => format!("invalid {kind} frame: {text}"),
-                (_, None) => format!("invalid frame: {text}"),
-            };
-            Err(DecodeError { id, code, message })
         }
-    }
+        Err(err) => err,
+    };
+    // What went wrong, from what the line holds rather than from serde's wording.
+    let loose: Option<serde_json::Value> = serde_json::from_slice(line).ok();
+    let id = loose
+        .as_ref()
+        .and_then(|v| v.get("id"))
+        .and_then(|v| v.as_u64());
+    let kind = loose
+        .as_ref()
+        .and_then(|v| v.get("type"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let text = err.to_string();
+    let (code, message) = match (&loose, kind) {
+        (None, _) => (ErrorCode::InvalidJson, format!("invalid JSON: {text}")),
+        (Some(value), _) if !value.is_object() => (
+            ErrorCode::InvalidFrame,
+            "a frame must be a JSON object".to_owned(),
+        ),
+        (Some(_), Some(kind)) if !REQUEST_TYPES.contains(&kind.as_str()) => (
+            ErrorCode::UnknownType,
+            format!(
+                "unknown frame type {kind:?} (expected {})",
+                REQUEST_TYPES.join(", ")
+            ),
+        ),
+        (Some(_), Some(kind)) => (
+            ErrorCode::InvalidFrame,
+            format!("invalid {kind} frame: {text}"),
+        ),
+        (Some(_), None) => (
+            ErrorCode::InvalidFrame,
+            format!(
+                "the frame has no string `type` (expected {})",
+                REQUEST_TYPES.join(", ")
+            ),
+        ),
+    };
+    Err(DecodeError { id, code, message })
 }
 
 /// One outcome of [`LineReader::read_line`].
@@ -751,7 +956,8 @@ mod tests {
             Request::Subscribe {
                 id: 1,
                 filter: "task.*".into(),
-                replay: ReplaySpec::FromId(5)
+                replay: ReplaySpec::FromId(5),
+                window: None,
             }
         );
         let all = decode_request(br#"{"type":"subscribe","id":1,"replay":"all"}"#).unwrap();
@@ -843,5 +1049,95 @@ mod tests {
             ReadLine::Truncated(7)
         );
         assert_eq!(reader.read_line(&mut line).await.unwrap(), ReadLine::Eof);
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+
+    /// A publish whose line is nested `depth` levels deep in all (the request object is level 1).
+    fn nested(depth: usize) -> String {
+        let inner = depth - 2;
+        format!(
+            r#"{{"type":"publish","id":1,"event":{{"event_type":"x","data":{}{}}}}}"#,
+            "[".repeat(inner),
+            "]".repeat(inner)
+        )
+    }
+
+    #[test]
+    fn the_nesting_limit_is_exactly_the_documented_one() {
+        assert!(decode_request(nested(127).as_bytes()).is_ok());
+        let err = decode_request(nested(128).as_bytes()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidJson, "{}", err.message);
+    }
+
+    #[test]
+    fn arrays_where_objects_are_required_are_refused() {
+        for line in [
+            r#"["ping",1]"#,
+            r#"{"type":"publish","id":1,"event":["x",null,null,"x"]}"#,
+            r#"{"type":"publish_batch","id":1,"events":[["x"]]}"#,
+        ] {
+            let err = decode_request(line.as_bytes()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidFrame, "{line}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn integers_that_would_be_rounded_are_refused() {
+        let line = |n: &str| {
+            format!(
+                r#"{{"type":"publish","id":4,"event":{{"event_type":"x","data":{{"n":{n},"s":"123456789012345678901234567890"}}}}}}"#
+            )
+        };
+        for ok in [
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1e30",
+            "1.5",
+            "0",
+        ] {
+            assert!(decode_request(line(ok).as_bytes()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "123456789012345678901234567890",
+            "18446744073709551616",
+            "-9223372036854775809",
+        ] {
+            let err = decode_request(line(bad).as_bytes()).unwrap_err();
+            assert_eq!((err.code, err.id), (ErrorCode::InvalidFrame, Some(4)));
+            assert!(err.message.contains(bad), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn times_before_the_epoch_are_refused() {
+        let event = NewEvent {
+            id: None,
+            timestamp: Some(-1.0),
+            event_type: "x".into(),
+            resource_id: None,
+            data: serde_json::Value::Null,
+        };
+        assert!(event.into_event().unwrap_err().contains("timestamp -1"));
+        assert!(ReplaySpec::FromTime(-1.0).to_replay().is_err());
+        assert!(ReplaySpec::FromTime(0.0).to_replay().is_ok());
+    }
+
+    #[test]
+    fn codes_are_typed_on_the_wire() {
+        let frame = ErrorFrame::new(Some(1), ErrorCode::UnknownType, "m");
+        let json = serde_json::to_string(&frame).unwrap();
+        assert_eq!(json, r#"{"id":1,"code":"unknown_type","message":"m"}"#);
+        let newer: ErrorFrame =
+            serde_json::from_str(r#"{"id":null,"code":"from_the_future","message":"m"}"#).unwrap();
+        assert_eq!(newer.code, ErrorCode::Other);
+        let missing = decode_request(br#"{"id":3}"#).unwrap_err();
+        assert_eq!(
+            (missing.code, missing.id),
+            (ErrorCode::InvalidFrame, Some(3))
+        );
     }
 }

@@ -12,31 +12,44 @@
 //!
 //! # How a connection is served
 //!
-//! Each connection has a reader task, which decodes request lines and answers them, and one task per
-//! subscription, which takes events from a bus subscriber in batches, writes them as one buffer and
-//! waits for more. Each event is serialized once, whatever the number of subscriptions that send it
-//! (a cache keyed by event id holds the bytes). Writes to one connection are serialized by a lock held
-//! only while writing.
+//! Each connection is a `Connection`: a reader loop that decodes request lines and answers each
+//! with one method, and one task per subscription, which takes events from a [`CatchUp`] reader in
+//! batches, writes them as one buffer and waits for more. Each event is serialized once, whatever the
+//! number of subscriptions that send it (a cache keyed by event id holds the bytes). Writes to one
+//! connection are serialized by a lock held only while writing.
 //!
-//! # Slow clients
+//! # Slow clients, and catching up
 //!
-//! A client that stops reading never makes a publisher wait on a socket: its subscriptions are bus
-//! subscribers, so their queues are bounded by the bus's `subscriber_buffer` and its slow-consumer
-//! policy discards what does not fit (the client is sent a `lagged` frame with the count when it
-//! reads again). If one write cannot complete for `write_timeout`, the connection is closed and
-//! counted in [`ServerCounters::slow_disconnects`]. (A bus configured with
+//! A client that stops reading never makes a publisher wait on a socket. Each subscription sends
+//! while its flow-control window (if the client asked for one) has room and while the connection has
+//! less than `max_queued_bytes` waiting to be written; otherwise it stops taking events, so its bus
+//! subscriber falls behind and drops the oldest. When there is room again, the [`CatchUp`] reader
+//! fetches what was dropped from the bus's history, a page at a time, and the client gets every event
+//! in order, once; only what history no longer holds is lost, and that is said in a `lost` frame
+//! (count, ids, reason) at its place. If one write cannot complete for `write_timeout`, the
+//! connection is closed and counted in [`ServerCounters::slow_disconnects`]. (A bus configured with
 //! [`crate::SlowConsumerPolicy::Block`] makes publishers wait up to its `block_timeout` by its own
-//! rules; `ipckit-top serve` uses `DropOldest`.)
+//! rules; such publishes run on tokio's blocking threads, never on a runtime worker.)
+//!
+//! # Limits
+//!
+//! Connections in all (`max_connections`) and per client process (`max_connections_per_process`, by
+//! the peer's process id), subscriptions per connection, bytes per request line (`max_frame`), bytes
+//! waiting per connection (`max_queued_bytes`), and an idle timeout for connections with no
+//! subscription that send nothing (`idle_timeout`).
 
 use super::frame::{
-    decode_request, encode_line, event_frame_prefix, ErrorCode, ErrorFrame, GapFrame, ReadLine,
-    Reply, Request, ServerHello, StatsFrame, DEFAULT_MAX_FRAME, PROTOCOL_NAME, PROTOCOL_VERSION,
+    decode_request, encode_line, event_frame_prefix, ErrorCode, ErrorFrame, GapFrame, LostFrame,
+    NewEvent, ReadLine, ReplaySpec, Reply, Request, ServerHello, StatsFrame, DEFAULT_MAX_FRAME,
+    PROTOCOL_NAME, PROTOCOL_VERSION,
 };
 use super::io::SharedStream;
 #[cfg(unix)]
 use super::ownership::{current_uid, peer_uid};
 use super::ownership::{parent_of, prepare_socket_dir};
-use crate::event_stream::{Event, EventBus, EventFilter, EventId, EventSubscriber};
+use crate::event_stream::{
+    CatchUp, Delivery, Event, EventBus, EventFilter, EventId, SlowConsumerPolicy,
+};
 use crate::transport::frame::LineReader;
 use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions};
@@ -45,12 +58,13 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// Settings of a [`Server`].
 #[derive(Debug, Clone)]
@@ -62,6 +76,15 @@ pub struct ServerConfig {
     /// Connections served at once (default 1024); the one over gets a `too_many_connections` error
     /// frame and is closed.
     pub max_connections: usize,
+    /// Connections one client process may hold at once (default 512, half of `max_connections`, by
+    /// the peer's process id where the platform says it), so one process cannot take every place.
+    pub max_connections_per_process: usize,
+    /// A connection with no subscription that sends no request for this long is closed with a
+    /// `bye` frame (reason `idle`) (default 5 minutes).
+    pub idle_timeout: Duration,
+    /// Bytes waiting to be written to one connection past which its subscriptions stop taking
+    /// events (default 64 MiB): they fall behind, and catch up from history once the client reads.
+    pub max_queued_bytes: usize,
     /// Subscriptions per connection (default 64).
     pub max_subscriptions: usize,
     /// How long one write to a client may take before the client is disconnected as stuck (default 30 s).
@@ -77,6 +100,9 @@ impl ServerConfig {
             socket: socket.into(),
             max_frame: DEFAULT_MAX_FRAME,
             max_connections: 1024,
+            max_connections_per_process: 512,
+            idle_timeout: Duration::from_secs(300),
+            max_queued_bytes: 64 << 20,
             max_subscriptions: 64,
             write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(2),
@@ -133,6 +159,9 @@ pub struct ServerCounters {
     slow_disconnects: AtomicU64,
     bad_frames: AtomicU64,
     encoded: AtomicU64,
+    idle_disconnects: AtomicU64,
+    held_back: AtomicU64,
+    lost: AtomicU64,
 }
 
 impl ServerCounters {
@@ -159,6 +188,19 @@ impl ServerCounters {
     /// Events serialized for the wire (once each, whatever the number of receivers).
     pub fn encoded(&self) -> u64 {
         self.encoded.load(Ordering::Relaxed)
+    }
+    /// Connections closed because they had no subscription and sent nothing for `idle_timeout`.
+    pub fn idle_disconnects(&self) -> u64 {
+        self.idle_disconnects.load(Ordering::Relaxed)
+    }
+    /// Times a subscription had to stop sending because the client's window or the connection's
+    /// queue was full (it then falls behind and catches up from history).
+    pub fn held_back(&self) -> u64 {
+        self.held_back.load(Ordering::Relaxed)
+    }
+    /// Events reported lost to clients in `lost` frames (those with a count).
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
     }
 }
 
@@ -288,7 +330,7 @@ impl Server {
         let Some(listener) = self.listener.take() else {
             return Ok(());
         };
-        let (closing_tx, closing_rx) = watch::channel(false);
+        let closing = CancellationToken::new();
         let shared = Arc::new(Shared {
             bus: self.bus.clone(),
             config: self.config.clone(),
@@ -297,7 +339,8 @@ impl Server {
             // events for the slower one, so a cache that size encodes each event once.
             cache: EncodeCache::new(self.bus.config().subscriber_buffer.clamp(4096, 1 << 16)),
             instance: instance_of(&self.bus),
-            closing: closing_rx,
+            closing: closing.clone(),
+            per_process: Mutex::new(HashMap::new()),
         });
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
@@ -320,7 +363,7 @@ impl Server {
             crate::event_types::SYSTEM_SHUTDOWN,
             serde_json::json!({ "reason": "server shutting down" }),
         ));
-        let _ = closing_tx.send(true);
+        closing.cancel();
         let drained = tokio::time::timeout(self.config.shutdown_grace, async {
             while connections.join_next().await.is_some() {}
         })
@@ -505,37 +548,75 @@ struct Shared {
     counters: Arc<ServerCounters>,
     cache: EncodeCache,
     instance: String,
-    closing: watch::Receiver<bool>,
+    /// Cancelled when the server shuts down.
+    closing: CancellationToken,
+    /// Open connections per peer process.
+    per_process: Mutex<HashMap<u32, usize>>,
 }
 
-/// The writing side of one connection.
-struct Conn {
+/// Most bytes a subscription encodes before writing them (at least one event always goes).
+const BATCH_BYTES: usize = 256 * 1024;
+/// Most events a subscription takes at once.
+const BATCH: usize = 256;
+
+/// The writing side of one connection: every frame goes through [`Outbox::send`], which counts the
+/// bytes waiting to be written against the connection's limit.
+struct Outbox {
     writer: tokio::sync::Mutex<SharedStream>,
-    /// Set when the connection must end (a write failed or stalled).
-    dead: watch::Sender<bool>,
+    /// Cancelled when the connection must end (a write failed or stalled).
+    dead: CancellationToken,
     write_timeout: Duration,
     counters: Arc<ServerCounters>,
+    /// Bytes handed to [`Outbox::send`] and not written yet.
+    queued: AtomicUsize,
+    /// Signalled after each write.
+    written: Notify,
+    /// The limit on `queued` past which subscriptions stop encoding (they fall behind, and catch up
+    /// from history once the client reads again).
+    max_queued: usize,
 }
 
-impl Conn {
+impl Outbox {
     /// Writes `bytes`; false (and the connection marked dead) if that fails or stalls.
     async fn send(&self, bytes: &[u8]) -> bool {
+        self.queued.fetch_add(bytes.len(), Ordering::AcqRel);
+        let ok = self.write(bytes).await;
+        self.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+        self.written.notify_waiters();
+        ok
+    }
+
+    async fn write(&self, bytes: &[u8]) -> bool {
         let mut writer = self.writer.lock().await;
-        if *self.dead.borrow() {
+        if self.dead.is_cancelled() {
             return false;
         }
         match tokio::time::timeout(self.write_timeout, writer.write_all(bytes)).await {
             Ok(Ok(())) => true,
             Ok(Err(_)) => {
-                self.dead.send_replace(true);
+                self.dead.cancel();
                 false
             }
             Err(_) => {
                 self.counters
                     .slow_disconnects
                     .fetch_add(1, Ordering::Relaxed);
-                self.dead.send_replace(true);
+                self.dead.cancel();
                 false
+            }
+        }
+    }
+
+    /// Waits until the bytes waiting to be written are under the limit; false if the connection died.
+    async fn room(&self) -> bool {
+        loop {
+            let written = self.written.notified();
+            if self.queued.load(Ordering::Acquire) < self.max_queued {
+                return true;
+            }
+            tokio::select! {
+                () = self.dead.cancelled() => return false,
+                () = written => {}
             }
         }
     }
@@ -552,16 +633,74 @@ impl Conn {
     }
 }
 
+/// A subscription's flow-control window: bytes the server may still send before the client
+/// acknowledges more.
+struct Window {
+    left: AtomicI64,
+    acked: Notify,
+}
+
+impl Window {
+    /// Waits until some of the window is left; false if `cancel` fires first.
+    async fn open(&self, cancel: &CancellationToken) -> bool {
+        loop {
+            let acked = self.acked.notified();
+            if self.left.load(Ordering::Acquire) > 0 {
+                return true;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                () = acked => {}
+            }
+        }
+    }
+}
+
 struct SubTask {
-    cancel: tokio::sync::oneshot::Sender<()>,
+    /// Cancelled to stop the subscription (unsubscribe, or the connection ends).
+    cancel: CancellationToken,
+    window: Option<Arc<Window>>,
     handle: tokio::task::JoinHandle<()>,
 }
 
-struct ConnectionGuard(Arc<ServerCounters>);
+/// Keeps the connection counts right while a connection lives.
+struct ConnectionGuard {
+    shared: Arc<Shared>,
+    pid: Option<u32>,
+}
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+        if let Some(pid) = self.pid {
+            let mut per_process = self.shared.per_process.lock();
+            if let Some(n) = per_process.get_mut(&pid) {
+                *n -= 1;
+                if *n == 0 {
+                    per_process.remove(&pid);
+                }
+            }
+        }
+    }
+}
+
+/// The peer's process id, where the platform says it.
+fn peer_pid(stream: &LocalSocketStream) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        stream
+            .peer_creds()
+            .ok()
+            .and_then(|creds| creds.pid())
+            .and_then(|pid| u32::try_from(pid).ok())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = stream;
+        None
     }
 }
 
@@ -578,27 +717,50 @@ async fn serve_connection(shared: Arc<Shared>, stream: LocalSocketStream) {
             return;
         }
     }
+    let pid = peer_pid(&stream);
     let open = shared.counters.connections.fetch_add(1, Ordering::Relaxed) + 1;
-    let _guard = ConnectionGuard(Arc::clone(&shared.counters));
+    let of_process = pid.map_or(0, |pid| {
+        let mut per_process = shared.per_process.lock();
+        let n = per_process.entry(pid).or_insert(0);
+        *n += 1;
+        *n
+    });
+    let _guard = ConnectionGuard {
+        shared: Arc::clone(&shared),
+        pid,
+    };
     let shared_stream = SharedStream(Arc::new(stream));
     let (recv, send) = (shared_stream.clone(), shared_stream);
-    let (dead, mut dead_rx) = watch::channel(false);
-    let conn = Arc::new(Conn {
+    let outbox = Arc::new(Outbox {
         writer: tokio::sync::Mutex::new(send),
-        dead,
+        dead: CancellationToken::new(),
         write_timeout: shared.config.write_timeout,
         counters: Arc::clone(&shared.counters),
+        queued: AtomicUsize::new(0),
+        written: Notify::new(),
+        max_queued: shared.config.max_queued_bytes.max(1),
     });
-    if open > shared.config.max_connections {
-        conn.error(ErrorFrame::new(
-            None,
-            ErrorCode::TooManyConnections,
-            format!(
-                "the server already has {} connections, its limit",
-                shared.config.max_connections
-            ),
+    let refusal = if open > shared.config.max_connections {
+        Some(format!(
+            "the server already has {} connections, its limit",
+            shared.config.max_connections
         ))
-        .await;
+    } else if of_process > shared.config.max_connections_per_process {
+        Some(format!(
+            "this process already has {} connections to the server, the limit for one process",
+            shared.config.max_connections_per_process
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = refusal {
+        outbox
+            .error(ErrorFrame::new(
+                None,
+                ErrorCode::TooManyConnections,
+                message,
+            ))
+            .await;
         return;
     }
     let hello = Reply::Hello(ServerHello {
@@ -609,230 +771,370 @@ async fn serve_connection(shared: Arc<Shared>, stream: LocalSocketStream) {
         last_id: shared.bus.last_id(),
         max_frame: shared.config.max_frame,
     });
-    if !conn.reply(&hello).await {
+    if !outbox.reply(&hello).await {
         return;
     }
-    let mut reader = LineReader::new(
+    let reader = LineReader::new(
         tokio::io::BufReader::with_capacity(64 * 1024, recv),
         shared.config.max_frame,
     );
-    let mut subs: HashMap<u64, SubTask> = HashMap::new();
-    let mut next_sub = 0u64;
-    let mut closing = shared.closing.clone();
-    let mut line = Vec::new();
-    let mut said_bye = false;
-    loop {
-        let outcome = tokio::select! {
-            biased;
-            _ = dead_rx.changed() => break,
-            _ = closing.wait_for(|c| *c) => {
-                said_bye = true;
-                break;
-            }
-            read = reader.read_line(&mut line) => read,
-        };
-        match outcome {
-            Err(_) | Ok(ReadLine::Eof) | Ok(ReadLine::Truncated(_)) => break,
-            Ok(ReadLine::TooLong(len)) => {
-                let message = format!(
-                    "frame of {len} bytes exceeds the limit of {} bytes; it was skipped",
-                    shared.config.max_frame
-                );
-                if !conn
-                    .error(ErrorFrame::new(None, ErrorCode::FrameTooLarge, message))
-                    .await
-                {
-                    break;
-                }
-            }
-            Ok(ReadLine::Line) => {
-                let trimmed = line.strip_suffix(b"\r").unwrap_or(&line);
-                if trimmed.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let request = match decode_request(trimmed) {
-                    Ok(request) => request,
-                    Err(err) => {
-                        if !conn.error(err.to_frame()).await {
-                            break;
-                        }
-                        continue;
-                    }
-                };
-                if !handle(&shared, &conn, &mut subs, &mut next_sub, request).await {
-                    break;
-                }
-            }
-        }
+    Connection {
+        shared,
+        outbox,
+        subs: HashMap::new(),
+        next_sub: 0,
     }
-    // Let every subscription flush what is queued (on shutdown, `system.shutdown` among it).
-    for (_, task) in subs.drain() {
-        if !said_bye {
-            let _ = task.cancel.send(());
-        }
-        let _ = task.handle.await;
-    }
-    if said_bye {
-        conn.reply(&Reply::Bye {
-            reason: "shutdown".into(),
-        })
-        .await;
-    }
-    let mut writer = conn.writer.lock().await;
-    let _ = tokio::time::timeout(Duration::from_millis(200), writer.shutdown()).await;
+    .run(reader)
+    .await;
 }
 
-/// Answers one request; false when the connection must end.
-async fn handle(
-    shared: &Arc<Shared>,
-    conn: &Arc<Conn>,
-    subs: &mut HashMap<u64, SubTask>,
-    next_sub: &mut u64,
-    request: Request,
-) -> bool {
-    match request {
-        Request::Hello { id, version, .. } => {
-            if version == PROTOCOL_VERSION {
-                conn.reply(&Reply::Ok { id }).await
-            } else {
-                conn.error(ErrorFrame::new(
-                    Some(id),
-                    ErrorCode::UnsupportedVersion,
-                    format!("protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}"),
-                ))
-                .await
-            }
-        }
-        Request::Publish { id, event } => match event.into_event() {
-            Ok(event) => {
-                let event_id = shared.bus.publish(event);
-                conn.reply(&Reply::Published {
-                    id,
-                    ids: vec![event_id],
-                })
-                .await
-            }
-            Err(message) => {
-                conn.error(ErrorFrame::new(Some(id), ErrorCode::InvalidEvent, message))
-                    .await
-            }
-        },
-        Request::PublishBatch { id, events } => {
-            let mut ready = Vec::with_capacity(events.len());
-            for (index, event) in events.into_iter().enumerate() {
-                match event.into_event() {
-                    Ok(event) => ready.push(event),
-                    Err(message) => {
-                        return conn
-                            .error(ErrorFrame::new(
-                                Some(id),
-                                ErrorCode::InvalidEvent,
-                                format!("event {index}: {message}; nothing was published"),
-                            ))
-                            .await;
+/// One client connection: its outbox, its subscriptions, and one method per request.
+struct Connection {
+    shared: Arc<Shared>,
+    outbox: Arc<Outbox>,
+    subs: HashMap<u64, SubTask>,
+    next_sub: u64,
+}
+
+/// How a connection ended.
+#[derive(PartialEq, Eq)]
+enum End {
+    /// The peer left, a write failed, or the connection was idle too long.
+    Gone,
+    /// The server is shutting down: flush, then say bye.
+    Shutdown,
+}
+
+impl Connection {
+    async fn run(mut self, mut reader: LineReader<tokio::io::BufReader<SharedStream>>) {
+        let mut line = Vec::new();
+        let idle = self.shared.config.idle_timeout;
+        let closing = self.shared.closing.clone();
+        let dead = self.outbox.dead.clone();
+        let end = loop {
+            // A connection with no subscription that sends nothing for `idle_timeout` is closed, so
+            // idle connections cannot hold the server's places for good.
+            let idle_deadline = async {
+                if self.subs.is_empty() {
+                    tokio::time::sleep(idle).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let outcome = tokio::select! {
+                biased;
+                () = dead.cancelled() => break End::Gone,
+                () = closing.cancelled() => break End::Shutdown,
+                () = idle_deadline => {
+                    self.shared.counters.idle_disconnects.fetch_add(1, Ordering::Relaxed);
+                    self.outbox.reply(&Reply::Bye { reason: "idle".into() }).await;
+                    break End::Gone;
+                }
+                read = reader.read_line(&mut line) => read,
+            };
+            match outcome {
+                Err(_) | Ok(ReadLine::Eof) | Ok(ReadLine::Truncated(_)) => break End::Gone,
+                Ok(ReadLine::TooLong(len)) => {
+                    let message = format!(
+                        "frame of {len} bytes exceeds the limit of {} bytes; it was skipped",
+                        self.shared.config.max_frame
+                    );
+                    if !self
+                        .outbox
+                        .error(ErrorFrame::new(None, ErrorCode::FrameTooLarge, message))
+                        .await
+                    {
+                        break End::Gone;
+                    }
+                }
+                Ok(ReadLine::Line) => {
+                    let trimmed = line.strip_suffix(b"\r").unwrap_or(&line);
+                    if trimmed.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    let keep_going = match decode_request(trimmed) {
+                        Ok(request) => self.handle(request).await,
+                        Err(err) => self.outbox.error(err.to_frame()).await,
+                    };
+                    if !keep_going {
+                        break End::Gone;
                     }
                 }
             }
-            let ids = ready.into_iter().map(|e| shared.bus.publish(e)).collect();
-            conn.reply(&Reply::Published { id, ids }).await
+        };
+        // On shutdown every subscription flushes what is queued (`system.shutdown` among it);
+        // otherwise they stop at once.
+        for (_, task) in self.subs.drain() {
+            if end == End::Gone {
+                task.cancel.cancel();
+            }
+            let _ = task.handle.await;
         }
-        Request::Subscribe { id, filter, replay } => {
-            if subs.len() >= shared.config.max_subscriptions {
-                return conn
+        if end == End::Shutdown {
+            self.outbox
+                .reply(&Reply::Bye {
+                    reason: "shutdown".into(),
+                })
+                .await;
+        }
+        let mut writer = self.outbox.writer.lock().await;
+        let _ = tokio::time::timeout(Duration::from_millis(200), writer.shutdown()).await;
+    }
+
+    /// Answers one request; false when the connection must end.
+    async fn handle(&mut self, request: Request) -> bool {
+        match request {
+            Request::Hello { id, version, .. } => self.hello(id, version).await,
+            Request::Publish { id, event } => self.publish(id, vec![event], false).await,
+            Request::PublishBatch { id, events } => self.publish(id, events, true).await,
+            Request::Subscribe {
+                id,
+                filter,
+                replay,
+                window,
+            } => self.subscribe(id, &filter, replay, window).await,
+            Request::Ack { id, sub, bytes } => self.ack(id, sub, bytes).await,
+            Request::Unsubscribe { id, sub } => self.unsubscribe(id, sub).await,
+            Request::History {
+                id,
+                filter,
+                limit,
+                from_id,
+            } => self.history(id, &filter, limit, from_id).await,
+            Request::Stats { id } => self.stats(id).await,
+            Request::Ping { id } => self.outbox.reply(&Reply::Pong { id }).await,
+        }
+    }
+
+    async fn hello(&self, id: u64, version: u32) -> bool {
+        if version == PROTOCOL_VERSION {
+            self.outbox.reply(&Reply::Ok { id }).await
+        } else {
+            self.outbox
+                .error(ErrorFrame::new(
+                    Some(id),
+                    ErrorCode::UnsupportedVersion,
+                    format!(
+                        "protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}"
+                    ),
+                ))
+                .await
+        }
+    }
+
+    /// Publishes events, all or none; a batch's refusal names the event.
+    async fn publish(&self, id: u64, events: Vec<NewEvent>, batch: bool) -> bool {
+        let mut ready = Vec::with_capacity(events.len());
+        for (index, event) in events.into_iter().enumerate() {
+            match event.into_event() {
+                Ok(event) => ready.push(event),
+                Err(message) => {
+                    let message = if batch {
+                        format!("event {index}: {message}; nothing was published")
+                    } else {
+                        message
+                    };
+                    return self
+                        .outbox
+                        .error(ErrorFrame::new(Some(id), ErrorCode::InvalidEvent, message))
+                        .await;
+                }
+            }
+        }
+        let ids = if self.shared.bus.config().slow_consumer == SlowConsumerPolicy::Block {
+            // A `Block` publish may wait for a slow reader: on a blocking thread, never on one of
+            // the runtime's workers.
+            let bus = self.shared.bus.clone();
+            match tokio::task::spawn_blocking(move || {
+                ready
+                    .into_iter()
+                    .map(|e| bus.publish(e))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            {
+                Ok(ids) => ids,
+                Err(_) => return false,
+            }
+        } else {
+            ready
+                .into_iter()
+                .map(|e| self.shared.bus.publish(e))
+                .collect()
+        };
+        self.outbox.reply(&Reply::Published { id, ids }).await
+    }
+
+    async fn subscribe(
+        &mut self,
+        id: u64,
+        filter: &str,
+        replay: ReplaySpec,
+        window: Option<u64>,
+    ) -> bool {
+        if self.subs.len() >= self.shared.config.max_subscriptions {
+            return self
+                .outbox
+                .error(ErrorFrame::new(
+                    Some(id),
+                    ErrorCode::TooManySubscriptions,
+                    format!(
+                        "this connection already has {} subscriptions, the limit",
+                        self.shared.config.max_subscriptions
+                    ),
+                ))
+                .await;
+        }
+        let filter = match EventFilter::parse(filter) {
+            Ok(filter) => filter,
+            Err(e) => {
+                return self
+                    .outbox
                     .error(ErrorFrame::new(
                         Some(id),
-                        ErrorCode::TooManySubscriptions,
-                        format!(
-                            "this connection already has {} subscriptions, the limit",
-                            shared.config.max_subscriptions
-                        ),
+                        ErrorCode::InvalidFilter,
+                        e.to_string(),
                     ))
                     .await;
             }
-            let filter = match EventFilter::parse(&filter) {
-                Ok(filter) => filter,
-                Err(e) => {
-                    return conn
-                        .error(ErrorFrame::new(
-                            Some(id),
-                            ErrorCode::InvalidFilter,
-                            e.to_string(),
-                        ))
-                        .await;
-                }
-            };
-            let replay = match replay.to_replay() {
-                Ok(replay) => replay,
-                Err(message) => {
-                    return conn
-                        .error(ErrorFrame::new(Some(id), ErrorCode::InvalidFrame, message))
-                        .await;
-                }
-            };
-            let subscriber = shared.bus.subscribe_with_replay(filter, replay);
-            *next_sub += 1;
-            let sub = *next_sub;
-            let gap = subscriber.replay_gap().map(GapFrame::from);
-            if !conn.reply(&Reply::Subscribed { id, sub, gap }).await {
-                return false;
+        };
+        let replay = match replay.to_replay() {
+            Ok(replay) => replay,
+            Err(message) => {
+                return self
+                    .outbox
+                    .error(ErrorFrame::new(Some(id), ErrorCode::InvalidFrame, message))
+                    .await;
             }
-            let (cancel, cancelled) = tokio::sync::oneshot::channel();
-            let handle = tokio::spawn(forward(
-                Arc::clone(shared),
-                Arc::clone(conn),
-                sub,
-                subscriber,
-                cancelled,
-            ));
-            subs.insert(sub, SubTask { cancel, handle });
-            true
+        };
+        let reader = CatchUp::new(&self.shared.bus, filter, replay);
+        self.next_sub += 1;
+        let sub = self.next_sub;
+        let gap = reader.replay_gap().map(GapFrame::from);
+        if !self.outbox.reply(&Reply::Subscribed { id, sub, gap }).await {
+            return false;
         }
-        Request::Unsubscribe { id, sub } => match subs.remove(&sub) {
+        let window = window.map(|bytes| {
+            Arc::new(Window {
+                left: AtomicI64::new(i64::try_from(bytes).unwrap_or(i64::MAX)),
+                acked: Notify::new(),
+            })
+        });
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(forward(
+            Arc::clone(&self.shared),
+            Arc::clone(&self.outbox),
+            sub,
+            reader,
+            window.clone(),
+            cancel.clone(),
+        ));
+        self.subs.insert(
+            sub,
+            SubTask {
+                cancel,
+                window,
+                handle,
+            },
+        );
+        true
+    }
+
+    async fn ack(&self, id: u64, sub: u64, bytes: u64) -> bool {
+        if let Some(window) = self.subs.get(&sub).and_then(|task| task.window.as_ref()) {
+            let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+            let _ = window
+                .left
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                    Some(left.saturating_add(bytes))
+                });
+            window.acked.notify_waiters();
+        }
+        // An ack for a subscription that just ended is not an error: frames were in flight.
+        self.outbox.reply(&Reply::Ok { id }).await
+    }
+
+    async fn unsubscribe(&mut self, id: u64, sub: u64) -> bool {
+        match self.subs.remove(&sub) {
             Some(task) => {
-                let _ = task.cancel.send(());
+                task.cancel.cancel();
                 let _ = task.handle.await;
-                conn.reply(&Reply::Ok { id }).await
+                self.outbox.reply(&Reply::Ok { id }).await
             }
             None => {
-                conn.error(ErrorFrame::new(
-                    Some(id),
-                    ErrorCode::UnknownSubscription,
-                    format!("no open subscription {sub} on this connection"),
-                ))
-                .await
+                self.outbox
+                    .error(ErrorFrame::new(
+                        Some(id),
+                        ErrorCode::UnknownSubscription,
+                        format!("no open subscription {sub} on this connection"),
+                    ))
+                    .await
             }
-        },
-        Request::History { id, filter, limit } => {
-            let filter = match EventFilter::parse(&filter) {
-                Ok(filter) => filter,
-                Err(e) => {
-                    return conn
-                        .error(ErrorFrame::new(
-                            Some(id),
-                            ErrorCode::InvalidFilter,
-                            e.to_string(),
-                        ))
-                        .await;
-                }
-            };
-            let events = shared.bus.history_arc(&filter);
-            let skip = limit.map_or(0, |n| events.len().saturating_sub(n));
-            let mut out = Vec::with_capacity(64 + events.len() * 256);
-            out.extend_from_slice(
-                format!("{{\"type\":\"history\",\"id\":{id},\"events\":[").as_bytes(),
-            );
-            for (i, event) in events.iter().skip(skip).enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                shared.cache.append(event, &mut out, &shared.counters);
-            }
-            out.extend_from_slice(b"]}\n");
-            conn.send(&out).await
         }
-        Request::Stats { id } => {
-            let stats = shared.bus.stats();
-            conn.reply(&Reply::Stats(StatsFrame {
+    }
+
+    async fn history(
+        &self,
+        id: u64,
+        filter: &str,
+        limit: Option<usize>,
+        from_id: Option<EventId>,
+    ) -> bool {
+        let filter = match EventFilter::parse(filter) {
+            Ok(filter) => filter,
+            Err(e) => {
+                return self
+                    .outbox
+                    .error(ErrorFrame::new(
+                        Some(id),
+                        ErrorCode::InvalidFilter,
+                        e.to_string(),
+                    ))
+                    .await;
+            }
+        };
+        let (events, oldest, skip) = match from_id {
+            Some(from) => {
+                let limit = limit.unwrap_or(1000);
+                let (events, oldest) =
+                    self.shared
+                        .bus
+                        .history_page(&filter, from..=EventId::MAX, limit);
+                (events, Some(oldest), 0)
+            }
+            None => {
+                let events = self.shared.bus.history_arc(&filter);
+                let skip = limit.map_or(0, |n| events.len().saturating_sub(n));
+                (events, None, skip)
+            }
+        };
+        let mut out = Vec::with_capacity(64 + events.len() * 256);
+        out.extend_from_slice(format!("{{\"type\":\"history\",\"id\":{id},").as_bytes());
+        if let Some(oldest) = oldest {
+            match oldest {
+                Some(oldest) => {
+                    out.extend_from_slice(format!("\"oldest_held\":{oldest},").as_bytes())
+                }
+                None => out.extend_from_slice(b"\"oldest_held\":null,"),
+            }
+        }
+        out.extend_from_slice(b"\"events\":[");
+        for (i, event) in events.iter().skip(skip).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            self.shared
+                .cache
+                .append(event, &mut out, &self.shared.counters);
+        }
+        out.extend_from_slice(b"]}\n");
+        self.outbox.send(&out).await
+    }
+
+    async fn stats(&self, id: u64) -> bool {
+        let stats = self.shared.bus.stats();
+        self.outbox
+            .reply(&Reply::Stats(StatsFrame {
                 id,
                 published: stats.published,
                 delivered: stats.delivered,
@@ -840,73 +1142,103 @@ async fn handle(
                 subscribers: stats.subscribers,
                 history_len: stats.history_len,
                 oldest_id: stats.oldest_id,
-                connections: shared.counters.connections(),
-                encoded: shared.counters.encoded(),
+                connections: self.shared.counters.connections(),
+                encoded: self.shared.counters.encoded(),
             }))
             .await
-        }
-        Request::Ping { id } => conn.reply(&Reply::Pong { id }).await,
     }
 }
 
-/// Moves one subscription's events to the socket in batches until cancelled, the connection dies, or
-/// the server closes (then what is queued is flushed first).
+/// Moves one subscription's events (and losses) to the socket in batches until cancelled, the
+/// connection dies, or the server closes (then what is ready is flushed first). It waits, without
+/// taking events, while the client's window is used up or the connection's outbox is full: the bus
+/// subscriber underneath then falls behind, and catches up from history once there is room.
 async fn forward(
     shared: Arc<Shared>,
-    conn: Arc<Conn>,
+    outbox: Arc<Outbox>,
     sub: u64,
-    subscriber: EventSubscriber,
-    mut cancelled: tokio::sync::oneshot::Receiver<()>,
+    mut reader: CatchUp,
+    window: Option<Arc<Window>>,
+    cancel: CancellationToken,
 ) {
-    const BATCH: usize = 256;
-    let mut closing = shared.closing.clone();
-    let mut dead = conn.dead.subscribe();
-    let mut batch: Vec<Arc<Event>> = Vec::with_capacity(BATCH);
+    let closing = shared.closing.clone();
+    let dead = outbox.dead.clone();
+    let mut items: Vec<Delivery> = Vec::with_capacity(BATCH);
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut reported_dropped = 0u64;
     let mut last = false;
     let prefix = event_frame_prefix(sub);
     let _forwarding = Forwarding::start(&shared.cache.forwarding);
     loop {
-        tokio::select! {
-            biased;
-            _ = &mut cancelled => return,
-            _ = dead.wait_for(|d| *d) => return,
-            _ = closing.wait_for(|c| *c), if !last => {
-                last = true;
+        // Room first: the client's window, then the connection's outbox. While there is none the
+        // bus subscriber underneath falls behind; it catches up from history afterwards.
+        let window_full = window
+            .as_ref()
+            .is_some_and(|w| w.left.load(Ordering::Acquire) <= 0);
+        if window_full || outbox.queued.load(Ordering::Acquire) >= outbox.max_queued {
+            shared.counters.held_back.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(window) = &window {
+            let stop = tokio::select! {
+                biased;
+                () = cancel.cancelled() => true,
+                open = window.open(&dead) => !open,
+            };
+            if stop {
+                return;
             }
-            event = subscriber.recv_async(), if !last => match event {
-                Some(event) => batch.push(event),
-                None => last = true,
-            },
         }
-        let room = BATCH.saturating_sub(batch.len());
-        subscriber.try_recv_batch(&mut batch, room);
-        if last {
-            // Drain everything queued, in bounded batches.
-            while subscriber.try_recv_batch(&mut batch, BATCH) > 0 && batch.len() < 64 * BATCH {}
-        }
-        out.clear();
-        let dropped = subscriber.dropped();
-        if dropped > reported_dropped {
-            encode_line(
-                &mut out,
-                &Reply::Lagged {
-                    sub,
-                    missed: dropped - reported_dropped,
-                },
-            );
-            reported_dropped = dropped;
-        }
-        for event in batch.drain(..) {
-            out.extend_from_slice(&prefix);
-            shared.cache.append(&event, &mut out, &shared.counters);
-            out.extend_from_slice(b"}\n");
-        }
-        if !out.is_empty() && !conn.send(&out).await {
+        let stop = tokio::select! {
+            biased;
+            () = cancel.cancelled() => true,
+            room = outbox.room() => !room,
+        };
+        if stop {
             return;
         }
-        if last && subscriber.is_empty() {
+        if !last {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return,
+                () = dead.cancelled() => return,
+                () = closing.cancelled() => last = true,
+                got = reader.recv_batch(&mut items, BATCH) => {
+                    if !got {
+                        last = true;
+                    }
+                }
+            }
+        } else if cancel.is_cancelled() || dead.is_cancelled() {
+            return;
+        }
+        out.clear();
+        loop {
+            for item in items.drain(..) {
+                match item {
+                    Delivery::Event(event) => {
+                        out.extend_from_slice(&prefix);
+                        shared.cache.append(&event, &mut out, &shared.counters);
+                        out.extend_from_slice(b"}\n");
+                    }
+                    Delivery::Lost(loss) => {
+                        if let Some(count) = loss.count {
+                            shared.counters.lost.fetch_add(count, Ordering::Relaxed);
+                        }
+                        encode_line(&mut out, &Reply::Lost(LostFrame::new(sub, &loss)));
+                    }
+                }
+            }
+            if out.len() >= BATCH_BYTES || reader.try_recv_batch(&mut items, BATCH / 4) == 0 {
+                break;
+            }
+        }
+        if let Some(window) = &window {
+            let used = i64::try_from(out.len()).unwrap_or(i64::MAX);
+            window.left.fetch_sub(used, Ordering::AcqRel);
+        }
+        if !out.is_empty() && !outbox.send(&out).await {
+            return;
+        }
+        if last && out.is_empty() {
             return;
         }
     }

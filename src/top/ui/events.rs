@@ -141,11 +141,16 @@ fn row(event: &Event, utc: bool, selected: bool, columns: Columns) -> Line<'stat
 /// pane in colours that stand out from every event row.
 fn loss_row(loss: &Loss, selected: bool, row_width: usize) -> Line<'static> {
     let noun = if loss.count == 1 { "event" } else { "events" };
-    let mut text = format!(
-        "⚠ {} {noun} lost ({})",
-        thousands(loss.count),
-        reason_short(loss.reason)
-    );
+    let mut text = if loss.count == 0 {
+        // The source could not count them (a bus that restarted takes its count with it).
+        format!("⚠ events may be lost ({})", reason_short(loss.reason))
+    } else {
+        format!(
+            "⚠ {} {noun} lost ({})",
+            thousands(loss.count),
+            reason_short(loss.reason)
+        )
+    };
     match (loss.first_id, loss.last_id) {
         (Some(first), Some(last)) if first == last => text.push_str(&format!(" · #{first}")),
         (Some(first), Some(last)) => text.push_str(&format!(" · #{first} to #{last}")),
