@@ -1,0 +1,323 @@
+//! Reading JSON-RPC lines in place, and the one edit the proxy ever makes to one.
+//!
+//! [`Message::parse`] reads a line's top-level members without building a JSON tree: the id, params,
+//! result and error stay borrowed text ([`RawValue`]), so a line the proxy only forwards costs one
+//! scan. [`inject_progress_token`] adds `_meta.progressToken` to a request by splicing text into the
+//! original bytes, so the rest of the line reaches the server exactly as the client wrote it.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// One JSON-RPC message, read in place from a line.
+#[derive(Debug, Deserialize)]
+pub struct Message<'a> {
+    /// The id: requests and responses have one, notifications none.
+    #[serde(default, borrow)]
+    pub id: Option<&'a RawValue>,
+    /// The method: requests and notifications have one, responses none.
+    #[serde(default, borrow)]
+    pub method: Option<Cow<'a, str>>,
+    /// The parameters of a request or notification.
+    #[serde(default, borrow)]
+    pub params: Option<&'a RawValue>,
+    /// The result of a successful response.
+    #[serde(default, borrow)]
+    pub result: Option<&'a RawValue>,
+    /// The error of a failed response.
+    #[serde(default, borrow)]
+    pub error: Option<&'a RawValue>,
+}
+
+/// What kind of message a line holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A method and an id.
+    Request,
+    /// A method and no id.
+    Notification,
+    /// An id and a result or an error.
+    Response,
+}
+
+impl<'a> Message<'a> {
+    /// Reads a line (its trailing `\r`, if any, is JSON whitespace). `None` when the line is not a
+    /// JSON object with the shape of a JSON-RPC message (not JSON, not UTF-8, a batch, a bare value).
+    pub fn parse(line: &'a [u8]) -> Option<Self> {
+        let first = line.iter().find(|b| !b.is_ascii_whitespace())?;
+        if *first != b'{' {
+            return None;
+        }
+        let message: Message<'a> = serde_json::from_slice(line).ok()?;
+        message.kind().map(|_| message)
+    }
+
+    /// The kind, or `None` when the members fit none (e.g. neither method nor result nor error).
+    pub fn kind(&self) -> Option<Kind> {
+        match (&self.method, self.id) {
+            (Some(_), Some(_)) => Some(Kind::Request),
+            (Some(_), None) => Some(Kind::Notification),
+            (None, Some(_)) if self.result.is_some() || self.error.is_some() => {
+                Some(Kind::Response)
+            }
+            _ => None,
+        }
+    }
+
+    /// The method, or `""`.
+    pub fn method(&self) -> &str {
+        self.method.as_deref().unwrap_or_default()
+    }
+
+    /// The id as a key for matching a response to its request.
+    pub fn id_key(&self) -> Option<IdKey> {
+        self.id.and_then(IdKey::of)
+    }
+
+    /// The id as a JSON value (for events).
+    pub fn id_value(&self) -> serde_json::Value {
+        self.id
+            .and_then(|id| serde_json::from_str(id.get()).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A request id, as JSON-RPC compares them: the string `"1"` and the number `1` differ.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IdKey {
+    /// A numeric id, as written.
+    Number(String),
+    /// A string id, unescaped.
+    Text(String),
+}
+
+impl IdKey {
+    /// The key of a raw id; `None` for `null` or a value that is neither a number nor a string.
+    pub fn of(raw: &RawValue) -> Option<IdKey> {
+        let text = raw.get().trim();
+        match text.as_bytes().first()? {
+            b'"' => serde_json::from_str::<String>(text).ok().map(IdKey::Text),
+            b'-' | b'0'..=b'9' => Some(IdKey::Number(text.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+/// A progress token (a string or an integer in MCP), as text: integers in decimal, as
+/// [`crate::McpProgressPayload`] keeps them.
+pub fn token_text(raw: &RawValue) -> Option<String> {
+    let text = raw.get().trim();
+    match text.as_bytes().first()? {
+        b'"' => serde_json::from_str::<String>(text).ok(),
+        b'-' | b'0'..=b'9' => Some(text.to_owned()),
+        _ => None,
+    }
+}
+
+/// The parts of request parameters the proxy reads.
+#[derive(Debug, Default, Deserialize)]
+pub struct Params<'a> {
+    /// The tool of a `tools/call`.
+    #[serde(default, borrow)]
+    pub name: Option<Cow<'a, str>>,
+    /// The tool's arguments.
+    #[serde(default, borrow)]
+    pub arguments: Option<&'a RawValue>,
+    /// Request metadata (`progressToken`); `Some("null")` when it is there but `null`.
+    #[serde(default, borrow, rename = "_meta", deserialize_with = "present")]
+    pub meta: Option<&'a RawValue>,
+    /// The token of a `notifications/progress`.
+    #[serde(default, borrow, rename = "progressToken")]
+    pub progress_token: Option<&'a RawValue>,
+    /// The request a `notifications/cancelled` cancels.
+    #[serde(default, borrow, rename = "requestId")]
+    pub request_id: Option<&'a RawValue>,
+}
+
+impl<'a> Params<'a> {
+    /// Reads an object of parameters; `None` if `raw` is not an object.
+    pub fn parse(raw: &'a RawValue) -> Option<Self> {
+        if !raw.get().trim_start().starts_with('{') {
+            return None;
+        }
+        serde_json::from_str(raw.get()).ok()
+    }
+
+    /// `_meta.progressToken`, if the request carries one.
+    pub fn meta_progress_token(&self) -> Option<&'a RawValue> {
+        #[derive(Deserialize)]
+        struct Meta<'b> {
+            #[serde(default, borrow, rename = "progressToken")]
+            progress_token: Option<&'b RawValue>,
+        }
+        let meta = self.meta?;
+        if !meta.get().trim_start().starts_with('{') {
+            return None;
+        }
+        serde_json::from_str::<Meta<'a>>(meta.get())
+            .ok()?
+            .progress_token
+    }
+}
+
+/// A member that is there, whatever its value (`null` included, which `Option` would read as absent).
+fn present<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'a RawValue>, D::Error> {
+    <&'a RawValue>::deserialize(deserializer).map(Some)
+}
+
+/// `params` of a progress notification, read as numbers.
+#[derive(Debug, Deserialize)]
+pub struct ProgressParams {
+    /// Work done.
+    pub progress: f64,
+    /// Total work, if known.
+    #[serde(default)]
+    pub total: Option<f64>,
+    /// A status message.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Where `inner` (a slice of `outer`) starts in `outer`, if it is one.
+fn offset_in(outer: &[u8], inner: &str) -> Option<usize> {
+    let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+    (start.checked_add(inner.len())? <= outer.len()).then_some(start)
+}
+
+/// `line` (a request from the client) with `"progressToken":"TOKEN"` added to its
+/// `params._meta`, creating `_meta` if needed. Everything else is kept byte for byte: the text is
+/// spliced in after the opening brace of `_meta` (or of `params`). `None` when the request cannot
+/// take one: no `params` object, a `_meta` that is not an object, or a token already there.
+///
+/// `token` must need no JSON escaping (the proxy's tokens are `ipckit-PID-N`).
+pub fn inject_progress_token(line: &[u8], message: &Message<'_>, token: &str) -> Option<Vec<u8>> {
+    let params_raw = message.params?;
+    let params = Params::parse(params_raw)?;
+    if params.meta_progress_token().is_some() {
+        return None;
+    }
+    let (object, insert) = match params.meta {
+        Some(meta) => (meta.get(), format!("\"progressToken\":\"{token}\"")),
+        None => (
+            params_raw.get(),
+            format!("\"_meta\":{{\"progressToken\":\"{token}\"}}"),
+        ),
+    };
+    let brace = object.find('{')?;
+    if !object[..brace].trim().is_empty() {
+        return None;
+    }
+    let empty = object[brace + 1..].trim_start().starts_with('}');
+    let at = offset_in(line, object)? + brace + 1;
+    let mut out = Vec::with_capacity(line.len() + insert.len() + 1);
+    out.extend_from_slice(line.get(..at)?);
+    out.extend_from_slice(insert.as_bytes());
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(line.get(at..)?);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn inject(line: &str) -> Option<String> {
+        let message = Message::parse(line.as_bytes())?;
+        inject_progress_token(line.as_bytes(), &message, "ipckit-1-1")
+            .map(|bytes| String::from_utf8(bytes).unwrap())
+    }
+
+    #[test]
+    fn kinds_ids_and_methods() {
+        let request =
+            Message::parse(br#"{"jsonrpc":"2.0","id":"a\"b","method":"tools/list"}"#).unwrap();
+        assert_eq!(request.kind(), Some(Kind::Request));
+        assert_eq!(request.id_key(), Some(IdKey::Text("a\"b".into())));
+        let response = Message::parse(br#"{"result":{},"jsonrpc":"2.0","id":7}"#).unwrap();
+        assert_eq!(response.kind(), Some(Kind::Response));
+        assert_eq!(response.id_key(), Some(IdKey::Number("7".into())));
+        assert_ne!(IdKey::Number("1".into()), IdKey::Text("1".into()));
+        let note =
+            Message::parse(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\r")
+                .unwrap();
+        assert_eq!(note.kind(), Some(Kind::Notification));
+        assert_eq!(note.method(), "notifications/initialized");
+    }
+
+    #[test]
+    fn what_is_not_a_message_is_none() {
+        for line in [
+            &b"hello"[..],
+            b"",
+            b"   ",
+            b"[{\"jsonrpc\":\"2.0\",\"method\":\"a\"}]",
+            b"{\"jsonrpc\":\"2.0\"}",
+            b"{\"id\":1}",
+            b"{\"method\":\"a\",\"method\":\"b\"}",
+            b"{\"method\":\"a\"",
+            b"{\"method\":\"\xff\"}",
+            b"42",
+        ] {
+            assert!(
+                Message::parse(line).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn injection_adds_meta_and_keeps_every_other_byte() {
+        let line = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"t","arguments":{"x":[1, 2]}}}"#;
+        let out = inject(line).unwrap();
+        assert_eq!(
+            out,
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"_meta":{"progressToken":"ipckit-1-1"},"name":"t","arguments":{"x":[1, 2]}}}"#
+        );
+        let with_meta =
+            r#"{"id":1,"method":"tools/call","params":{"name":"t","_meta":{"trace":"x"}}}"#;
+        let out: Value = serde_json::from_str(&inject(with_meta).unwrap()).unwrap();
+        assert_eq!(
+            out["params"]["_meta"],
+            json!({"progressToken": "ipckit-1-1", "trace": "x"})
+        );
+        let empty_meta = r#"{"id":1,"method":"tools/call","params":{"name":"t","_meta":{ }}}"#;
+        let out: Value = serde_json::from_str(&inject(empty_meta).unwrap()).unwrap();
+        assert_eq!(
+            out["params"]["_meta"],
+            json!({"progressToken": "ipckit-1-1"})
+        );
+        let empty_params = r#"{"id":1,"method":"tools/call","params":{}}"#;
+        let out: Value = serde_json::from_str(&inject(empty_params).unwrap()).unwrap();
+        assert_eq!(
+            out["params"],
+            json!({"_meta": {"progressToken": "ipckit-1-1"}})
+        );
+    }
+
+    #[test]
+    fn injection_refuses_what_it_cannot_do_cleanly() {
+        for line in [
+            r#"{"id":1,"method":"tools/call","params":{"name":"t","_meta":{"progressToken":3}}}"#,
+            r#"{"id":1,"method":"tools/call","params":{"name":"t","_meta":null}}"#,
+            r#"{"id":1,"method":"tools/call","params":[1]}"#,
+            r#"{"id":1,"method":"tools/call"}"#,
+        ] {
+            assert_eq!(inject(line), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_text_whether_strings_or_integers() {
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
+        assert_eq!(token_text(&raw("17")).as_deref(), Some("17"));
+        assert_eq!(token_text(&raw("\"abc\"")).as_deref(), Some("abc"));
+        assert_eq!(token_text(&raw("null")), None);
+        assert_eq!(token_text(&raw("{}")), None);
+    }
+}
