@@ -186,37 +186,126 @@ fn offset_in(outer: &[u8], inner: &str) -> Option<usize> {
     (start.checked_add(inner.len())? <= outer.len()).then_some(start)
 }
 
-/// `line` (a request from the client) with `"progressToken":"TOKEN"` added to its
-/// `params._meta`, creating `_meta` if needed. Everything else is kept byte for byte: the text is
-/// spliced in after the opening brace of `_meta` (or of `params`). `None` when the request cannot
-/// take one: no `params` object, a `_meta` that is not an object, or a token already there.
+/// Where the token goes.
+enum Splice {
+    /// Into the existing `_meta` object (followed by this separator).
+    InMeta(&'static str),
+    /// In a new `_meta` after the tool's name.
+    NewMeta,
+}
+
+/// A `tools/call` request as the relay reads it, in one pass: only what adding a progress token
+/// needs. Any other line fails to read as one (cheaply: at its first mismatch, or at the end).
+#[derive(Debug, Deserialize)]
+struct ToolCall<'a> {
+    #[serde(borrow)]
+    id: &'a RawValue,
+    #[serde(borrow)]
+    method: Cow<'a, str>,
+    #[serde(borrow)]
+    params: CallParams<'a>,
+}
+
+/// The params of a `tools/call`: an object (never an array) with a string `name`.
+#[derive(Debug)]
+struct CallParams<'a> {
+    /// The tool's name, kept raw for its place in the line.
+    name: &'a RawValue,
+    /// `_meta`, whatever its value.
+    meta: Option<&'a RawValue>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for CallParams<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Fields<'a> {
+            type Value = CallParams<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object with a name")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                use serde::de::Error;
+                let (mut name, mut meta) = (None::<&'a RawValue>, None::<&'a RawValue>);
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "name" if name.is_some() => return Err(M::Error::duplicate_field("name")),
+                        "_meta" if meta.is_some() => {
+                            return Err(M::Error::duplicate_field("_meta"))
+                        }
+                        "name" => name = Some(map.next_value()?),
+                        "_meta" => meta = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                match name {
+                    Some(name) if name.get().starts_with('"') => Ok(CallParams { name, meta }),
+                    _ => Err(M::Error::missing_field("name")),
+                }
+            }
+        }
+        deserializer.deserialize_map(Fields(std::marker::PhantomData))
+    }
+}
+
+/// `line` with `"progressToken":"TOKEN"` added to `params._meta` when it is a `tools/call`
+/// request (a method, an id, params with a name) that has no progress token, creating `_meta` if
+/// needed. Everything else is kept byte for byte: the text is spliced in after the opening brace of
+/// `_meta`, or after the tool's name. `None` when the line is no such request, or its `_meta` is
+/// not an object, or it has a token already. The line is read once.
 ///
-/// `token` must need no JSON escaping (the proxy's tokens are `ipckit-PID-N`).
-pub fn inject_progress_token(line: &[u8], message: &Message<'_>, token: &str) -> Option<Vec<u8>> {
-    let params_raw = message.params?;
-    let params = Params::parse(params_raw)?;
-    if params.meta_progress_token().is_some() {
+/// `token` is asked for only when the line takes one; it must need no JSON escaping (the proxy's
+/// tokens are `ipckit-PID-N`).
+pub fn inject_progress_token(line: &[u8], token: impl FnOnce() -> String) -> Option<Vec<u8>> {
+    let first = line.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first != b'{' {
         return None;
     }
-    let (object, insert) = match params.meta {
-        Some(meta) => (meta.get(), format!("\"progressToken\":\"{token}\"")),
-        None => (
-            params_raw.get(),
-            format!("\"_meta\":{{\"progressToken\":\"{token}\"}}"),
-        ),
+    let call: ToolCall<'_> = serde_json::from_slice(line).ok()?;
+    if call.method != "tools/call" || call.id.get() == "null" {
+        return None;
+    }
+    let (at, insert) = match call.params.meta {
+        // The token is asked for below, once the line is known to take one.
+        Some(meta) => {
+            let text = meta.get();
+            if !text.starts_with('{') {
+                return None;
+            }
+            #[derive(Deserialize)]
+            struct Meta<'b> {
+                #[serde(default, borrow, rename = "progressToken")]
+                progress_token: Option<&'b RawValue>,
+            }
+            if serde_json::from_str::<Meta<'_>>(text)
+                .ok()?
+                .progress_token
+                .is_some()
+            {
+                return None;
+            }
+            let empty = text[1..].trim_start().starts_with('}');
+            let comma = if empty { "" } else { "," };
+            (offset_in(line, text)? + 1, Splice::InMeta(comma))
+        }
+        None => {
+            let name = call.params.name.get();
+            (offset_in(line, name)? + name.len(), Splice::NewMeta)
+        }
     };
-    let brace = object.find('{')?;
-    if !object[..brace].trim().is_empty() {
-        return None;
-    }
-    let empty = object[brace + 1..].trim_start().starts_with('}');
-    let at = offset_in(line, object)? + brace + 1;
-    let mut out = Vec::with_capacity(line.len() + insert.len() + 1);
-    out.extend_from_slice(line.get(..at)?);
+    let line_before = line.get(..at)?;
+    let token = token();
+    let insert = match insert {
+        Splice::InMeta(comma) => format!("\"progressToken\":\"{token}\"{comma}"),
+        Splice::NewMeta => format!(",\"_meta\":{{\"progressToken\":\"{token}\"}}"),
+    };
+    let mut out = Vec::with_capacity(line.len() + insert.len());
+    out.extend_from_slice(line_before);
     out.extend_from_slice(insert.as_bytes());
-    if !empty {
-        out.push(b',');
-    }
     out.extend_from_slice(line.get(at..)?);
     Some(out)
 }
@@ -227,8 +316,7 @@ mod tests {
     use serde_json::{json, Value};
 
     fn inject(line: &str) -> Option<String> {
-        let message = Message::parse(line.as_bytes())?;
-        inject_progress_token(line.as_bytes(), &message, "ipckit-1-1")
+        inject_progress_token(line.as_bytes(), || "ipckit-1-1".to_owned())
             .map(|bytes| String::from_utf8(bytes).unwrap())
     }
 
@@ -277,7 +365,7 @@ mod tests {
         let out = inject(line).unwrap();
         assert_eq!(
             out,
-            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"_meta":{"progressToken":"ipckit-1-1"},"name":"t","arguments":{"x":[1, 2]}}}"#
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"t","_meta":{"progressToken":"ipckit-1-1"},"arguments":{"x":[1, 2]}}}"#
         );
         let with_meta =
             r#"{"id":1,"method":"tools/call","params":{"name":"t","_meta":{"trace":"x"}}}"#;
@@ -292,11 +380,11 @@ mod tests {
             out["params"]["_meta"],
             json!({"progressToken": "ipckit-1-1"})
         );
-        let empty_params = r#"{"id":1,"method":"tools/call","params":{}}"#;
-        let out: Value = serde_json::from_str(&inject(empty_params).unwrap()).unwrap();
+        let spaced = r#"{ "method" : "tools/call" , "params" : { "name" : "t" } , "id" : "x" }"#;
+        let out: Value = serde_json::from_str(&inject(spaced).unwrap()).unwrap();
         assert_eq!(
             out["params"],
-            json!({"_meta": {"progressToken": "ipckit-1-1"}})
+            json!({"name": "t", "_meta": {"progressToken": "ipckit-1-1"}})
         );
     }
 
@@ -306,7 +394,12 @@ mod tests {
             r#"{"id":1,"method":"tools/call","params":{"name":"t","_meta":{"progressToken":3}}}"#,
             r#"{"id":1,"method":"tools/call","params":{"name":"t","_meta":null}}"#,
             r#"{"id":1,"method":"tools/call","params":[1]}"#,
+            r#"{"id":1,"method":"tools/call","params":{}}"#,
             r#"{"id":1,"method":"tools/call"}"#,
+            r#"{"method":"tools/call","params":{"name":"t"}}"#,
+            r#"{"id":null,"method":"tools/call","params":{"name":"t"}}"#,
+            r#"{"id":1,"method":"tools/list","params":{"name":"t"}}"#,
+            r#"{"id":1,"method":"tools/call","params":{"name":"t"},"method":"x"}"#,
         ] {
             assert_eq!(inject(line), None, "{line}");
         }

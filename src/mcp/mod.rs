@@ -30,12 +30,14 @@
 //! passed to the server, end of file on stdin closes the server's stdin, and the proxy exits with
 //! the server's status (128 + N when signal N killed it).
 
+mod gate;
 mod message;
 mod proxy;
 mod publish;
 mod relay;
 mod tracker;
 
+pub use gate::Gate;
 pub use relay::{relay, End, Lines, MAX_INSPECTED_LINE};
 pub use tracker::{Action, Side, Tracker, INLINE_LIMIT, MAX_PENDING};
 

@@ -4,22 +4,28 @@
 //! The two relay directions run on plain threads with blocking reads and writes: a line that
 //! arrives wakes its thread straight from the pipe, and our own stdin and stdout are used exactly as
 //! the client handed them over (a pipe, a file, a terminal), never switched to non-blocking mode
-//! behind the client's back. The tokio runtime runs what may wait: the publisher, the signal
-//! handlers, and waiting for the server to exit.
+//! behind the client's back. A relay thread does only what must happen before a line is written
+//! (the [`Gate`]'s decision, a copy of the line); an observer thread works out the events from the
+//! copies, and the tokio runtime publishes them, forwards signals and waits for the server. On
+//! Linux the observer runs only on a core that would otherwise be idle (`SCHED_IDLE`) and the
+//! runtime at a lower priority (nice 10): on a busy machine the relay and the server come first,
+//! and what the observer cannot keep up with is dropped and counted, never waited for.
 
+use super::gate::Gate;
 use super::publish::{EventSink, Publisher};
 use super::relay::{relay, End, Lines};
 use super::tracker::{Action, Side, Tracker};
 use super::{McpError, McpOptions};
 use crate::event_stream::Event;
-use parking_lot::Mutex;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, FromRawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitCode, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
 
@@ -30,6 +36,13 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 const FINAL_PUBLISH: Duration = Duration::from_secs(2);
 /// A stderr line longer than this is cut in its `log.stderr` event (the bytes copied are whole).
 const MAX_STDERR_EVENT: usize = 16 * 1024;
+/// Bytes of copied lines waiting for the observer at most; past it, lines go unobserved (counted).
+const MAX_QUEUED: usize = 64 << 20;
+/// After a wake-up, how long the observer lets copies pile up before it reads them: a busy relay
+/// then hands over many reads per wake-up instead of waking it for each.
+const LINGER: Duration = Duration::from_millis(5);
+/// The niceness of the runtime (Linux).
+const RUNTIME_NICE: i32 = 10;
 
 /// The signals passed on to the server.
 const FORWARDED: [(SignalKind, i32); 6] = [
@@ -41,23 +54,177 @@ const FORWARDED: [(SignalKind, i32); 6] = [
     (SignalKind::user_defined2(), libc::SIGUSR2),
 ];
 
-/// One relay direction's view of the tracker.
+/// What the relay threads hand the observer.
+enum Note {
+    /// One read's lines (each ending in `\n`, as they arrived), when they were read, and the call
+    /// numbers of the tokens the gate added (by line index).
+    Lines {
+        side: Side,
+        at: (Instant, SystemTime),
+        bytes: Vec<u8>,
+        injected: Vec<(usize, u64)>,
+    },
+    /// The server exited (`how`); answered with the number of requests it left unanswered.
+    Exited {
+        how: String,
+        at: (Instant, SystemTime),
+        done: oneshot::Sender<usize>,
+    },
+}
+
+/// The relay side of the way to the observer.
+#[derive(Clone)]
+struct ToObserver {
+    tx: mpsc::Sender<Note>,
+    queued: Arc<AtomicUsize>,
+    sink: EventSink,
+}
+
+/// One relay direction: the gate's decisions, and copies of the lines for the observer.
 struct Follow {
     side: Side,
-    tracker: Arc<Mutex<Tracker>>,
-    events: Vec<Event>,
-    sink: EventSink,
+    gate: Gate,
+    observer: ToObserver,
+    bytes: Vec<u8>,
+    injected: Vec<(usize, u64)>,
+    lines: usize,
+    unseen: u64,
+}
+
+impl Follow {
+    fn new(side: Side, gate: &Gate, observer: &ToObserver) -> Self {
+        Self {
+            side,
+            gate: gate.clone(),
+            observer: observer.clone(),
+            bytes: Vec::new(),
+            injected: Vec::new(),
+            lines: 0,
+            unseen: 0,
+        }
+    }
 }
 
 impl Lines for Follow {
     fn line(&mut self, line: &[u8]) -> Action {
-        self.tracker
-            .lock()
-            .line(self.side, line, Instant::now(), &mut self.events)
+        let (action, injected) = self.gate.decide(self.side, line);
+        let queued = self.observer.queued.load(Ordering::Relaxed);
+        if queued + self.bytes.len() + line.len() < MAX_QUEUED {
+            if let Some(n) = injected {
+                self.injected.push((self.lines, n));
+            }
+            self.bytes.extend_from_slice(line);
+            self.bytes.push(b'\n');
+            self.lines += 1;
+        } else {
+            self.unseen += 1;
+        }
+        action
     }
 
-    fn written(&mut self) {
-        self.sink.send(&mut self.events);
+    fn before_write(&mut self) {
+        if self.unseen > 0 {
+            self.observer.sink.count_dropped(
+                std::mem::take(&mut self.unseen),
+                "the events come faster than they can be worked out",
+            );
+        }
+        if self.lines == 0 {
+            return;
+        }
+        let capacity = self.bytes.len();
+        let bytes = std::mem::replace(&mut self.bytes, Vec::with_capacity(capacity));
+        self.observer
+            .queued
+            .fetch_add(bytes.len(), Ordering::Relaxed);
+        let note = Note::Lines {
+            side: self.side,
+            at: (Instant::now(), SystemTime::now()),
+            bytes,
+            injected: std::mem::take(&mut self.injected),
+        };
+        self.lines = 0;
+        if let Err(mpsc::SendError(Note::Lines { bytes, .. })) = self.observer.tx.send(note) {
+            self.observer
+                .queued
+                .fetch_sub(bytes.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// The observer thread: events from the relayed lines, handed to the publisher.
+fn observe(
+    rx: mpsc::Receiver<Note>,
+    queued: Arc<AtomicUsize>,
+    mut tracker: Tracker,
+    sink: EventSink,
+) {
+    let mut events = Vec::new();
+    let mut handle = |note: Note, events: &mut Vec<Event>| -> bool {
+        match note {
+            Note::Lines {
+                side,
+                at,
+                bytes,
+                injected,
+            } => {
+                let mut injected = injected.into_iter().peekable();
+                for (index, line) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
+                    let call = injected.next_if(|(i, _)| *i == index).map(|(_, n)| n);
+                    let line = line.strip_suffix(b"\n").unwrap_or(line);
+                    tracker.line(side, line, at, call, events);
+                }
+                queued.fetch_sub(bytes.len(), Ordering::Relaxed);
+                true
+            }
+            Note::Exited { how, at, done } => {
+                let unanswered = tracker.pending();
+                tracker.server_exited(&how, at, events);
+                sink.send(events);
+                let _ = done.send(unanswered);
+                false
+            }
+        }
+    };
+    while let Ok(note) = rx.recv() {
+        if !handle(note, &mut events) {
+            return;
+        }
+        std::thread::sleep(LINGER);
+        while let Ok(note) = rx.try_recv() {
+            if !handle(note, &mut events) {
+                return;
+            }
+        }
+        sink.send(&mut events);
+    }
+}
+
+/// Lowers this thread's priority (Linux: niceness is per thread, and threads it starts inherit it).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority only read their arguments; failing leaves the priority as
+        // it was, which is harmless.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid);
+            if let Ok(tid) = libc::id_t::try_from(tid) {
+                libc::setpriority(libc::PRIO_PROCESS, tid, RUNTIME_NICE);
+            }
+        }
+    }
+}
+
+/// Lets this thread run only on a core nothing else wants (Linux `SCHED_IDLE`).
+fn run_when_idle() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler reads the parameter it is given; pid 0 is this thread. Failing
+        // leaves the thread as it was, which is harmless.
+        unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+        }
     }
 }
 
@@ -98,6 +265,8 @@ pub(super) async fn run(options: McpOptions) -> Result<ExitCode, McpError> {
             context: "cannot read stdin".into(),
             source,
         })?;
+    // Caught before the server starts, so no signal meant for it can end the proxy instead.
+    let caught = catch_signals()?;
     let mut child = std::process::Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
@@ -124,30 +293,29 @@ pub(super) async fn run(options: McpOptions) -> Result<ExitCode, McpError> {
     let stdout = unsafe { File::from_raw_fd(1) };
 
     let (publisher, sink) = Publisher::start(options.socket.clone());
-    let tracker = Arc::new(Mutex::new(Tracker::new(
-        &name,
-        std::process::id(),
-        options.inject,
-    )));
+    let prefix = format!("ipckit-{}-", std::process::id());
+    let calls = Arc::new(AtomicU64::new(0));
+    let gate = Gate::new(&prefix, options.inject, Arc::clone(&calls));
+    let tracker = Tracker::new(&name, &prefix, calls);
+    let (tx, rx) = mpsc::channel();
+    let observer = ToObserver {
+        tx,
+        queued: Arc::new(AtomicUsize::new(0)),
+        sink: sink.clone(),
+    };
     sink.send(&mut vec![Event::with_resource(
         super::SERVER_STARTED,
         &name,
         serde_json::json!({ "command": options.command, "pid": pid, "inject": options.inject }),
     )]);
 
-    let follow = |side| Follow {
-        side,
-        tracker: Arc::clone(&tracker),
-        events: Vec::new(),
-        sink: sink.clone(),
-    };
-    let mut upstream = follow(Side::Client);
+    let mut upstream = Follow::new(Side::Client, &gate, &observer);
     let _client_done = spawn("mcp-client-to-server", move || {
         let (mut input, mut output) = (stdin, to_server);
         let _ = relay(&mut input, &mut output, &mut upstream);
         // Dropping the pipe closes the server's stdin.
     })?;
-    let mut downstream = follow(Side::Server);
+    let mut downstream = Follow::new(Side::Server, &gate, &observer);
     let server_done = spawn("mcp-server-to-client", move || {
         let (mut input, mut output) = (from_server, stdout);
         if let End::OutputClosed(_) = relay(&mut input, &mut output, &mut downstream) {
@@ -164,19 +332,31 @@ pub(super) async fn run(options: McpOptions) -> Result<ExitCode, McpError> {
     spawn("mcp-server-wait", move || {
         let _ = exited.send(child.wait());
     })?;
+    // From here on this thread (the runtime's) and the observer it starts yield to the relay.
+    lower_priority();
+    let observer_sink = sink.clone();
+    let queued = Arc::clone(&observer.queued);
+    spawn("mcp-observer", move || {
+        run_when_idle();
+        observe(rx, queued, tracker, observer_sink);
+    })?;
 
-    let status = wait_forwarding_signals(pid, exit).await?;
+    let status = wait_forwarding_signals(pid, exit, caught).await?;
     let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, server_done).await;
     let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, stderr_done).await;
 
     let (code, how) = describe(status);
-    let mut events = Vec::new();
-    let unanswered = {
-        let mut tracker = tracker.lock();
-        let pending = tracker.pending();
-        tracker.server_exited(&how, Instant::now(), &mut events);
-        pending
-    };
+    let (done, answered) = oneshot::channel();
+    let _ = observer.tx.send(Note::Exited {
+        how,
+        at: (Instant::now(), SystemTime::now()),
+        done,
+    });
+    let unanswered = tokio::time::timeout(FINAL_PUBLISH, answered)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0);
     let mut data = serde_json::json!({
         "pid": pid,
         "unanswered": unanswered,
@@ -188,18 +368,26 @@ pub(super) async fn run(options: McpOptions) -> Result<ExitCode, McpError> {
     if let Some(signal) = status.signal() {
         data["signal"] = signal.into();
     }
-    events.push(Event::with_resource(super::SERVER_EXITED, &name, data));
-    sink.send(&mut events);
+    sink.send(&mut vec![Event::with_resource(
+        super::SERVER_EXITED,
+        &name,
+        data,
+    )]);
     publisher.finish(FINAL_PUBLISH).await;
     Ok(ExitCode::from(code))
 }
 
 /// Waits for the server to exit, passing on the signals the proxy receives meanwhile.
-async fn wait_forwarding_signals(
-    pid: u32,
-    mut exit: oneshot::Receiver<std::io::Result<ExitStatus>>,
-) -> Result<ExitStatus, McpError> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// Catches the signals to forward (from now on they no longer act on the proxy itself); what
+/// arrives comes out of the receiver, by number.
+fn catch_signals() -> Result<
+    (
+        tokio::sync::mpsc::UnboundedReceiver<i32>,
+        Vec<tokio::task::JoinHandle<()>>,
+    ),
+    McpError,
+> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let mut listeners = Vec::new();
     for (kind, number) in FORWARDED {
         let mut stream = signal(kind).map_err(|source| McpError::Io {
@@ -215,6 +403,18 @@ async fn wait_forwarding_signals(
             }
         }));
     }
+    Ok((rx, listeners))
+}
+
+async fn wait_forwarding_signals(
+    pid: u32,
+    mut exit: oneshot::Receiver<std::io::Result<ExitStatus>>,
+    caught: (
+        tokio::sync::mpsc::UnboundedReceiver<i32>,
+        Vec<tokio::task::JoinHandle<()>>,
+    ),
+) -> Result<ExitStatus, McpError> {
+    let (mut rx, listeners) = caught;
     let pid = libc::pid_t::try_from(pid).unwrap_or(libc::pid_t::MAX);
     let status = loop {
         tokio::select! {

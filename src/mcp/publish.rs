@@ -18,7 +18,11 @@ use tokio::sync::{mpsc, oneshot};
 /// Events waiting for the bus at most; past it they are dropped.
 pub const QUEUE: usize = 8192;
 /// Events published in one batch at most.
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
+/// After the first event of a batch, how long the publisher waits for more before publishing: the
+/// monitor sees events this much later, and a busy relay wakes the publisher (and the bus) once per
+/// this interval rather than once per message.
+const LINGER: Duration = Duration::from_millis(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -80,6 +84,11 @@ impl EventSink {
                     .drop_events(1, Some("the bus is not keeping up with the events"));
             }
         }
+    }
+
+    /// Counts `n` events as dropped, for `reason` (said on stderr if it is the first drop).
+    pub fn count_dropped(&self, n: u64, reason: &str) {
+        self.shared.drop_events(n, Some(reason));
     }
 
     /// Events dropped so far.
@@ -176,6 +185,13 @@ async fn publish(
                         None => return,
                     },
                     _ = &mut stop => stopping = true,
+                }
+                if !stopping {
+                    tokio::select! {
+                        biased;
+                        _ = &mut stop => stopping = true,
+                        () = tokio::time::sleep(LINGER) => {}
+                    }
                 }
             }
             while batch.len() < BATCH {

@@ -1,8 +1,10 @@
 //! The byte relay: copies one stream to another a read at a time, showing each complete line to a
 //! [`Lines`] that says whether it goes through as it is, changed, or not at all.
 //!
-//! Lines that go through unchanged are never copied apart: each read's run of them is written with
-//! one `write`, straight from the read buffer, whatever bytes they hold (not UTF-8, `\r\n`, no JSON).
+//! Each read's lines leave with one `write`: straight from the read buffer when they all go through
+//! unchanged (whatever bytes they hold: not UTF-8, `\r\n`, no JSON), else gathered with the
+//! changed ones into one buffer first, so a changed line costs a copy, never extra writes (which
+//! would wake the reader on the other side once per line).
 //! A line longer than [`MAX_INSPECTED_LINE`] is not held back to be inspected: it is forwarded as it
 //! arrives, untouched. A last line without `\n` at end of input is inspected and forwarded as it is.
 
@@ -20,8 +22,9 @@ const INITIAL_BUFFER: usize = 64 * 1024;
 pub trait Lines {
     /// Decides about one complete line (without its `\n`).
     fn line(&mut self, line: &[u8]) -> Action;
-    /// Called after each read's lines have been written: a place to hand on what they were worth.
-    fn written(&mut self) {}
+    /// Called once per read, after its lines were decided and before they are written: the place to
+    /// hand on what was seen, before the other side can answer it.
+    fn before_write(&mut self) {}
 }
 
 /// Why a relay stopped.
@@ -39,6 +42,7 @@ pub enum End {
 pub fn relay(input: &mut impl Read, output: &mut impl Write, lines: &mut impl Lines) -> End {
     Relay {
         buf: vec![0; INITIAL_BUFFER],
+        staged: Vec::new(),
         filled: 0,
         scanned: 0,
         passthrough: false,
@@ -51,6 +55,8 @@ struct Relay {
     /// Bytes read and not yet written are `buf[..filled]`; they start at a line start (or inside a
     /// passthrough line).
     buf: Vec<u8>,
+    /// This read's output, when some line in it changed.
+    staged: Vec<u8>,
     filled: usize,
     /// `buf[..scanned]` holds no `\n`.
     scanned: usize,
@@ -78,7 +84,6 @@ impl Relay {
             };
             if n == 0 {
                 let result = self.finish(output, lines);
-                lines.written();
                 return match result {
                     Ok(()) => End::InputClosed,
                     Err(e) => End::OutputClosed(e),
@@ -86,7 +91,6 @@ impl Relay {
             }
             self.filled += n;
             let result = self.forward(output, lines);
-            lines.written();
             if let Err(e) = result {
                 return End::OutputClosed(e);
             }
@@ -99,6 +103,8 @@ impl Relay {
         let mut run_start = 0;
         let mut line_start = 0;
         let mut from = self.scanned;
+        self.staged.clear();
+        let mut staging = false;
         while let Some(found) = memchr::memchr(b'\n', &self.buf[from..self.filled]) {
             let end = from + found;
             if std::mem::take(&mut self.passthrough) {
@@ -107,13 +113,17 @@ impl Relay {
                 match lines.line(&self.buf[line_start..end]) {
                     Action::Forward => {}
                     Action::Replace(new) => {
-                        output.write_all(&self.buf[run_start..line_start])?;
-                        output.write_all(&new)?;
-                        output.write_all(b"\n")?;
+                        self.staged
+                            .extend_from_slice(&self.buf[run_start..line_start]);
+                        self.staged.extend_from_slice(&new);
+                        self.staged.push(b'\n');
+                        staging = true;
                         run_start = end + 1;
                     }
                     Action::Drop => {
-                        output.write_all(&self.buf[run_start..line_start])?;
+                        self.staged
+                            .extend_from_slice(&self.buf[run_start..line_start]);
+                        staging = true;
                         run_start = end + 1;
                     }
                 }
@@ -121,10 +131,18 @@ impl Relay {
             line_start = end + 1;
             from = end + 1;
         }
-        output.write_all(&self.buf[run_start..line_start])?;
         let tail = self.filled - line_start;
-        if self.passthrough || tail > self.max_line {
-            output.write_all(&self.buf[line_start..self.filled])?;
+        let cut = self.passthrough || tail > self.max_line;
+        // What leaves now: the run of lines since the last change, and a line too long to hold.
+        let upto = if cut { self.filled } else { line_start };
+        lines.before_write();
+        if staging {
+            self.staged.extend_from_slice(&self.buf[run_start..upto]);
+            output.write_all(&self.staged)?;
+        } else {
+            output.write_all(&self.buf[run_start..upto])?;
+        }
+        if cut {
             self.passthrough = true;
             self.filled = 0;
             self.scanned = 0;
@@ -145,7 +163,9 @@ impl Relay {
         if self.passthrough {
             output.write_all(rest)?;
         } else {
-            match lines.line(rest) {
+            let action = lines.line(rest);
+            lines.before_write();
+            match action {
                 Action::Forward => output.write_all(rest)?,
                 Action::Replace(new) => output.write_all(&new)?,
                 Action::Drop => {}
@@ -196,7 +216,7 @@ mod tests {
                 _ => Action::Forward,
             }
         }
-        fn written(&mut self) {
+        fn before_write(&mut self) {
             self.writes += 1;
         }
     }
@@ -210,6 +230,7 @@ mod tests {
         let mut rules = Rules::default();
         let mut relay = Relay {
             buf: vec![0; 8],
+            staged: Vec::new(),
             filled: 0,
             scanned: 0,
             passthrough: false,
@@ -253,6 +274,26 @@ mod tests {
         // Held lines up to the limit are still inspected.
         let (out, _) = through(b"drop\n", vec![1], 4);
         assert_eq!(out, b"");
+    }
+
+    #[test]
+    fn each_read_leaves_in_one_write_changed_lines_included() {
+        struct Counting(usize, Vec<u8>);
+        impl Write for Counting {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                self.0 += 1;
+                self.1.extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut input: &[u8] = b"a\nswap\nb\ndrop\nc\n";
+        let mut out = Counting(0, Vec::new());
+        relay(&mut input, &mut out, &mut Rules::default());
+        assert_eq!(out.1, b"a\nSWAPPED\nb\nc\n");
+        assert_eq!(out.0, 1);
     }
 
     #[test]

@@ -1,21 +1,21 @@
-//! What the proxy makes of each line: whether to forward it as it is, changed, or not at all, and
-//! which events it is worth. Pure: no I/O, an explicit clock, so every rule is unit-tested.
+//! The events the lines that passed are worth. Pure: no I/O, explicit clocks, so every rule is
+//! unit-tested. It runs off the relay's path, on copies of the lines the relay threads forwarded
+//! (as they were before any change), after the [`Gate`](super::Gate) decided what to forward.
 //!
 //! Requests are remembered by id, per direction (the client's ids and the server's are separate
 //! spaces), until their response passes or they are cancelled; progress tokens are remembered with
 //! the call they belong to. Each request gets a call key `ipckit-PID-N`, unique on the machine,
 //! which the request, its progress and its response all carry as `call`, so the monitor can follow
-//! one call across the three. A `tools/call` from the client that lacks a progress token gets that
-//! same key as its token (when injection is on), and the server's progress for it is published and
-//! not forwarded.
+//! one call across the three. A `tools/call` the gate gave a progress token has that token as its
+//! call key.
 
-use super::message::{
-    inject_progress_token, token_text, IdKey, Kind, Message, Params, ProgressParams,
-};
+use super::message::{token_text, IdKey, Kind, Message, Params, ProgressParams};
 use crate::event_stream::{event_types, Event, McpProgressPayload};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 /// Arguments and parameters larger than this (as JSON text) are left out of events, with their size.
 pub const INLINE_LIMIT: usize = 4096;
@@ -41,7 +41,7 @@ impl Side {
     }
 }
 
-/// What to do with a line.
+/// What the relay does with a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Forward it unchanged.
@@ -75,8 +75,9 @@ struct TokenOwner {
 pub struct Tracker {
     server: String,
     prefix: String,
-    inject: bool,
-    next: u64,
+    calls: Arc<AtomicU64>,
+    /// The time of the line being read (its events' timestamp).
+    wall: SystemTime,
     /// Requests the client sent, by id.
     client_requests: HashMap<IdKey, Pending>,
     /// Requests the server sent, by id.
@@ -85,14 +86,14 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// A tracker for the server published as `server`; call keys and injected tokens are
-    /// `ipckit-{pid}-{n}`; `inject` adds tokens to `tools/call` requests that have none.
-    pub fn new(server: &str, pid: u32, inject: bool) -> Self {
+    /// A tracker for the server published as `server`; call keys are `{prefix}{n}`, `n` from
+    /// `calls` (shared with the [`Gate`](super::Gate) that numbers injected tokens).
+    pub fn new(server: &str, prefix: &str, calls: Arc<AtomicU64>) -> Self {
         Self {
             server: server.to_owned(),
-            prefix: format!("ipckit-{pid}-"),
-            inject,
-            next: 0,
+            prefix: prefix.to_owned(),
+            calls,
+            wall: SystemTime::UNIX_EPOCH,
             client_requests: HashMap::new(),
             server_requests: HashMap::new(),
             tokens: HashMap::new(),
@@ -104,32 +105,35 @@ impl Tracker {
         self.client_requests.len() + self.server_requests.len()
     }
 
-    /// Looks at one line `from` one side (without its `\n`); pushes the events it is worth onto
-    /// `events` and says what to forward.
+    /// Looks at one line `from` one side (without its `\n`, as it was before any change), read at
+    /// `now` (and `wall`, the events' timestamp); `injected` is the call number of the token the
+    /// gate added to it. Pushes the events it is worth onto `events`.
     pub fn line(
         &mut self,
         from: Side,
         line: &[u8],
-        now: Instant,
+        at: (Instant, SystemTime),
+        injected: Option<u64>,
         events: &mut Vec<Event>,
-    ) -> Action {
+    ) {
         let Some(message) = Message::parse(line) else {
-            return Action::Forward;
+            return;
         };
+        let (now, wall) = at;
+        self.wall = wall;
         match message.kind() {
-            Some(Kind::Request) => self.request(from, line, &message, now, events),
-            Some(Kind::Response) => {
-                self.response(from, line, &message, now, events);
-                Action::Forward
-            }
+            Some(Kind::Request) => self.request(from, line, &message, injected, now, events),
+            Some(Kind::Response) => self.response(from, line, &message, now, events),
             Some(Kind::Notification) => self.notification(from, &message, events),
-            None => Action::Forward,
+            None => {}
         }
     }
 
     /// The server is gone: every request still awaiting its answer gets a failed `mcp.response`
     /// saying so (`how` is e.g. "exited with status 3").
-    pub fn server_exited(&mut self, how: &str, now: Instant, events: &mut Vec<Event>) {
+    pub fn server_exited(&mut self, how: &str, at: (Instant, SystemTime), events: &mut Vec<Event>) {
+        let (now, wall) = at;
+        self.wall = wall;
         let mut unanswered: Vec<(IdKey, Pending, Side)> = self
             .client_requests
             .drain()
@@ -170,7 +174,9 @@ impl Tracker {
     }
 
     fn event(&self, event_type: &str, data: Map<String, Value>) -> Event {
-        Event::with_resource(event_type, &self.server, Value::Object(data))
+        let mut event = Event::with_resource(event_type, &self.server, Value::Object(data));
+        event.timestamp = self.wall;
+        event
     }
 
     fn request(
@@ -178,26 +184,26 @@ impl Tracker {
         from: Side,
         line: &[u8],
         message: &Message<'_>,
+        injected_call: Option<u64>,
         now: Instant,
         events: &mut Vec<Event>,
-    ) -> Action {
+    ) {
         let method = message.method();
         let params = message.params.and_then(Params::parse).unwrap_or_default();
         let tool = (method == "tools/call")
             .then(|| params.name.as_deref().map(str::to_owned))
             .flatten();
-        self.next += 1;
-        let call = format!("{}{}", self.prefix, self.next);
-        let mut token = params.meta_progress_token().and_then(token_text);
-        let mut action = Action::Forward;
-        let mut injected = false;
-        if token.is_none() && self.inject && from == Side::Client && method == "tools/call" {
-            if let Some(changed) = inject_progress_token(line, message, &call) {
-                action = Action::Replace(changed);
-                token = Some(call.clone());
-                injected = true;
+        let (call, token, injected) = match injected_call {
+            Some(n) => {
+                let call = format!("{}{n}", self.prefix);
+                (call.clone(), Some(call), true)
             }
-        }
+            None => {
+                let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+                let token = params.meta_progress_token().and_then(token_text);
+                (format!("{}{n}", self.prefix), token, false)
+            }
+        };
 
         let mut data = Map::new();
         data.insert("from".into(), json!(from.name()));
@@ -250,7 +256,6 @@ impl Tracker {
                 }
             }
         }
-        action
     }
 
     fn response(
@@ -301,12 +306,7 @@ impl Tracker {
         events.push(self.event(event_types::MCP_RESPONSE, data));
     }
 
-    fn notification(
-        &mut self,
-        from: Side,
-        message: &Message<'_>,
-        events: &mut Vec<Event>,
-    ) -> Action {
+    fn notification(&mut self, from: Side, message: &Message<'_>, events: &mut Vec<Event>) {
         let method = message.method();
         let params = message.params.and_then(Params::parse).unwrap_or_default();
         if method == "notifications/progress" {
@@ -339,7 +339,6 @@ impl Tracker {
         }
         inline(&mut data, "params", message.params);
         events.push(self.event(&event_type, data));
-        Action::Forward
     }
 
     fn progress(
@@ -348,9 +347,9 @@ impl Tracker {
         message: &Message<'_>,
         params: &Params<'_>,
         events: &mut Vec<Event>,
-    ) -> Action {
+    ) {
         let Some(token) = params.progress_token.and_then(token_text) else {
-            return Action::Forward;
+            return;
         };
         let ours = from == Side::Server && token.starts_with(&self.prefix);
         let numbers = message
@@ -379,11 +378,6 @@ impl Tracker {
             }
             data.insert("injected".into(), json!(ours));
             events.push(self.event(event_types::MCP_PROGRESS, data));
-        }
-        if ours {
-            Action::Drop
-        } else {
-            Action::Forward
         }
     }
 }
@@ -452,18 +446,48 @@ fn cut(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mcp::Gate;
     use std::time::Duration;
 
-    fn run(t: &mut Tracker, from: Side, line: &str, at: Instant) -> (Action, Vec<Event>) {
+    /// A gate and a tracker as the proxy pairs them.
+    struct Pair(Gate, Tracker);
+
+    impl Pair {
+        fn new(server: &str, pid: u32, inject: bool) -> Pair {
+            let calls = Arc::new(AtomicU64::new(0));
+            let prefix = format!("ipckit-{pid}-");
+            Pair(
+                Gate::new(&prefix, inject, Arc::clone(&calls)),
+                Tracker::new(server, &prefix, calls),
+            )
+        }
+
+        fn pending(&self) -> usize {
+            self.1.pending()
+        }
+
+        fn server_exited(&mut self, how: &str, now: Instant, events: &mut Vec<Event>) {
+            self.1.server_exited(how, (now, SystemTime::now()), events);
+        }
+    }
+
+    fn run(t: &mut Pair, from: Side, line: &str, at: Instant) -> (Action, Vec<Event>) {
         let mut events = Vec::new();
-        let action = t.line(from, line.as_bytes(), at, &mut events);
+        let (action, injected) = t.0.decide(from, line.as_bytes());
+        t.1.line(
+            from,
+            line.as_bytes(),
+            (at, SystemTime::now()),
+            injected,
+            &mut events,
+        );
         (action, events)
     }
 
     #[test]
     fn a_tool_call_without_token_is_injected_and_its_progress_kept_from_the_client() {
         let t0 = Instant::now();
-        let mut t = Tracker::new("everything", 42, true);
+        let mut t = Pair::new("everything", 42, true);
         let (action, events) = run(
             &mut t,
             Side::Client,
@@ -519,7 +543,7 @@ mod tests {
     #[test]
     fn the_clients_own_token_is_kept_and_its_progress_forwarded() {
         let t0 = Instant::now();
-        let mut t = Tracker::new("s", 1, true);
+        let mut t = Pair::new("s", 1, true);
         let (action, events) = run(
             &mut t,
             Side::Client,
@@ -555,7 +579,7 @@ mod tests {
 
     #[test]
     fn no_inject_forwards_requests_untouched() {
-        let mut t = Tracker::new("s", 1, false);
+        let mut t = Pair::new("s", 1, false);
         let (action, events) = run(
             &mut t,
             Side::Client,
@@ -570,7 +594,7 @@ mod tests {
     #[test]
     fn ids_match_by_type_and_direction() {
         let t0 = Instant::now();
-        let mut t = Tracker::new("s", 1, true);
+        let mut t = Pair::new("s", 1, true);
         run(
             &mut t,
             Side::Client,
@@ -598,7 +622,7 @@ mod tests {
     #[test]
     fn tool_errors_and_cancellations_and_crashes_are_said() {
         let t0 = Instant::now();
-        let mut t = Tracker::new("s", 1, true);
+        let mut t = Pair::new("s", 1, true);
         run(
             &mut t,
             Side::Client,
@@ -655,7 +679,7 @@ mod tests {
 
     #[test]
     fn other_notifications_and_big_arguments() {
-        let mut t = Tracker::new("s", 1, true);
+        let mut t = Pair::new("s", 1, true);
         let (_, events) = run(
             &mut t,
             Side::Server,
