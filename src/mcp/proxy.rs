@@ -7,9 +7,10 @@
 //! behind the client's back. A relay thread does only what must happen before a line is written
 //! (the [`Gate`]'s decision, a copy of the line); an observer thread works out the events from the
 //! copies, and the tokio runtime publishes them, forwards signals and waits for the server. On
-//! Linux the observer runs only on a core that would otherwise be idle (`SCHED_IDLE`) and the
-//! runtime at a lower priority (nice 10): on a busy machine the relay and the server come first,
-//! and what the observer cannot keep up with is dropped and counted, never waited for.
+//! Linux the observer and the runtime run at a lower priority (nice 10): on a busy machine the
+//! relay and the server come first, and what the observer cannot keep up with is dropped and
+//! counted, never waited for. (Not lower still: on a machine busy compiling, the monitor should
+//! still see calls within a fraction of a second.)
 
 use super::gate::Gate;
 use super::publish::{EventSink, Publisher};
@@ -41,8 +42,8 @@ const MAX_QUEUED: usize = 64 << 20;
 /// After a wake-up, how long the observer lets copies pile up before it reads them: a busy relay
 /// then hands over many reads per wake-up instead of waking it for each.
 const LINGER: Duration = Duration::from_millis(5);
-/// The niceness of the runtime (Linux).
-const RUNTIME_NICE: i32 = 10;
+/// The niceness of the observer and the runtime (Linux).
+const OBSERVER_NICE: i32 = 10;
 
 /// The signals passed on to the server.
 const FORWARDED: [(SignalKind, i32); 6] = [
@@ -209,21 +210,8 @@ fn lower_priority() {
         unsafe {
             let tid = libc::syscall(libc::SYS_gettid);
             if let Ok(tid) = libc::id_t::try_from(tid) {
-                libc::setpriority(libc::PRIO_PROCESS, tid, RUNTIME_NICE);
+                libc::setpriority(libc::PRIO_PROCESS, tid, OBSERVER_NICE);
             }
-        }
-    }
-}
-
-/// Lets this thread run only on a core nothing else wants (Linux `SCHED_IDLE`).
-fn run_when_idle() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sched_setscheduler reads the parameter it is given; pid 0 is this thread. Failing
-        // leaves the thread as it was, which is harmless.
-        unsafe {
-            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
         }
     }
 }
@@ -337,7 +325,6 @@ pub(super) async fn run(options: McpOptions) -> Result<ExitCode, McpError> {
     let observer_sink = sink.clone();
     let queued = Arc::clone(&observer.queued);
     spawn("mcp-observer", move || {
-        run_when_idle();
         observe(rx, queued, tracker, observer_sink);
     })?;
 
