@@ -3,7 +3,8 @@
     python3 client.py [--tool NAME] [--duration S] [--steps N] -- CMD [ARGS...]
 
 Starts CMD as a stdio MCP server, initializes, lists the tools, calls `echo`, then calls the long
-running tool twice: once with a progress callback (so the SDK sends a progressToken) and once without.
+running tool twice: once with a progress callback (so the SDK sends a progressToken) and once without
+(first with `--without-first`; the screenshot script uses that).
 Prints one JSON object on stdout: what the client got back (tool names, call results, the progress it
 received and every notification the session surfaced). The tests compare these reports with and
 without the proxy in between.
@@ -40,10 +41,17 @@ async def run(options, command):
             echo = await session.call_tool("echo", {"message": "hello through the proxy"})
             report["echo"] = echo.model_dump(mode="json", by_alias=True, exclude_none=True)
             arguments = {"duration": options.duration, "steps": options.steps}
-            with_token = await session.call_tool(options.tool, arguments, progress_callback=on_progress)
-            report["with_token"] = with_token.model_dump(mode="json", by_alias=True, exclude_none=True)
-            without_token = await session.call_tool(options.tool, arguments)
-            report["without_token"] = without_token.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+            async def with_token():
+                result = await session.call_tool(options.tool, arguments, progress_callback=on_progress)
+                report["with_token"] = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+            async def without_token():
+                result = await session.call_tool(options.tool, arguments)
+                report["without_token"] = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+            for call in [without_token, with_token] if options.without_first else [with_token, without_token]:
+                await call()
     print(json.dumps(report, sort_keys=True))
 
 
@@ -56,6 +64,7 @@ def main():
     parser.add_argument("--tool", default="trigger-long-running-operation")
     parser.add_argument("--duration", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--without-first", action="store_true", help="make the call without a token first")
     options = parser.parse_args(argv[:split])
     anyio.run(run, options, argv[split + 1 :])
 
