@@ -5,14 +5,14 @@
 //! the client byte for byte, and publishes (resource: the server's name):
 //!
 //! - `mcp.request` for each request (`{from, method, id, tool, arguments, call, progressToken,
-//!   injected, bytes}`; arguments, or other requests' params, only up to 4 KiB);
+//!   injected, bytes}`; arguments, or other requests' params, only up to 2 KiB);
 //! - `mcp.response` when its response passes (`{from, method, id, tool, call, duration_ms, error,
 //!   is_error, bytes}`); when the server exits with requests unanswered, one for each, failed, with
 //!   `unanswered: true`;
 //! - `mcp.notifications.progress` for every progress notification: the MCP progress payload, its
 //!   message naming the tool, with `tool` and `call` when known;
 //! - `mcp.notifications.<tail>` for other notifications (`message` for logging, `cancelled`, ...),
-//!   with their params up to 4 KiB;
+//!   with their params up to 2 KiB;
 //! - `log.stderr` for each line of the server's stderr (which is also copied to ours unchanged);
 //! - `mcp.server.started` and `mcp.server.exited` (`{exit_code}` or `{signal}`, and how many
 //!   requests were left unanswered).

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 /// Arguments and parameters larger than this (as JSON text) are left out of events, with their size.
-pub const INLINE_LIMIT: usize = 4096;
+pub const INLINE_LIMIT: usize = 2048;
 
 /// Requests remembered per direction at most; past it, new requests are relayed but not followed.
 pub const MAX_PENDING: usize = 10_000;
@@ -297,7 +297,11 @@ impl Tracker {
         if let Some(error) = message.error {
             data.insert("error".into(), error_summary(error));
         } else if pending.as_ref().is_some_and(|p| p.tool.is_some()) {
-            if let Some(text) = message.result.and_then(tool_error) {
+            // Only a result that says so is read for its error (results can be large).
+            let says_error = message
+                .result
+                .is_some_and(|r| memchr::memmem::find(r.get().as_bytes(), b"isError").is_some());
+            if let Some(text) = message.result.filter(|_| says_error).and_then(tool_error) {
                 data.insert("is_error".into(), json!(true));
                 data.insert("error".into(), json!({ "message": text }));
             }
