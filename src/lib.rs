@@ -71,6 +71,8 @@
 pub mod cli;
 pub mod demo;
 pub mod event_stream;
+#[cfg(all(feature = "transport", unix))]
+pub mod mcp;
 pub mod store;
 #[cfg(feature = "tui")]
 pub mod top;

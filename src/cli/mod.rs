@@ -64,6 +64,24 @@ pub enum Command {
 lost (a line on stderr says how many and their ids: the bus no longer kept them); 1 on an error."
     )]
     Events(EventsArgs),
+    /// Run an MCP stdio server behind a transparent proxy that publishes its calls, progress and logs
+    #[cfg(unix)]
+    Mcp(McpArgs),
+}
+
+/// `mcp` arguments.
+#[cfg(unix)]
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// Resource id of the published events [default: the server command's file name]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Relay requests untouched: add no progress token to tool calls that have none
+    #[arg(long)]
+    pub no_inject: bool,
+    /// The server command and its arguments, after `--`
+    #[arg(last = true, required = true, value_name = "SERVER_CMD")]
+    pub command: Vec<String>,
 }
 
 /// `serve` arguments.
@@ -194,6 +212,10 @@ pub enum CliError {
     /// The monitor failed.
     #[error(transparent)]
     Monitor(#[from] crate::top::TopError),
+    /// The MCP proxy could not run.
+    #[cfg(unix)]
+    #[error(transparent)]
+    Mcp(#[from] crate::mcp::McpError),
 }
 
 /// Parses the arguments, runs the command, prints an error as one line; the process exit status.
@@ -245,6 +267,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Command::Pipe(args) => pipe(socket, args).await,
             Command::Progress(args) => progress(socket, args).await,
             Command::Events(args) => events(socket, args).await,
+            #[cfg(unix)]
+            Command::Mcp(args) => Ok(crate::mcp::run(crate::mcp::McpOptions {
+                socket,
+                name: args.name,
+                inject: !args.no_inject,
+                command: args.command,
+            })
+            .await?),
         }
     })
 }

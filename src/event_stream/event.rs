@@ -301,6 +301,12 @@ pub mod event_types {
     pub const SYSTEM_ERROR: &str = "system.error";
     /// An MCP `notifications/progress` notification.
     pub const MCP_PROGRESS: &str = "mcp.notifications.progress";
+    /// An MCP request passed the `ipckit-top mcp` proxy (`{method, id, tool, call, ...}`).
+    pub const MCP_REQUEST: &str = "mcp.request";
+    /// The response to an MCP request passed the proxy (`{method, id, call, duration_ms, error}`).
+    pub const MCP_RESPONSE: &str = "mcp.response";
+    /// An MCP `notifications/cancelled` notification.
+    pub const MCP_CANCELLED: &str = "mcp.notifications.cancelled";
 }
 
 /// The parameters of an MCP `notifications/progress` notification, serialized camelCase

@@ -1,5 +1,7 @@
 //! Progress gauges, built from events alone: one per MCP progress token and per `task.progress`
-//! resource. Pure data: [`Gauges::apply`] folds one event in, and everything time-dependent (rate, ETA,
+//! resource, and one per MCP tool call seen by `ipckit-top mcp` (named after its tool and server,
+//! running from its `mcp.request`, done or failed at its `mcp.response`, whether or not it reports
+//! progress). Pure data: [`Gauges::apply`] folds one event in, and everything time-dependent (rate, ETA,
 //! staleness) is computed against an explicit `now`, so the same code serves the live view (wall clock)
 //! and the history scrubber (the time of the event under the cursor).
 
@@ -43,8 +45,10 @@ pub enum Outcome {
 /// One gauge.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gauge {
-    /// The progress token or resource id.
+    /// The progress token or resource id (for an MCP call through the proxy: its call key).
     pub key: String,
+    /// The name shown, when not the key: an MCP call's tool and server.
+    pub label: Option<String>,
     /// Where its numbers come from.
     pub kind: GaugeKind,
     /// Work done, as last reported.
@@ -95,9 +99,16 @@ impl Gauge {
         Duration::try_from_secs_f64(left).ok()
     }
 
-    /// Running, but with no update for [`STALE_AFTER`] before `now`.
+    /// The name to show: the label, else the key.
+    pub fn name(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.key)
+    }
+
+    /// Running, but with no update for [`STALE_AFTER`] before `now`. A call that has reported no
+    /// progress at all is never stale: it is running, for as long as it takes.
     pub fn is_stale(&self, now: SystemTime) -> bool {
         self.outcome == Outcome::Running
+            && self.updates > 0
             && now
                 .duration_since(self.updated)
                 .is_ok_and(|idle| idle > STALE_AFTER)
@@ -110,6 +121,10 @@ impl Gauge {
     }
 
     fn report(&mut self, at: SystemTime, value: f64, total: Option<f64>, message: Option<String>) {
+        if self.updates == 0 {
+            // A call's "no progress yet" goes with its first report.
+            self.message = None;
+        }
         if self.outcome != Outcome::Running {
             // A finished gauge that reports again is a new run of the same token.
             self.outcome = Outcome::Running;
@@ -150,6 +165,7 @@ pub struct Gauges {
 /// One progress report extracted from an event.
 struct Report {
     key: String,
+    label: Option<String>,
     kind: GaugeKind,
     value: f64,
     total: Option<f64>,
@@ -164,21 +180,44 @@ fn text(data: &Value, key: &str) -> Option<String> {
     data.get(key)?.as_str().map(str::to_owned)
 }
 
+/// The gauge name of an MCP call through the proxy: `tool · server`.
+fn call_label(event: &Event) -> Option<String> {
+    let tool = event.data.get("tool")?.as_str()?;
+    Some(match event.resource_id.as_deref() {
+        Some(server) => format!("{tool} · {server}"),
+        None => tool.to_owned(),
+    })
+}
+
 fn report_of(event: &Event) -> Option<Report> {
     let data = &event.data;
     match event.event_type.as_str() {
         event_types::MCP_PROGRESS => {
-            let key = match data.get("progressToken") {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
+            // Progress relayed by the proxy names its call, whose gauge it moves.
+            let key = match (data.get("call"), data.get("progressToken")) {
+                (Some(Value::String(call)), _) => call.clone(),
+                (_, Some(Value::String(s))) => s.clone(),
+                (_, Some(Value::Number(n))) => n.to_string(),
                 _ => event.resource_id.clone()?,
             };
+            // The proxy's message names the tool, which the gauge's name already says.
+            let tool = data.get("tool").and_then(Value::as_str);
+            let message = text(data, "message").and_then(|m| match tool {
+                Some(tool) if m == tool => None,
+                Some(tool) => Some(
+                    m.strip_prefix(tool)
+                        .and_then(|rest| rest.strip_prefix(": "))
+                        .map_or(m.clone(), str::to_owned),
+                ),
+                None => Some(m),
+            });
             Some(Report {
                 key,
+                label: call_label(event),
                 kind: GaugeKind::Mcp,
                 value: number(data, "progress")?,
                 total: number(data, "total").filter(|t| *t > 0.0),
-                message: text(data, "message"),
+                message,
             })
         }
         event_types::TASK_PROGRESS
@@ -193,6 +232,7 @@ fn report_of(event: &Event) -> Option<Report> {
             };
             Some(Report {
                 key: event.resource_id.clone()?,
+                label: None,
                 kind: GaugeKind::Task,
                 value,
                 total,
@@ -205,12 +245,25 @@ fn report_of(event: &Event) -> Option<Report> {
 
 impl Gauges {
     /// Folds one event in: a progress report updates (or creates) its gauge; `task.completed`,
-    /// `task.failed` and `task.cancelled` finish the gauge of their resource.
+    /// `task.failed` and `task.cancelled` finish the gauge of their resource. From the MCP proxy, an
+    /// `mcp.request` for `tools/call` starts its call's gauge, its `mcp.response` ends it (failed
+    /// when it carries an error) and `mcp.notifications.cancelled` cancels it.
     pub fn apply(&mut self, event: &Event) {
         let outcome = match event.event_type.as_str() {
             event_types::TASK_COMPLETED => Outcome::Done,
             event_types::TASK_FAILED => Outcome::Failed,
             event_types::TASK_CANCELLED => Outcome::Cancelled,
+            event_types::MCP_REQUEST => return self.call_started(event),
+            event_types::MCP_RESPONSE => {
+                let failed = event.data.get("error").is_some_and(|e| !e.is_null());
+                let outcome = if failed {
+                    Outcome::Failed
+                } else {
+                    Outcome::Done
+                };
+                return self.call_ended(event, outcome);
+            }
+            event_types::MCP_CANCELLED => return self.call_ended(event, Outcome::Cancelled),
             _ => {
                 if let Some(report) = report_of(event) {
                     self.report(event.timestamp, report);
@@ -232,9 +285,84 @@ impl Gauges {
         }
     }
 
+    /// A tool call the client sent through the proxy: a gauge, running, with no progress yet.
+    fn call_started(&mut self, event: &Event) {
+        let data = &event.data;
+        let (Some(Value::String(call)), Some("tools/call"), Some("client")) = (
+            data.get("call"),
+            data.get("method").and_then(Value::as_str),
+            data.get("from").and_then(Value::as_str),
+        ) else {
+            return;
+        };
+        if self.map.contains_key(call) {
+            return;
+        }
+        if self.map.len() >= MAX_GAUGES {
+            self.evict_one();
+        }
+        let message = if data.get("progressToken").is_some() {
+            "no progress reported yet"
+        } else {
+            "no progress token: running"
+        };
+        let gauge = Gauge {
+            key: call.clone(),
+            label: call_label(event),
+            kind: GaugeKind::Mcp,
+            current: 0.0,
+            total: None,
+            message: Some(message.to_owned()),
+            started: event.timestamp,
+            updated: event.timestamp,
+            finished: None,
+            outcome: Outcome::Running,
+            backwards: false,
+            updates: 0,
+            order: self.next_order,
+            samples: VecDeque::with_capacity(RATE_SAMPLES),
+        };
+        self.next_order += 1;
+        self.map.insert(call.clone(), gauge);
+    }
+
+    /// The response (or cancellation) of a call through the proxy ends its gauge; the response
+    /// decides, even over a gauge that reached its total.
+    fn call_ended(&mut self, event: &Event, outcome: Outcome) {
+        let Some(gauge) = event
+            .data
+            .get("call")
+            .and_then(Value::as_str)
+            .and_then(|call| self.map.get_mut(call))
+        else {
+            return;
+        };
+        if gauge.outcome == Outcome::Running || outcome == Outcome::Failed {
+            gauge.outcome = outcome;
+            gauge.finished = Some(event.timestamp);
+            gauge.updated = event.timestamp;
+        }
+        if gauge.updates == 0 && outcome != Outcome::Failed {
+            gauge.message = Some("no progress reported".to_owned());
+        }
+        if outcome == Outcome::Failed {
+            if let Some(message) = event
+                .data
+                .get("error")
+                .and_then(|e| e.get("message"))
+                .and_then(Value::as_str)
+            {
+                gauge.message = Some(message.to_owned());
+            }
+        }
+    }
+
     fn report(&mut self, at: SystemTime, report: Report) {
         if let Some(gauge) = self.map.get_mut(&report.key) {
             gauge.kind = report.kind;
+            if report.label.is_some() {
+                gauge.label = report.label;
+            }
             gauge.report(at, report.value, report.total, report.message);
             return;
         }
@@ -243,6 +371,7 @@ impl Gauges {
         }
         let mut gauge = Gauge {
             key: report.key.clone(),
+            label: report.label,
             kind: report.kind,
             current: report.value,
             total: None,
@@ -391,6 +520,113 @@ mod tests {
         let keys: Vec<&str> = g.sorted(now).iter().map(|g| g.key.as_str()).collect();
         assert_eq!(keys, ["fresh", "old", "done"]);
         assert!(g.get("old").unwrap().is_stale(now));
+    }
+
+    fn mcp(event_type: &str, data: serde_json::Value, secs: u64) -> Event {
+        at(Event::with_resource(event_type, "everything", data), secs)
+    }
+
+    fn call(tool: &str, call: &str, token: bool) -> serde_json::Value {
+        let mut data = serde_json::json!({
+            "from": "client", "method": "tools/call", "id": 4, "tool": tool, "call": call,
+        });
+        if token {
+            data["progressToken"] = serde_json::json!(call);
+        }
+        data
+    }
+
+    #[test]
+    fn an_mcp_call_is_a_gauge_named_after_its_tool_from_request_to_response() {
+        let mut g = Gauges::default();
+        g.apply(&mcp("mcp.request", call("render", "ipckit-9-4", true), 0));
+        let gauge = g.get("ipckit-9-4").unwrap();
+        assert_eq!(gauge.name(), "render · everything");
+        assert_eq!(gauge.outcome, Outcome::Running);
+        assert_eq!(gauge.updates, 0);
+        let later = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_060);
+        assert!(
+            !gauge.is_stale(later),
+            "no progress promised: running, not stale"
+        );
+        assert_eq!(gauge.elapsed(later), Duration::from_secs(60));
+
+        g.apply(&mcp(
+            "mcp.notifications.progress",
+            serde_json::json!({"progressToken": "ipckit-9-4", "call": "ipckit-9-4", "tool": "render",
+                "progress": 1, "total": 4, "message": "render: frame 1"}),
+            1,
+        ));
+        let gauge = g.get("ipckit-9-4").unwrap();
+        assert_eq!(gauge.ratio(), Some(0.25));
+        assert_eq!(
+            gauge.message.as_deref(),
+            Some("frame 1"),
+            "the tool is in the name"
+        );
+        g.apply(&mcp(
+            "mcp.response",
+            serde_json::json!({"from": "server", "method": "tools/call", "call": "ipckit-9-4",
+                "duration_ms": 3000.0}),
+            3,
+        ));
+        let gauge = g.get("ipckit-9-4").unwrap();
+        assert_eq!(gauge.outcome, Outcome::Done);
+        assert_eq!(gauge.elapsed(later), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn an_mcp_call_fails_with_its_error_even_after_reaching_its_total() {
+        let mut g = Gauges::default();
+        g.apply(&mcp("mcp.request", call("build", "c1", true), 0));
+        g.apply(&mcp(
+            "mcp.notifications.progress",
+            serde_json::json!({"progressToken": "c1", "call": "c1", "tool": "build", "progress": 2,
+                "total": 2, "message": "build"}),
+            1,
+        ));
+        assert_eq!(g.get("c1").unwrap().outcome, Outcome::Done);
+        assert_eq!(g.get("c1").unwrap().message, None);
+        g.apply(&mcp(
+            "mcp.response",
+            serde_json::json!({"call": "c1", "error": {"message": "the server exited with status 3 before answering"}}),
+            2,
+        ));
+        let gauge = g.get("c1").unwrap();
+        assert_eq!(gauge.outcome, Outcome::Failed);
+        assert!(gauge.message.as_deref().unwrap().contains("status 3"));
+    }
+
+    #[test]
+    fn calls_without_progress_end_done_and_cancellations_cancel() {
+        let mut g = Gauges::default();
+        g.apply(&mcp("mcp.request", call("echo", "c1", false), 0));
+        assert_eq!(
+            g.get("c1").unwrap().message.as_deref(),
+            Some("no progress token: running")
+        );
+        g.apply(&mcp(
+            "mcp.response",
+            serde_json::json!({"call": "c1", "error": null}),
+            1,
+        ));
+        let gauge = g.get("c1").unwrap();
+        assert_eq!((gauge.outcome, gauge.updates), (Outcome::Done, 0));
+        g.apply(&mcp("mcp.request", call("slow", "c2", true), 0));
+        g.apply(&mcp(
+            "mcp.notifications.cancelled",
+            serde_json::json!({"call": "c2"}),
+            1,
+        ));
+        assert_eq!(g.get("c2").unwrap().outcome, Outcome::Cancelled);
+        // Requests that are not tool calls from the client make no gauge.
+        let mut list = call("x", "c3", true);
+        list["method"] = "tools/list".into();
+        g.apply(&mcp("mcp.request", list, 0));
+        let mut from_server = call("x", "c4", true);
+        from_server["from"] = "server".into();
+        g.apply(&mcp("mcp.request", from_server, 0));
+        assert_eq!(g.len(), 2);
     }
 
     #[test]

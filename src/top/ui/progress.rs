@@ -28,7 +28,7 @@ fn bar(ratio: f64, width: usize) -> String {
 
 fn gauge_lines(gauge: &Gauge, now: SystemTime, pane: usize) -> [Line<'static>; 2] {
     let key_width = (pane * 45 / 100).clamp(6, 24);
-    let key = fit_width(&one_line(&gauge.key), key_width);
+    let key = fit_width(&one_line(gauge.name()), key_width);
     let stale = gauge.is_stale(now);
     let (status, status_style) = match gauge.outcome {
         Outcome::Done => (
@@ -46,6 +46,15 @@ fn gauge_lines(gauge: &Gauge, now: SystemTime, pane: usize) -> [Line<'static>; 2
                 short_duration(now.duration_since(gauge.updated).unwrap_or_default())
             ),
             Style::new().fg(Color::Yellow),
+        ),
+        // A call that has reported no progress: how long it has been running.
+        Outcome::Running if gauge.updates == 0 => (
+            format!(
+                "{} running {}",
+                spinner(now),
+                short_duration(gauge.elapsed(now))
+            ),
+            Style::new().fg(Color::Cyan),
         ),
         Outcome::Running => match gauge.ratio() {
             Some(ratio) => (format!("{:>3.0}%", ratio * 100.0), Style::new()),
@@ -82,7 +91,9 @@ fn gauge_lines(gauge: &Gauge, now: SystemTime, pane: usize) -> [Line<'static>; 2
     let mut figures = Vec::new();
     let count = match gauge.total {
         Some(total) => Some(format!("{}/{}", compact(gauge.current), compact(total))),
-        None if gauge.outcome != Outcome::Running => Some(compact(gauge.current)),
+        None if gauge.outcome != Outcome::Running && gauge.updates > 0 => {
+            Some(compact(gauge.current))
+        }
         None => None,
     };
     // Not said twice when the message already says it ("frame 19/120").
@@ -163,4 +174,37 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
         Paragraph::new(lines).block(Block::bordered().title(title)),
         area,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::top::progress::Gauges;
+    use crate::Event;
+    use std::time::Duration;
+
+    fn text(lines: &[Line<'_>]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_call_without_progress_shows_its_tool_and_how_long_it_has_run() {
+        let mut gauges = Gauges::default();
+        let mut request = Event::with_resource(
+            "mcp.request",
+            "everything",
+            serde_json::json!({"from": "client", "method": "tools/call", "tool": "echo", "call": "c1"}),
+        );
+        request.timestamp = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        gauges.apply(&request);
+        let gauge = gauges.get("c1").unwrap();
+        let now = request.timestamp + Duration::from_secs(75);
+        let lines = text(&gauge_lines(gauge, now, 60));
+        assert!(lines[0].starts_with("echo · everything"), "{lines:?}");
+        assert!(lines[0].ends_with("running 1m15s"), "{lines:?}");
+        assert_eq!(lines[1].trim(), "no progress token: running");
+    }
 }
