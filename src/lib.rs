@@ -71,6 +71,7 @@
 pub mod cli;
 pub mod demo;
 pub mod event_stream;
+pub mod store;
 #[cfg(feature = "tui")]
 pub mod top;
 #[cfg(feature = "transport")]
