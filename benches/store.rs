@@ -73,8 +73,8 @@ impl Rng {
 const JOBS: u64 = 300;
 const WORDS: &[&str] = &[
     "render", "sampling", "denoise", "texture", "cache", "miss", "loaded", "shader", "compile",
-    "bvh", "build", "light", "bake", "upload", "chunk", "retry", "socket", "timeout", "disk", "slow",
-    "memory", "peak", "frame", "tile", "done",
+    "bvh", "build", "light", "bake", "upload", "chunk", "retry", "socket", "timeout", "disk",
+    "slow", "memory", "peak", "frame", "tile", "done",
 ];
 
 /// The `i`th event of the dataset (id `i + 1`, a millisecond apart).
@@ -501,14 +501,11 @@ fn refilter_report(n: usize, with_ring: bool) {
 fn report() {
     println!("\n== report ==");
     const M: usize = 1_000_000;
-    let figures: Vec<(&str, Option<(f64, f64)>)> = [
-        ("store", M),
-        ("arc_ring", M),
-        ("ipckit_ref", M),
-    ]
-    .into_iter()
-    .map(|(which, n)| (which, memory_per_event(which, n)))
-    .collect();
+    let figures: Vec<(&str, Option<(f64, f64)>)> =
+        [("store", M), ("arc_ring", M), ("ipckit_ref", M)]
+            .into_iter()
+            .map(|(which, n)| (which, memory_per_event(which, n)))
+            .collect();
     let store = figures[0].1;
     for (which, figure) in &figures {
         match (figure, store) {
@@ -534,7 +531,10 @@ fn main() {
     if let Ok(spec) = std::env::var("IPCKIT_STORE_BENCH_MEMORY") {
         let mut parts = spec.split_whitespace();
         let which = parts.next().unwrap_or("store");
-        let n = parts.next().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
+        let n = parts
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1_000_000);
         memory_child(which, n);
         return;
     }

@@ -349,6 +349,11 @@ impl Store {
             self.blocks.push_back(block);
         }
         let Some(open) = self.blocks.back_mut() else {
+            // Unreachable: a block was just made if there was none.
+            self.types.release(event_type);
+            if resource != NO_RESOURCE {
+                self.resources.release(resource);
+            }
             return Err(StoreError::TooLarge(parts.data.len()));
         };
         let before = open.footprint();

@@ -33,6 +33,19 @@ fn push(store: &mut Store, event: &Event) -> Pos {
     pushed.pos
 }
 
+/// Incompressible text: letters from a xorshift generator.
+fn noise(len: usize) -> String {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect()
+}
+
 fn ids(store: &Store) -> Vec<u64> {
     store.range().filter_map(|p| store.id_at(p)).collect()
 }
@@ -95,7 +108,7 @@ fn strings_no_kept_event_uses_are_forgotten() {
 
 #[test]
 fn the_byte_bound_drops_whole_old_blocks() {
-    let big = "x".repeat(10_000);
+    let big = noise(10_000);
     let mut store = Store::new(StoreConfig {
         max_bytes: 200_000,
         block_bytes: 32_000,
@@ -120,16 +133,7 @@ fn the_byte_bound_drops_whole_old_blocks() {
 
 #[test]
 fn one_huge_event_costs_its_size_once_and_goes_with_its_block() {
-    // Incompressible: letters from a xorshift generator.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let huge: String = (0..4 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            char::from(b'a' + (x % 26) as u8)
-        })
-        .collect();
+    let huge = noise(4 << 20);
     let mut store = Store::new(config(100, 64));
     push(&mut store, &event(1, "big", None, json!(huge)));
     let with_huge = store.bytes();
