@@ -19,9 +19,9 @@ pub(crate) enum Payload {
     /// The block takes appends.
     Open(Vec<u8>),
     /// Full, not compressed (yet: it is among the newest events, or waits for a compression job).
-    Sealed(Arc<[u8]>),
-    /// Full; a job is compressing a copy of these bytes outside the owner's lock.
-    Compressing(Arc<[u8]>),
+    Sealed(Arc<Vec<u8>>),
+    /// Full; a job is compressing these bytes (shared with it) outside the owner's lock.
+    Compressing(Arc<Vec<u8>>),
     /// Full and compressed with LZ4 (block format, no header); `ends` gives the length.
     Compressed(Box<[u8]>),
 }
@@ -42,7 +42,7 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    pub(crate) fn new(serial: u64, first: Pos, rows: usize, payload: Vec<u8>) -> Self {
+    pub(crate) fn new(serial: u64, first: Pos, rows: usize) -> Self {
         Self {
             serial,
             first,
@@ -51,7 +51,7 @@ impl Block {
             types: Vec::with_capacity(rows),
             resources: Vec::with_capacity(rows),
             ends: Vec::with_capacity(rows),
-            payload: Payload::Open(payload),
+            payload: Payload::Open(Vec::new()),
         }
     }
 
@@ -101,30 +101,79 @@ impl Block {
         }
     }
 
-    /// Closes the block to appends; returns the open buffer (emptied) for reuse.
-    pub(crate) fn seal(&mut self) -> Option<Vec<u8>> {
+    /// Closes the block to appends. The payload buffer is shared as it is, not copied.
+    pub(crate) fn seal(&mut self) {
         let Payload::Open(bytes) = &mut self.payload else {
-            return None;
+            return;
         };
-        let sealed: Arc<[u8]> = Arc::from(&bytes[..]);
-        let mut spare = std::mem::take(bytes);
-        spare.clear();
-        self.payload = Payload::Sealed(sealed);
-        if self.ids.len() < self.ids.capacity() {
+        self.payload = Payload::Sealed(Arc::new(std::mem::take(bytes)));
+        if self.ids.len() < self.ids.capacity() / 2 {
             self.ids.shrink_to_fit();
             self.times.shrink_to_fit();
             self.types.shrink_to_fit();
             self.resources.shrink_to_fit();
             self.ends.shrink_to_fit();
         }
-        Some(spare)
+    }
+
+    /// This block's buffers, emptied, as a new open block: a store in its steady state (full, evicting
+    /// a block for each it fills) then allocates nothing for its blocks.
+    pub(crate) fn reuse(self, serial: u64, first: Pos, rows: usize) -> Self {
+        let Block {
+            mut ids,
+            mut times,
+            mut types,
+            mut resources,
+            mut ends,
+            payload,
+            ..
+        } = self;
+        let mut bytes = match payload {
+            Payload::Open(bytes) => bytes,
+            Payload::Sealed(bytes) | Payload::Compressing(bytes) => {
+                Arc::try_unwrap(bytes).unwrap_or_default()
+            }
+            Payload::Compressed(_) => Vec::new(),
+        };
+        ids.clear();
+        ends.clear();
+        times.clear();
+        types.clear();
+        resources.clear();
+        bytes.clear();
+        // Room for a whole block, so appends never grow the columns (the store counts their bytes
+        // when the block is made).
+        ids.reserve_exact(rows);
+        times.reserve_exact(rows);
+        types.reserve_exact(rows);
+        resources.reserve_exact(rows);
+        ends.reserve_exact(rows);
+        Block {
+            serial,
+            first,
+            ids,
+            times,
+            types,
+            resources,
+            ends,
+            payload: Payload::Open(bytes),
+        }
+    }
+
+    /// The open payload buffer's capacity (0 once sealed).
+    #[inline]
+    pub(crate) fn payload_capacity(&self) -> usize {
+        match &self.payload {
+            Payload::Open(bytes) => bytes.capacity(),
+            _ => 0,
+        }
     }
 
     /// Bytes this block holds on the heap (columns by capacity, payload as held), plus itself.
     pub(crate) fn footprint(&self) -> usize {
         let payload = match &self.payload {
             Payload::Open(bytes) => bytes.capacity(),
-            Payload::Sealed(bytes) | Payload::Compressing(bytes) => bytes.len(),
+            Payload::Sealed(bytes) | Payload::Compressing(bytes) => bytes.capacity(),
             Payload::Compressed(bytes) => bytes.len(),
         };
         self.ids.capacity() * ROW_BYTES + payload + size_of::<Self>()
@@ -159,7 +208,7 @@ impl Block {
 #[must_use = "a compression job does nothing until it is run and installed"]
 pub struct CompressJob {
     pub(crate) serial: u64,
-    pub(crate) raw: Arc<[u8]>,
+    pub(crate) raw: Arc<Vec<u8>>,
 }
 
 impl CompressJob {
@@ -187,7 +236,7 @@ pub struct Compressed {
     pub(crate) serial: u64,
     pub(crate) bytes: Box<[u8]>,
     /// The uncompressed bytes, kept so a block whose compression did not pay is left as it was.
-    pub(crate) raw: Arc<[u8]>,
+    pub(crate) raw: Arc<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Compressed {

@@ -29,6 +29,9 @@ pub(crate) struct Interner {
     generation: u64,
     /// Bytes of the strings held (their text, not the table).
     text_bytes: usize,
+    /// The id last acquired: events often come in runs of one type or resource, and comparing with
+    /// it is cheaper than hashing.
+    last: Sym,
 }
 
 impl Interner {
@@ -36,10 +39,22 @@ impl Interner {
     /// `u32` id is taken by a kept string.
     #[inline]
     pub(crate) fn acquire(&mut self, text: &str) -> Option<Sym> {
+        if let Some(Some(entry)) = self.entries.get_mut(self.last as usize) {
+            // The last bytes first: ids in a run (`job-3`, `job-4`) differ there, and this spares
+            // a call to compare the rest.
+            if entry.text.len() == text.len()
+                && entry.text.as_bytes().last() == text.as_bytes().last()
+                && *entry.text == *text
+            {
+                entry.refs += 1;
+                return Some(self.last);
+            }
+        }
         if let Some(&id) = self.ids.get(text) {
             if let Some(Some(entry)) = self.entries.get_mut(id as usize) {
                 entry.refs += 1;
             }
+            self.last = id;
             return Some(id);
         }
         let id = match self.free.pop() {
@@ -65,6 +80,7 @@ impl Interner {
                 refs: 1,
             });
         }
+        self.last = id;
         Some(id)
     }
 

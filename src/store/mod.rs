@@ -17,7 +17,8 @@
 //! payload) is sealed, and once it is older than the newest [`StoreConfig::hot_events`] its payload is
 //! compressed with LZ4 as a whole. [`Store::push`] hands the compression back as a [`CompressJob`]
 //! for the caller to run without holding whatever lock guards the store, and to return with
-//! [`Store::install`]; the block stays readable meanwhile.
+//! [`Store::install`]; the block stays readable meanwhile. The buffers of a block that is freed are
+//! reused for the next one, so a full store evicting as it appends allocates nothing for its blocks.
 //!
 //! On events like a render farm's (task lifecycle, log lines, MCP progress, file transfers: about
 //! 190 bytes of NDJSON each, 80 of them data), LZ4 keeps the data in 24 bytes per event against
@@ -39,7 +40,7 @@
 //! Events are decoded on demand: [`Store::event`] gives an owned [`Event`], [`Store::with_event`]
 //! the [`EventParts`] without parsing the data, [`Store::write_json`] the event's JSON form straight
 //! from the row and payload. The last few decompressed blocks are cached, so reading the rows on a
-//! screen decompresses each block once. [`Store::scan`] finds the positions an [`EventFilter`]
+//! screen decompresses each block once. [`Store::scan`] finds the positions an [`EventFilter`](crate::EventFilter)
 //! matches, in slices, oldest or newest first; see [`StoreFilter`].
 
 mod block;
@@ -211,8 +212,8 @@ pub struct Store {
     resources: Interner,
     /// Sum of the blocks' footprints.
     block_bytes: usize,
-    /// The open-block buffer of the last sealed block, for the next one.
-    spare: Vec<u8>,
+    /// The buffers of the last block freed, for the next one.
+    recycled: Option<Block>,
     /// For [`Store::push_event`].
     encode: Vec<u8>,
     /// The last blocks decompressed for reads by position, newest use first.
@@ -252,7 +253,7 @@ impl Store {
             types: Interner::default(),
             resources: Interner::default(),
             block_bytes: 0,
-            spare: Vec::new(),
+            recycled: None,
             encode: Vec::new(),
             cache: Mutex::new(Vec::new()),
         }
@@ -321,9 +322,10 @@ impl Store {
             return Ok(Pushed { pos, job: None });
         }
         if let Some(open) = self.blocks.back().filter(|b| b.is_open()) {
-            if open.len() >= self.config.block_events
-                || open.raw_len() + parts.data.len() > MAX_BLOCK_PAYLOAD
-            {
+            // Sealed before it would pass its size, so its buffer keeps the size it had.
+            let overflows =
+                open.len() > 0 && open.raw_len() + parts.data.len() > self.config.block_bytes;
+            if open.len() >= self.config.block_events || overflows {
                 self.seal_open();
             }
         }
@@ -342,8 +344,10 @@ impl Store {
             },
         };
         if !self.blocks.back().is_some_and(Block::is_open) {
-            let payload = std::mem::take(&mut self.spare);
-            let block = Block::new(self.next_serial, pos, self.config.block_events, payload);
+            let block = match self.recycled.take() {
+                Some(old) => old.reuse(self.next_serial, pos, self.config.block_events),
+                None => Block::new(self.next_serial, pos, self.config.block_events),
+            };
             self.next_serial += 1;
             self.block_bytes += block.footprint();
             self.blocks.push_back(block);
@@ -356,7 +360,8 @@ impl Store {
             }
             return Err(StoreError::TooLarge(parts.data.len()));
         };
-        let before = open.footprint();
+        // Only the payload buffer can grow: the columns were made with room for a block.
+        let before = open.payload_capacity();
         open.push(
             parts.id,
             parts.time_micros,
@@ -366,7 +371,7 @@ impl Store {
         );
         let full =
             open.len() >= self.config.block_events || open.raw_len() >= self.config.block_bytes;
-        self.block_bytes = self.block_bytes - before + open.footprint();
+        self.block_bytes = self.block_bytes - before + open.payload_capacity();
         self.end += 1;
         if full {
             self.seal_open();
@@ -412,6 +417,7 @@ impl Store {
         self.first = self.end;
         self.compress_next = self.next_serial;
         self.block_bytes = 0;
+        self.recycled = None;
         self.cache.lock().clear();
         let next_types = self.types.successor();
         let types = std::mem::replace(&mut self.types, next_types);
@@ -442,13 +448,13 @@ impl Store {
         }
     }
 
-    /// Bytes held: blocks, interned strings and buffers (not the few cached decompressed blocks).
+    /// Bytes held: blocks, interned strings and a freed block's buffers kept for reuse (not the few
+    /// cached decompressed blocks, nor [`Store::push_event`]'s buffer for one event's data).
     pub fn bytes(&self) -> usize {
         self.block_bytes
             + self.types.bytes()
             + self.resources.bytes()
-            + self.spare.capacity()
-            + self.encode.capacity()
+            + self.recycled.as_ref().map_or(0, Block::footprint)
     }
 
     /// The event at `pos`, decoded; `None` if `pos` is not held.
@@ -627,35 +633,33 @@ impl Store {
             return;
         };
         let before = open.footprint();
-        let spare = open.seal();
+        open.seal();
         self.block_bytes = self.block_bytes - before + open.footprint();
-        if let Some(spare) = spare {
-            // A buffer grown by one huge event is not kept.
-            if spare.capacity() <= self.config.block_bytes.saturating_mul(2) {
-                self.spare = spare;
-            }
-        }
         self.pop_dead_blocks();
     }
 
-    /// Drops the oldest event.
+    /// Drops the oldest event. The front block always holds a kept event or is open: a sealed block
+    /// is freed as soon as its last event goes (here, or when it is sealed).
+    #[inline]
     fn evict_front(&mut self) {
-        self.pop_dead_blocks();
         if self.first >= self.end {
             return;
         }
-        if let Some(block) = self.blocks.front() {
-            if let Ok(i) = usize::try_from(self.first - block.first) {
-                if let (Some(&t), Some(&r)) = (block.types.get(i), block.resources.get(i)) {
-                    self.types.release(t);
-                    if r != NO_RESOURCE {
-                        self.resources.release(r);
-                    }
+        let Some(block) = self.blocks.front() else {
+            return;
+        };
+        if let Ok(i) = usize::try_from(self.first - block.first) {
+            if let (Some(&t), Some(&r)) = (block.types.get(i), block.resources.get(i)) {
+                self.types.release(t);
+                if r != NO_RESOURCE {
+                    self.resources.release(r);
                 }
             }
         }
         self.first += 1;
-        self.pop_dead_blocks();
+        if self.first >= block.end() && !block.is_open() {
+            self.pop_dead_blocks();
+        }
     }
 
     /// Frees sealed blocks at the front that hold no kept event.
@@ -665,7 +669,15 @@ impl Store {
                 break;
             }
             self.block_bytes -= block.footprint();
-            self.blocks.pop_front();
+            let Some(block) = self.blocks.pop_front() else {
+                break;
+            };
+            // Kept for reuse unless a huge event grew its buffer.
+            let usual = self.config.block_bytes.saturating_mul(2)
+                + self.config.block_events.saturating_mul(block::ROW_BYTES);
+            if block.footprint() <= usual {
+                self.recycled = Some(block);
+            }
         }
     }
 
@@ -675,6 +687,9 @@ impl Store {
             self.evict_front();
         }
         while self.bytes() > self.config.max_bytes {
+            if self.recycled.take().is_some() {
+                continue;
+            }
             let Some(front) = self.blocks.front() else {
                 break;
             };
@@ -694,6 +709,11 @@ impl Store {
 
     /// Hands out the next sealed block that is past the hot events, for compression.
     fn next_job(&mut self) -> Option<CompressJob> {
+        // Every sealed block handed out already (the open one, if any, is the last)?
+        let open = u64::from(self.blocks.back().is_some_and(Block::is_open));
+        if self.compress_next + open >= self.next_serial {
+            return None;
+        }
         let front = self.blocks.front()?.serial;
         self.compress_next = self.compress_next.max(front);
         let at = usize::try_from(self.compress_next - front).ok()?;
