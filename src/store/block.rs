@@ -107,7 +107,7 @@ impl Block {
             return;
         };
         self.payload = Payload::Sealed(Arc::new(std::mem::take(bytes)));
-        if self.ids.len() < self.ids.capacity() / 2 {
+        if self.ids.len() < self.ids.capacity() {
             self.ids.shrink_to_fit();
             self.times.shrink_to_fit();
             self.types.shrink_to_fit();

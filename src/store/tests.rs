@@ -219,12 +219,8 @@ fn a_job_for_an_evicted_block_is_ignored() {
     let mut store = Store::new(config(8, 4));
     let mut jobs = Vec::new();
     for id in 1..=20 {
-        jobs.extend(
-            store
-                .push_event(&event(id, "a", None, json!(id)))
-                .unwrap()
-                .job,
-        );
+        let data = json!({"message": "the same words again and again and again", "n": id});
+        jobs.extend(store.push_event(&event(id, "a", None, data)).unwrap().job);
     }
     for job in jobs {
         store.install(job.run());
@@ -552,4 +548,30 @@ proptest! {
             prop_assert_eq!(out, expected, "{}", filter);
         }
     }
+}
+
+/// A store can be shared (behind a lock) and its jobs sent to other threads.
+#[test]
+fn the_store_and_its_jobs_cross_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>() {}
+    assert_send_sync::<Store>();
+    assert_send_sync::<StoreFilter>();
+    assert_send::<CompressJob>();
+    assert_send::<Compressed>();
+    let mut store = Store::new(config(100, 4));
+    let mut jobs = Vec::new();
+    for id in 1..=10 {
+        let data = json!({"message": "the same words again and again and again", "n": id});
+        jobs.extend(store.push_event(&event(id, "a", None, data)).unwrap().job);
+    }
+    let done: Vec<Compressed> =
+        std::thread::spawn(move || jobs.into_iter().map(CompressJob::run).collect())
+            .join()
+            .unwrap();
+    for d in done {
+        store.install(d);
+    }
+    assert_eq!(store.stats().compressed_events, 8);
+    assert_eq!(all_events(&store).len(), 10);
 }
