@@ -226,7 +226,8 @@ impl Core {
         // bytes in. The one shared copy is allocated under the lock, once the id is in place, so
         // nothing has to check that it is unshared; with no subscriber there is none. Either way the
         // event (or this reference to it) is freed after the lock is released.
-        let encoded = Encoded::of(&event);
+        // A bus that keeps no history has nothing to encode.
+        let encoded = (self.config.history_size > 0).then(|| Encoded::of(&event));
         let mut tickets: Vec<BlockTicket> = Vec::new();
         let mut wakers: Vec<Waker> = Vec::new();
         let job;
@@ -240,7 +241,10 @@ impl Core {
             id = state.last_id;
             event.id = id;
             let pos;
-            (pos, job) = state.history.push(&event, &encoded);
+            (pos, job) = match &encoded {
+                Some(encoded) => state.history.push(&event, encoded),
+                None => (None, None),
+            };
             (published, displaced) = if state.subscribers == 0 {
                 (Err(event), None)
             } else {
@@ -252,7 +256,9 @@ impl Core {
         }
         wakers.into_iter().for_each(Waker::wake);
         drop((published, displaced));
-        encoded.recycle();
+        if let Some(encoded) = encoded {
+            encoded.recycle();
+        }
         if let Some(job) = job {
             // Compressing a sealed block of history: the slow part outside the lock.
             let done = job.run();
