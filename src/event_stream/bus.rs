@@ -35,7 +35,8 @@ pub struct EventBusConfig {
     /// How many bytes history may hold (default 256 MiB, [`crate::store::DEFAULT_MAX_BYTES`]), whichever
     /// bound is hit first: past it the oldest events go, a block at a time. A kept event costs its
     /// 28-byte row and its data as compressed JSON (about 55 bytes for a typical 190-byte event), so
-    /// the default holds several million typical events.
+    /// the default holds several million typical events. An event larger than the whole budget is
+    /// delivered but not kept.
     pub history_bytes: usize,
     /// How many live events a subscriber buffers (default 256). 0 is taken as 1.
     pub subscriber_buffer: usize,
