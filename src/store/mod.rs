@@ -463,6 +463,19 @@ impl Store {
             .flatten()
     }
 
+    /// The held events in `range`, decoded, oldest first (each block decompressed once).
+    pub fn events(&self, range: Range<Pos>) -> Vec<Event> {
+        let range = range.start.max(self.first)..range.end.min(self.end);
+        let mut out =
+            Vec::with_capacity(usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(0));
+        self.for_each(range, |_, parts| {
+            if let Ok(event) = parts.to_event() {
+                out.push(event);
+            }
+        });
+        out
+    }
+
     /// Calls `f` with the parts of the event at `pos` (its data still JSON bytes); `None` if `pos` is
     /// not held.
     pub fn with_event<R>(&self, pos: Pos, f: impl FnOnce(EventParts<'_>) -> R) -> Option<R> {

@@ -51,7 +51,13 @@ fn ids(store: &Store) -> Vec<u64> {
 }
 
 fn all_events(store: &Store) -> Vec<Event> {
-    store.range().filter_map(|p| store.event(p)).collect()
+    let one_by_one: Vec<Event> = store.range().filter_map(|p| store.event(p)).collect();
+    assert_eq!(
+        store.events(0..Pos::MAX),
+        one_by_one,
+        "a range reads the same"
+    );
+    one_by_one
 }
 
 #[test]
