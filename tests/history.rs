@@ -130,3 +130,100 @@ fn events_published_with_no_subscriber_are_shared_once_asked_for() {
     assert!(std::sync::Arc::ptr_eq(&got, &again[1]));
     assert_eq!(bus.history(&EventFilter::new())[0].data, json!({"k": 1}));
 }
+
+/// Incompressible text of `len` letters (a xorshift generator), so byte figures are not flattered.
+fn noise(seed: u64, len: usize) -> String {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect()
+}
+
+#[test]
+fn history_bytes_bounds_history_whichever_bound_comes_first() {
+    let bus = EventBus::new(EventBusConfig {
+        history_size: 100_000,
+        history_bytes: 1 << 20,
+        ..Default::default()
+    });
+    for i in 0..5_000u64 {
+        bus.publish(Event::with_resource(
+            "log.stdout",
+            "job-1",
+            json!({ "line": noise(i, 1_000) }),
+        ));
+    }
+    let stats = bus.stats();
+    assert!(stats.history_bytes <= 1 << 20, "{stats:?}");
+    assert!(
+        stats.history_len > 100 && stats.history_len < 5_000,
+        "{stats:?}"
+    );
+    let ids: Vec<u64> = bus
+        .history(&EventFilter::new())
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let first = 5_001 - ids.len() as u64;
+    assert_eq!(
+        ids,
+        (first..=5_000).collect::<Vec<_>>(),
+        "the newest, in order"
+    );
+    assert_eq!(stats.oldest_id, Some(first));
+    let replay = bus.subscribe_with_replay(EventFilter::new(), Replay::FromId(1));
+    let gap = replay.replay_gap().expect("older events are gone");
+    assert_eq!((gap.requested, gap.oldest_held), (1, first));
+    assert_eq!(replay.try_iter().count(), ids.len());
+
+    // With room for them all, the count bound is the one that holds.
+    let roomy = EventBus::new(EventBusConfig {
+        history_size: 3_000,
+        ..Default::default()
+    });
+    for i in 0..5_000u64 {
+        roomy.publish(Event::new("log.stdout", json!({ "line": noise(i, 100) })));
+    }
+    assert_eq!(roomy.stats().history_len, 3_000);
+}
+
+#[test]
+fn an_event_larger_than_history_bytes_is_delivered_but_not_kept() {
+    let bus = EventBus::new(EventBusConfig {
+        history_bytes: 256 << 10,
+        ..Default::default()
+    });
+    let sub = bus.subscribe(EventFilter::new());
+    bus.publish(Event::new("small", json!(1)));
+    let big = noise(7, 1 << 20);
+    bus.publish(Event::new("big", json!({ "blob": big })));
+    bus.publish(Event::new("small", json!(3)));
+    let got: Vec<Event> = sub.try_iter().collect();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[1].data["blob"], big, "delivered whole");
+    let kept: Vec<String> = bus
+        .history(&EventFilter::new())
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert!(!kept.contains(&"big".to_owned()), "{kept:?}");
+    assert_eq!(kept.last().map(String::as_str), Some("small"));
+    assert!(bus.stats().history_bytes <= 256 << 10);
+}
+
+#[test]
+fn stats_report_the_bytes_history_holds() {
+    let bus = EventBus::default();
+    let empty = bus.stats().history_bytes;
+    publish_mix(&bus, 1_000);
+    let full = bus.stats().history_bytes;
+    assert!(full > empty + 1_000 * 28, "{empty} -> {full}");
+    bus.clear_history();
+    assert!(bus.stats().history_bytes < full / 2);
+    assert_eq!(bus.stats().history_len, 0);
+}

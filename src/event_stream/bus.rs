@@ -3,7 +3,7 @@
 
 use super::event::{epoch_seconds, Event, EventId};
 use super::filter::{EventFilter, IndexKey};
-use super::history::{Hashes, History, Slot};
+use super::history::{Encoded, History};
 use super::subscriber::{EventSubscriber, Shared, SubState};
 use super::sync::{Mutex, MutexGuard};
 use rustc_hash::FxHashMap;
@@ -32,6 +32,12 @@ pub enum SlowConsumerPolicy {
 pub struct EventBusConfig {
     /// How many events history keeps (default 1000). 0 keeps none: replay and `history` return nothing.
     pub history_size: usize,
+    /// How many bytes history may hold (default 256 MiB, [`crate::store::DEFAULT_MAX_BYTES`]), whichever
+    /// bound is hit first: past it the oldest events go, a block at a time. A kept event costs its
+    /// 28-byte row and its data as compressed JSON (about 55 bytes for a typical 190-byte event), so
+    /// the default holds several million typical events. An event larger than the whole budget is
+    /// delivered but not kept.
+    pub history_bytes: usize,
     /// How many live events a subscriber buffers (default 256). 0 is taken as 1.
     pub subscriber_buffer: usize,
     /// What happens when a subscriber's buffer is full (default [`SlowConsumerPolicy::DropOldest`]).
@@ -39,9 +45,10 @@ pub struct EventBusConfig {
     /// Under [`SlowConsumerPolicy::Block`], how long a publisher waits for one subscriber to make room
     /// before counting the event as lost for it (default 5 s); `None` waits for as long as it takes.
     pub block_timeout: Option<Duration>,
-    /// How many of the newest history events are kept as the shared `Arc<Event>`s subscribers got
-    /// (default 131,072). Older ones are packed (compact JSON, shared strings), about a fifth of the
-    /// memory, and decoded when a query or replay reaches them.
+    /// How many of the newest history events stay uncompressed (default 16,384, about 1.5 MB of
+    /// typical events; 0 compresses each block of history once it is full, `usize::MAX` never).
+    /// Compressed or not, history holds each event as a row and its data as JSON, and decodes it when a
+    /// query or replay reaches it; compression costs publishers CPU and only pays for deep histories.
     pub hot_history: usize,
 }
 
@@ -49,10 +56,11 @@ impl Default for EventBusConfig {
     fn default() -> Self {
         Self {
             history_size: 1000,
+            history_bytes: crate::store::DEFAULT_MAX_BYTES,
             subscriber_buffer: 256,
             slow_consumer: SlowConsumerPolicy::DropOldest,
             block_timeout: Some(Duration::from_secs(5)),
-            hot_history: 1 << 17,
+            hot_history: 1 << 14,
         }
     }
 }
@@ -97,8 +105,11 @@ pub struct BusStats {
     pub history_len: usize,
     /// The oldest id in history, if any.
     pub oldest_id: Option<EventId>,
-    /// How many of the events in history are packed (see [`EventBusConfig::hot_history`]).
+    /// How many of the events in history are in compressed blocks (see [`EventBusConfig::hot_history`]).
     pub history_packed: usize,
+    /// Bytes history holds: rows, payloads, interned strings and buffers (what
+    /// [`EventBusConfig::history_bytes`] bounds).
+    pub history_bytes: usize,
 }
 
 /// One subscriber as [`EventBus::subscribers`] reports it.
@@ -212,34 +223,47 @@ impl Core {
     fn publish(&self, mut event: Event) -> EventId {
         // Times are kept to the microsecond, what the JSON form carries exactly.
         event.timestamp = epoch_seconds::to_micros(event.timestamp);
-        // Hashed before taking the lock. The one shared copy is allocated under it, once the id is in
-        // place, so nothing has to check that it is unshared; with no subscriber at all the event moves
-        // into history as it is, with no allocation.
-        let hashes = Hashes::of(&event);
+        // The data is serialized for history before taking the lock; under it history copies the
+        // bytes in. The one shared copy is allocated under the lock, once the id is in place, so
+        // nothing has to check that it is unshared; with no subscriber there is none. Either way the
+        // event (or this reference to it) is freed after the lock is released.
+        // A bus that keeps no history has nothing to encode.
+        let encoded = (self.config.history_size > 0).then(|| Encoded::of(&event));
         let mut tickets: Vec<BlockTicket> = Vec::new();
         let mut wakers: Vec<Waker> = Vec::new();
-        let pack;
+        let job;
         let id;
+        let published: Result<Arc<Event>, Event>;
+        let displaced;
         {
             let mut guard = self.state.lock();
             let state = &mut *guard;
             state.last_id += 1;
             id = state.last_id;
             event.id = id;
-            let slot = if state.subscribers == 0 {
-                Slot::Owned(event)
+            let pos;
+            (pos, job) = match &encoded {
+                Some(encoded) => state.history.push(&event, encoded),
+                None => (None, None),
+            };
+            (published, displaced) = if state.subscribers == 0 {
+                (Err(event), None)
             } else {
                 let event = Arc::new(event);
                 self.deliver_all(state, &event, &mut tickets, &mut wakers);
-                Slot::Shared(event)
+                let displaced = pos.and_then(|pos| state.history.remember(pos, &event));
+                (Ok(event), displaced)
             };
-            pack = state.history.push(slot, hashes);
         }
         wakers.into_iter().for_each(Waker::wake);
-        if let Some(job) = pack {
-            let batch = job.run();
-            let released = self.state.lock().history.store(batch);
-            drop(released);
+        drop((published, displaced));
+        if let Some(encoded) = encoded {
+            encoded.recycle();
+        }
+        if let Some(job) = job {
+            // Compressing a sealed block of history: the slow part outside the lock.
+            let done = job.run();
+            self.state.lock().history.install(done);
         }
         if !tickets.is_empty() {
             self.wait_for_room(tickets);
@@ -482,7 +506,11 @@ impl State {
 impl EventBus {
     /// A bus with `config`.
     pub fn new(config: EventBusConfig) -> Self {
-        let history = History::new(config.history_size, config.hot_history);
+        let history = History::new(
+            config.history_size,
+            config.history_bytes,
+            config.hot_history,
+        );
         let state = State {
             last_id: 0,
             history,
@@ -586,6 +614,7 @@ impl EventBus {
             history_len: state.history.len(),
             oldest_id: state.history.first_id(),
             history_packed: state.history.packed_len(),
+            history_bytes: state.history.bytes(),
         };
         for sub in state.live_subs() {
             stats.delivered += sub.delivered;

@@ -749,15 +749,6 @@ impl EventFilter {
         lowest
     }
 
-    /// The type globs if there are some and all are exact, and likewise the resource globs.
-    pub(crate) fn exact_globs(&self) -> (Option<Vec<&str>>, Option<Vec<&str>>) {
-        fn exact(globs: &[Glob]) -> Option<Vec<&str>> {
-            (!globs.is_empty() && globs.iter().all(Glob::is_exact))
-                .then(|| globs.iter().map(Glob::as_str).collect())
-        }
-        (exact(&self.types), exact(&self.resources))
-    }
-
     pub(crate) fn index_key(&self) -> IndexKey<'_> {
         if !self.types.is_empty() && self.types.iter().all(Glob::is_exact) {
             IndexKey::Types(self.types.iter().map(Glob::as_str).collect())

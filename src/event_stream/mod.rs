@@ -9,11 +9,10 @@
 //! publish, however many subscribers receive the event. Subscribers are kept in an index (by exact event
 //! type, by exact resource id, or in a short list of everything else) so a publish only tests the filters
 //! that could match. The publisher never copies the event, allocates at most once (the `Arc`; nothing when
-//! nobody subscribes, the event then moves into history as it is), and never waits on a reader while it
-//! holds the lock. Readers take the same lock once per read, or once per batch with
-//! [`EventSubscriber::try_recv_batch`] and [`EventSubscriber::try_iter`], and the owned-`Event` methods
-//! copy the event after releasing it. Events that fall out of history are freed under the lock, so two
-//! publishing threads contend for the bus lock alone, not for the allocator's lock as well.
+//! nobody subscribes), and never waits on a reader while it holds the lock. Readers take the same lock
+//! once per read, or once per batch with [`EventSubscriber::try_recv_batch`] and
+//! [`EventSubscriber::try_iter`], and the owned-`Event` methods copy the event after releasing it (or
+//! take it without a copy when they hold the last reference).
 //!
 //! ## Slow consumers
 //!
@@ -33,10 +32,16 @@
 //!
 //! ## History
 //!
-//! History keeps the last `history_size` events, in id order. The newest `hot_history` of them are the
-//! same `Arc<Event>`s subscribers received; older ones are packed (compact JSON data, shared type and
-//! resource strings) and decoded when a query or a replay reaches them. Each slot carries hashes of its
-//! type and resource, so a query with exact type or resource globs skips other events without reading them.
+//! History keeps the last `history_size` events, in id order, within `history_bytes` (whichever bound
+//! is hit first), in the compact [event store](crate::store): per event a 28-byte row (id, time,
+//! interned type and resource, where its data ends) and its data as compact JSON, in blocks; blocks
+//! older than the newest `hot_history` events are LZ4-compressed. The publisher serializes the data
+//! before it takes the lock and copies the bytes in under it; history holds no `Event`, so evicting
+//! one frees nothing but, now and then, a whole block. A block is compressed by the publisher that
+//! filled it, after releasing the lock. Queries and replays judge each type and resource glob once per
+//! distinct string, search `text:` in the payload bytes, and decode only the events they return; the
+//! shared copies subscribers got are remembered weakly for the last few hundred events, so history
+//! hands out the same `Arc` while someone holds it.
 //!
 //! ## Filter expressions
 //!
@@ -90,6 +95,7 @@ pub use bus::{
     SubscriberStats,
 };
 pub use catch_up::{CatchUp, Delivery, Loss, LossReason};
+pub(crate) use event::epoch_seconds;
 pub use event::{event_types, Event, EventId, EventRef, McpProgressPayload};
 pub use filter::{
     Bound, Comparison, EventFilter, FieldPath, FieldTest, FilterError, Glob, Number, Term,
