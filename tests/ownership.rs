@@ -97,6 +97,10 @@ fn serve_refuses_a_default_directory_planted_as_a_link_by_another_user() {
         eprintln!("skipped: needs root to plant files as another user");
         return;
     }
+    if Path::new("/run/user/0").exists() {
+        eprintln!("skipped: /run/user/0 exists, so the default socket is not under the temp dir");
+        return;
+    }
     let tmp = TempDir::new();
     let theirs = tmp.0.join("theirs");
     std::fs::create_dir(&theirs).unwrap();

@@ -35,8 +35,10 @@ pub const DEFAULT_HISTORY: usize = 50_000;
 pub const SOCKET_ENV: &str = "IPCKIT_SOCKET";
 
 /// Where the bus socket is by default: `$IPCKIT_SOCKET` if set and not empty; else `ipckit/default.sock`
-/// in the per-user runtime directory (`$XDG_RUNTIME_DIR` on Linux); else in a per-user directory
-/// under the temp dir (`/tmp/ipckit-UID/default.sock`). Never the Linux abstract namespace.
+/// in the per-user runtime directory (`$XDG_RUNTIME_DIR` on Linux, or, when a program was started
+/// without it, as MCP clients start their servers, `/run/user/UID` if that is this user's own `0700`
+/// directory, so both find the same bus); else in a per-user directory under the temp dir
+/// (`/tmp/ipckit-UID/default.sock`). Never the Linux abstract namespace.
 pub fn default_socket_path() -> PathBuf {
     if let Some(path) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
@@ -46,6 +48,10 @@ pub fn default_socket_path() -> PathBuf {
     {
         return runtime.join("ipckit").join("default.sock");
     }
+    #[cfg(target_os = "linux")]
+    if let Some(runtime) = login_runtime_dir() {
+        return runtime.join("ipckit").join("default.sock");
+    }
     #[cfg(unix)]
     let user = ownership::current_uid().to_string();
     #[cfg(not(unix))]
@@ -53,6 +59,17 @@ pub fn default_socket_path() -> PathBuf {
     std::env::temp_dir()
         .join(format!("ipckit-{user}"))
         .join("default.sock")
+}
+
+/// `/run/user/UID`, the runtime directory systemd-logind makes for a logged-in user, if it exists, is
+/// this user's and is closed to others: what `$XDG_RUNTIME_DIR` would have named.
+#[cfg(target_os = "linux")]
+fn login_runtime_dir() -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = ownership::current_uid();
+    let dir = PathBuf::from(format!("/run/user/{uid}"));
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0).then_some(dir)
 }
 
 #[cfg(test)]
