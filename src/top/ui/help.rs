@@ -10,6 +10,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
 
+/// Columns between the two columns.
+const GAP: u16 = 2;
+
 /// Lines of one column: headings and rows, each section after a heading.
 fn sections() -> Vec<Vec<Line<'static>>> {
     let keys_width = KEYMAP
@@ -52,7 +55,7 @@ fn layout(area: Rect) -> HelpLayout {
     let all: Vec<Line<'static>> = sections.iter().flatten().cloned().collect();
     let column_width = all.iter().map(Line::width).max().unwrap_or(0) as u16 + 1;
     let lines = all.len() as u16;
-    if lines + 2 <= area.height || area.width < column_width * 2 + 3 {
+    if lines + 2 <= area.height || area.width < column_width * 2 + 2 + GAP {
         let popup = centered(area, column_width + 2, lines + 2);
         return HelpLayout {
             popup,
@@ -72,7 +75,7 @@ fn layout(area: Rect) -> HelpLayout {
         }
     }
     let height = left.len().max(right.len()) as u16 + 2;
-    let popup = centered(area, column_width * 2 + 3, height);
+    let popup = centered(area, column_width * 2 + 2 + GAP, height);
     HelpLayout {
         popup,
         scrolls: height > popup.height,
@@ -106,7 +109,7 @@ pub(super) fn render(frame: &mut Frame<'_>, area: Rect, popup: Rect, scroll: usi
     frame.render_widget(block, popup);
     let scroll = scroll.min(max_scroll(area.width, area.height));
     let constraints = vec![Constraint::Fill(1); layout.columns.len()];
-    let cells = Layout::horizontal(constraints).split(inner);
+    let cells = Layout::horizontal(constraints).spacing(GAP).split(inner);
     for (lines, cell) in layout.columns.into_iter().zip(cells.iter()) {
         let lines: Vec<Line<'static>> = lines.into_iter().skip(scroll).collect();
         frame.render_widget(Paragraph::new(lines), *cell);
