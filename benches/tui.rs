@@ -2,7 +2,8 @@
 //! draw one frame with 10k, 100k and 1M events of history (on `TestBackend`, 160x48).
 //!
 //! Also: a filter key typed with 1M events of history, and the whole loop's key-to-frame latency while
-//! a source delivers 100,000 events a second.
+//! a source delivers 100,000 events a second (on the live event pane; with the progress pane focused,
+//! paused and flagged gauges; drilled into one gauge's events).
 //!
 //! `cargo bench --bench tui`
 
@@ -244,8 +245,35 @@ impl futures_core::Stream for Keys {
 
 /// The whole loop (`run_loop` at 30 frames a second) while a source delivers 100,000 events a second
 /// (100 every millisecond): time from a key press (`?`, toggling the help) to the first frame flushed
-/// that shows its effect.
+/// that shows its effect. Side by side: the live event pane as it opens, and the screen with what the
+/// monitor added for issue 13 on it: the progress pane focused with a gauge selected, the view paused
+/// (`PAUSED +N` counting the flood), gauges flagged (the workload's tokens go backwards, and are an
+/// hour old, so stalled); and drilled down into one gauge's events (its filter applied to the flood).
 fn key_latency_under_flood(c: &mut Criterion) {
+    let press = |code| KeyEvent::new(code, KeyModifiers::NONE);
+    key_latency(c, "under_100k_events_per_s", &[]);
+    key_latency(
+        c,
+        "under_100k_events_per_s_progress_focused_paused_flagged",
+        &[
+            press(KeyCode::Tab),
+            press(KeyCode::Char('j')),
+            press(KeyCode::Char(' ')),
+        ],
+    );
+    key_latency(
+        c,
+        "under_100k_events_per_s_drilled_into_a_gauge",
+        &[
+            press(KeyCode::Tab),
+            press(KeyCode::Char('j')),
+            press(KeyCode::Enter),
+        ],
+    );
+}
+
+/// [`key_latency_under_flood`] after the keys `setup` (sent once the loop runs).
+fn key_latency(c: &mut Criterion, name: &str, setup: &[KeyEvent]) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -289,6 +317,9 @@ fn key_latency_under_flood(c: &mut Criterion) {
         .await
         .expect("loop");
     });
+    for key in setup {
+        key_tx.send(Ok(TermEvent::Key(*key))).expect("loop running");
+    }
     std::thread::sleep(Duration::from_secs(1));
     let started = Instant::now();
     let sent_before = sent.load(Ordering::Relaxed);
@@ -297,7 +328,7 @@ fn key_latency_under_flood(c: &mut Criterion) {
     let mut group = c.benchmark_group("key_to_frame");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(8));
-    group.bench_function("under_100k_events_per_s", |b| {
+    group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for i in 0..iters {
@@ -334,7 +365,7 @@ fn key_latency_under_flood(c: &mut Criterion) {
     let rate =
         (sent.load(Ordering::Relaxed) - sent_before) as f64 / started.elapsed().as_secs_f64();
     eprintln!(
-        "key_to_frame: worst {worst:?} over {presses} presses while the source delivered {rate:.0} events/s"
+        "key_to_frame/{name}: worst {worst:?} over {presses} presses while the source delivered {rate:.0} events/s"
     );
     flood.abort();
     running.abort();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes the README's pictures from the real binary: runs `ipckit-top --demo` in tmux on a private socket,
 # drives it with keys as a person would, captures the screen with its colours (`capture-pane -e`) and
-# renders each capture to PNG with scripts/ansi_to_png.py. Writes screenshots/{demo,filtered,scrubbing,detail}.png,
+# renders each capture to PNG with scripts/ansi_to_png.py. Writes screenshots/{demo,filtered,scrubbing,detail,focus}.png,
 # and screenshots/mcp.png: the monitor beside a real MCP server (the reference server from npm, in
 # tests/mcp) behind `ipckit-top mcp`, driven by the official Python SDK's client, mid-way through a
 # long tool call whose client asked for no progress.
@@ -64,7 +64,13 @@ keys k k k
 keys Enter
 shot detail 1
 
+# Tab to the progress pane and select the stalled job (just above the finished ones, the last of
+# which is the job that failed early); the events stay paused from above, so the header counts
+# what arrives (PAUSED +N). By now one job's progress went backwards and one's total changed.
 keys Escape
+keys Tab G k
+shot focus 6
+
 keys q
 sleep 1
 rm -f screenshots/filtered-typing.png

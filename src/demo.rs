@@ -1,7 +1,14 @@
 //! A built-in workload for `--demo`: render jobs reporting MCP progress and log lines, task lifecycle
 //! events, an upload of unknown size, and an occasional failure, so a new user sees a live screen.
 //!
-//! The scenario (job names, frame counts and durations, log lines) is `assets/demo.json`, compiled in.
+//! Each rendered frame is also a `render.frame` event with data worth filtering on (`frame`, `node`,
+//! `ms`): `frame>89 node=n-1` are the late frames rendered on node n-1. Some jobs show what the
+//! monitor flags on a gauge: one fails early, one stalls (and on every other run fails at the end of
+//! the stall instead of resuming), one's progress goes backwards once (frames re-rendered), one's
+//! total changes (frames added to the shot).
+//!
+//! The scenario (job names, frame counts and durations, nodes, log lines, those events) is
+//! `assets/demo.json`, compiled in.
 //!
 //! ```
 //! let bus = ipckit::EventBus::default();
@@ -24,6 +31,7 @@ const SCENARIO: &str = include_str!("../assets/demo.json");
 #[serde(deny_unknown_fields)]
 struct Scenario {
     tick_ms: u64,
+    nodes: Vec<String>,
     render_jobs: Vec<RenderJob>,
     uploads: Vec<Upload>,
     stdout_lines: Vec<String>,
@@ -38,7 +46,53 @@ struct RenderJob {
     name: String,
     frames: u64,
     frame_ms: u64,
+    /// Fails after this frame, on every other run.
     fail_at: Option<u64>,
+    /// Starts again this long after it ended, instead of the scenario's `restart_after_ms`.
+    #[serde(default)]
+    restart_after_ms: Option<u64>,
+    /// Goes silent after a frame for a while.
+    #[serde(default)]
+    stall: Option<Stall>,
+    /// Reports an earlier frame once, after reaching a frame.
+    #[serde(default)]
+    backwards: Option<Backwards>,
+    /// Changes its total once, at a frame.
+    #[serde(default)]
+    retotal: Option<Retotal>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stall {
+    /// After this frame.
+    after: u64,
+    /// Silent this long.
+    ms: u64,
+    /// Said when it goes on.
+    resume_line: String,
+    /// On every other run, it fails with this instead of going on.
+    fail_message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Backwards {
+    /// After reporting this frame...
+    after: u64,
+    /// ...it reports this one, and renders on from there.
+    to: u64,
+    message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Retotal {
+    /// At this frame...
+    at: u64,
+    /// ...the shot has this many frames.
+    frames: u64,
+    line: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,12 +149,38 @@ enum Phase {
 struct Job {
     phase: Phase,
     run: u64,
+    /// Frames in this run (changes with a retotal).
+    frames: u64,
+    /// In a stall, until `next`.
+    stalling: bool,
+    /// The backwards report was made in this run.
+    went_back: bool,
+}
+
+impl Job {
+    fn waiting(until: Instant) -> Self {
+        Job {
+            phase: Phase::Waiting { until },
+            run: 0,
+            frames: 0,
+            stalling: false,
+            went_back: false,
+        }
+    }
 }
 
 fn fill(template: &str, job: &str, frame: u64) -> String {
     template
         .replace("{job}", job)
         .replace("{frame}", &frame.to_string())
+}
+
+/// The node a job's frame renders on.
+fn node(nodes: &[String], job: usize, frame: u64) -> &str {
+    match nodes.len() {
+        0 => "n-1",
+        n => &nodes[(job + frame as usize) % n],
+    }
 }
 
 fn run(publisher: &EventPublisher, stop: &AtomicBool) {
@@ -117,29 +197,29 @@ fn run(publisher: &EventPublisher, stop: &AtomicBool) {
     let start = Instant::now();
     let stagger = |i: usize| start + Duration::from_millis(150 + 700 * i as u64);
     let mut renders: Vec<Job> = (0..scenario.render_jobs.len())
-        .map(|i| Job {
-            phase: Phase::Waiting { until: stagger(i) },
-            run: 0,
-        })
+        .map(|i| Job::waiting(stagger(i)))
         .collect();
     let mut uploads: Vec<Job> = (0..scenario.uploads.len())
-        .map(|i| Job {
-            phase: Phase::Waiting {
-                until: stagger(i + scenario.render_jobs.len()),
-            },
-            run: 0,
-        })
+        .map(|i| Job::waiting(stagger(i + scenario.render_jobs.len())))
         .collect();
     let tick = Duration::from_millis(scenario.tick_ms.max(10));
     let restart = Duration::from_millis(scenario.restart_after_ms);
     let mut line = 0usize;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        for (spec, job) in scenario.render_jobs.iter().zip(renders.iter_mut()) {
+        for (index, (spec, job)) in scenario
+            .render_jobs
+            .iter()
+            .zip(renders.iter_mut())
+            .enumerate()
+        {
             let name = spec.name.as_str();
             match job.phase {
                 Phase::Waiting { until } if now >= until => {
                     job.run += 1;
+                    job.frames = spec.frames;
+                    job.stalling = false;
+                    job.went_back = false;
                     publisher.publish(Event::with_resource(
                         event_types::TASK_CREATED,
                         name,
@@ -153,12 +233,64 @@ fn run(publisher: &EventPublisher, stop: &AtomicBool) {
                     };
                 }
                 Phase::Running { done, next } if now >= next => {
+                    let restart = spec.restart_after_ms.map_or(restart, Duration::from_millis);
+                    let wait = |job: &mut Job| {
+                        job.phase = Phase::Waiting {
+                            until: now + restart,
+                        }
+                    };
+                    if std::mem::take(&mut job.stalling) {
+                        if let Some(stall) = &spec.stall {
+                            // The end of a stall: every other run fails there instead of going on.
+                            if job.run % 2 == 0 {
+                                let message = fill(&stall.fail_message, name, done);
+                                publisher.log(name, "error", &message);
+                                publisher.task_failed(name, &message);
+                                wait(job);
+                                continue;
+                            }
+                            publisher.stdout(name, &fill(&stall.resume_line, name, done));
+                        }
+                    }
+                    let back = spec
+                        .backwards
+                        .as_ref()
+                        .filter(|b| b.after == done && !job.went_back);
+                    if let Some(back) = back {
+                        // Progress goes backwards once: frames re-rendered.
+                        job.went_back = true;
+                        publisher.mcp_progress(
+                            name,
+                            back.to as f64,
+                            Some(job.frames as f64),
+                            Some(&fill(&back.message, name, back.to)),
+                        );
+                        job.phase = Phase::Running {
+                            done: back.to,
+                            next: next + Duration::from_millis(spec.frame_ms),
+                        };
+                        continue;
+                    }
                     let frame = done + 1;
+                    if let Some(retotal) = spec.retotal.as_ref().filter(|r| r.at == frame) {
+                        job.frames = retotal.frames;
+                        publisher.stdout(name, &fill(&retotal.line, name, retotal.frames));
+                    }
+                    let frames = job.frames;
+                    publisher.publish(Event::with_resource(
+                        "render.frame",
+                        name,
+                        serde_json::json!({
+                            "frame": frame,
+                            "node": node(&scenario.nodes, index, frame),
+                            "ms": spec.frame_ms * 3 + (frame * 37) % 300,
+                        }),
+                    ));
                     publisher.mcp_progress(
                         name,
                         frame as f64,
-                        Some(spec.frames as f64),
-                        Some(&format!("Rendering frame {frame}/{}", spec.frames)),
+                        Some(frames as f64),
+                        Some(&format!("Rendering frame {frame}/{frames}")),
                     );
                     if !scenario.stdout_lines.is_empty() {
                         line = line.wrapping_add(1);
@@ -175,19 +307,17 @@ fn run(publisher: &EventPublisher, stop: &AtomicBool) {
                         let message = fill(&scenario.failure_message, name, frame);
                         publisher.log(name, "error", &message);
                         publisher.task_failed(name, &message);
-                        job.phase = Phase::Waiting {
-                            until: now + restart,
-                        };
-                    } else if frame >= spec.frames {
-                        publisher
-                            .task_completed(name, serde_json::json!({ "frames": spec.frames }));
-                        job.phase = Phase::Waiting {
-                            until: now + restart,
-                        };
+                        wait(job);
+                    } else if frame >= frames {
+                        publisher.task_completed(name, serde_json::json!({ "frames": frames }));
+                        wait(job);
                     } else {
+                        let stall = spec.stall.as_ref().filter(|s| s.after == frame);
+                        job.stalling = stall.is_some();
+                        let pause = stall.map_or(spec.frame_ms, |s| s.ms);
                         job.phase = Phase::Running {
                             done: frame,
-                            next: next + Duration::from_millis(spec.frame_ms),
+                            next: next + Duration::from_millis(pause),
                         };
                     }
                 }
@@ -250,6 +380,10 @@ mod tests {
         let scenario: Scenario = serde_json::from_str(SCENARIO).unwrap();
         assert!(scenario.render_jobs.len() >= 3);
         assert!(scenario.render_jobs.iter().any(|j| j.fail_at.is_some()));
+        assert!(scenario.render_jobs.iter().any(|j| j.stall.is_some()));
+        assert!(scenario.render_jobs.iter().any(|j| j.backwards.is_some()));
+        assert!(scenario.render_jobs.iter().any(|j| j.retotal.is_some()));
+        assert!(!scenario.nodes.is_empty());
         assert!(!scenario.uploads.is_empty());
     }
 
@@ -266,6 +400,11 @@ mod tests {
         assert!(has(event_types::TASK_STARTED));
         assert!(has(event_types::MCP_PROGRESS));
         assert!(has(event_types::LOG_STDOUT));
+        // Frames carry data worth filtering on.
+        let frames = bus.history(&EventFilter::parse("render.frame").unwrap());
+        assert!(!frames.is_empty());
+        let on_nodes = EventFilter::parse("frame>0 node=n-?").unwrap();
+        assert!(frames.iter().all(|e| on_nodes.matches(e)), "{frames:?}");
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(
             bus.last_id(),

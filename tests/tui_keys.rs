@@ -516,3 +516,326 @@ fn the_bus_dropped_count_is_measured_from_when_the_monitor_attached() {
         "what the bus dropped is not what this monitor lost"
     );
 }
+
+/// Tasks `a` and `b` with progress, logs and lifecycle, one second apart, and a call `c1` through
+/// the MCP proxy (resource `srv`).
+fn jobs() -> Vec<std::sync::Arc<Event>> {
+    let call = |t: &str, data: serde_json::Value| Event::with_resource(t, "srv", data);
+    let events = vec![
+        Event::with_resource("task.started", "a", serde_json::json!({})),
+        Event::progress("a", 1, 10, "a1"),
+        Event::stdout("a", "a says"),
+        Event::with_resource("task.started", "b", serde_json::json!({})),
+        Event::progress("b", 1, 4, "b1"),
+        Event::stdout("b", "b says"),
+        call(
+            "mcp.request",
+            serde_json::json!({"from": "client", "method": "tools/call", "tool": "render", "call": "c1", "progressToken": "c1"}),
+        ),
+        call(
+            "mcp.notifications.progress",
+            serde_json::json!({"progressToken": "c1", "call": "c1", "tool": "render", "progress": 1, "total": 2}),
+        ),
+        Event::progress("a", 2, 10, "a2"),
+        Event::progress("b", 2, 4, "b2"),
+        Event::stdout("srv", "server log"),
+    ];
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| stamped(e, i as u64 + 1, i as f64))
+        .collect()
+}
+
+#[test]
+fn pause_counts_what_arrives_matching_and_in_all_and_resuming_shows_it() {
+    let mut state = state_with(1000, Some("log.*"));
+    feed(&mut state, workload(100));
+    assert_eq!(state.paused(), None, "live: nothing to count");
+    key(&mut state, KeyCode::Char(' '));
+    assert_eq!(
+        state.paused(),
+        Some(ipckit::top::Paused {
+            matching: 0,
+            arrived: 0
+        })
+    );
+    let newest_before = state.selected_event().unwrap().id;
+    let more: Vec<_> = workload(110).into_iter().skip(100).collect();
+    feed(&mut state, more);
+    // Ten arrived, four of them log lines (#102, #104, #107, #109).
+    assert_eq!(
+        state.paused(),
+        Some(ipckit::top::Paused {
+            matching: 4,
+            arrived: 10
+        })
+    );
+    assert_eq!(
+        state.selected_event().unwrap().id,
+        newest_before,
+        "held still"
+    );
+    // A new filter recounts what arrived since the pause.
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, " !log.warn");
+    key(&mut state, KeyCode::Enter);
+    assert_eq!(state.paused().unwrap().matching, 2);
+    // Resuming jumps to them: live, the newest match selected and on screen.
+    key(&mut state, KeyCode::Char('p'));
+    assert_eq!(state.mode(), Mode::Live);
+    assert_eq!(state.paused(), None);
+    assert_eq!(state.selected_event().unwrap().id, 107);
+    assert_eq!(state.visible_events().last().unwrap().id, 107);
+
+    // Scrolling up pauses too, and counts from there; L goes live and drops the count.
+    key(&mut state, KeyCode::Char('k'));
+    assert_eq!(state.mode(), Mode::Paused);
+    feed(&mut state, workload(113).into_iter().skip(110).collect());
+    assert_eq!(state.paused().unwrap().arrived, 3);
+    key(&mut state, KeyCode::Char('k'));
+    assert_eq!(
+        state.paused().unwrap().arrived,
+        3,
+        "moving on does not restart it"
+    );
+    key(&mut state, KeyCode::Char('L'));
+    assert_eq!(state.paused(), None);
+}
+
+#[test]
+fn tab_moves_the_focus_and_j_k_select_gauges_there() {
+    let mut state = state_with(1000, None);
+    feed(&mut state, jobs());
+    update(&mut state, Action::Tick { now: at(11.0) });
+    let order: Vec<String> = state.shown_gauges().iter().map(|g| g.key.clone()).collect();
+    assert_eq!(order, ["a", "b", "c1"]);
+    assert_eq!(state.focus(), Focus::Events);
+    key(&mut state, KeyCode::Tab);
+    assert_eq!(state.focus(), Focus::Progress);
+    assert_eq!(state.selected_gauge().unwrap().key, "a");
+    let selected_event = state.selected_event().map(|e| e.id);
+    key(&mut state, KeyCode::Char('j'));
+    assert_eq!(state.selected_gauge().unwrap().key, "b");
+    assert_eq!(state.mode(), Mode::Live, "j selects a gauge, not an event");
+    assert_eq!(state.selected_event().map(|e| e.id), selected_event);
+    key(&mut state, KeyCode::Down);
+    key(&mut state, KeyCode::Down);
+    assert_eq!(
+        state.selected_gauge().unwrap().key,
+        "c1",
+        "stops at the last"
+    );
+    key(&mut state, KeyCode::Char('k'));
+    assert_eq!(state.selected_gauge().unwrap().key, "b");
+    key(&mut state, KeyCode::Char('g'));
+    assert_eq!(state.selected_gauge().unwrap().key, "a");
+    key(&mut state, KeyCode::Char('G'));
+    assert_eq!(state.selected_gauge().unwrap().key, "c1");
+    // Shift-Tab back; the selection is remembered.
+    key_with(&mut state, KeyCode::BackTab, KeyModifiers::SHIFT);
+    assert_eq!(state.focus(), Focus::Events);
+    key(&mut state, KeyCode::Char('k'));
+    assert_eq!(
+        state.mode(),
+        Mode::Paused,
+        "in the event pane j/k move the events"
+    );
+    key(&mut state, KeyCode::Tab);
+    assert_eq!(state.selected_gauge().unwrap().key, "c1");
+    // The selection follows its gauge when the order changes: `b` finishes and moves down.
+    key(&mut state, KeyCode::Char('k'));
+    assert_eq!(state.selected_gauge().unwrap().key, "b");
+    feed(
+        &mut state,
+        vec![stamped(Event::progress("b", 4, 4, "done"), 20, 12.0)],
+    );
+    let order: Vec<String> = state.shown_gauges().iter().map(|g| g.key.clone()).collect();
+    assert_eq!(order, ["a", "c1", "b"]);
+    assert_eq!(state.selected_gauge().unwrap().key, "b");
+    // Esc in the progress pane goes back to the event pane; keys common to both work in both.
+    key(&mut state, KeyCode::Esc);
+    assert_eq!(state.focus(), Focus::Events);
+    key(&mut state, KeyCode::Tab);
+    key(&mut state, KeyCode::Char('?'));
+    assert_eq!(state.focus(), Focus::Help);
+    key(&mut state, KeyCode::Esc);
+    assert_eq!(
+        state.focus(),
+        Focus::Progress,
+        "the help closes back to the progress pane"
+    );
+    key(&mut state, KeyCode::Left);
+    assert_eq!(state.mode(), Mode::Scrubbing);
+}
+
+#[test]
+fn enter_on_a_gauge_shows_only_its_events_and_esc_goes_back() {
+    let mut state = state_with(1000, Some("!log.stdout"));
+    feed(&mut state, jobs());
+    update(&mut state, Action::Tick { now: at(11.0) });
+    assert_eq!(state.match_count(), 8);
+    key(&mut state, KeyCode::Tab);
+    key(&mut state, KeyCode::Char('j'));
+    key(&mut state, KeyCode::Enter);
+    // The filter bar says what is shown, as an expression that can be edited.
+    assert_eq!(state.focus(), Focus::Events);
+    assert_eq!(state.filter_text(), "res:b");
+    assert_eq!(state.applied_filter(), "res:b");
+    assert_eq!(state.drilled_gauge(), Some(("b", "b")));
+    let ids: Vec<u64> = state.visible_events().iter().map(|e| e.id).collect();
+    assert_eq!(ids, [4, 5, 6, 10]);
+    // Esc: the filter before, and the progress pane with the gauge still selected.
+    key(&mut state, KeyCode::Esc);
+    assert_eq!(state.applied_filter(), "!log.stdout");
+    assert_eq!(state.match_count(), 8);
+    assert_eq!(state.focus(), Focus::Progress);
+    assert_eq!(state.selected_gauge().unwrap().key, "b");
+    assert_eq!(state.drilled_gauge(), None);
+    // The filter history recalls it.
+    key(&mut state, KeyCode::Esc);
+    key(&mut state, KeyCode::Char('/'));
+    key(&mut state, KeyCode::Up);
+    assert_eq!(state.filter_text(), "res:b");
+    key(&mut state, KeyCode::Esc);
+    assert_eq!(state.applied_filter(), "!log.stdout");
+
+    // A tool call through the MCP proxy: its request, progress and response, by its call key.
+    key(&mut state, KeyCode::Tab);
+    key(&mut state, KeyCode::Char('G'));
+    key(&mut state, KeyCode::Enter);
+    assert_eq!(state.filter_text(), "call=c1");
+    let ids: Vec<u64> = state.visible_events().iter().map(|e| e.id).collect();
+    assert_eq!(ids, [7, 8]);
+    // From one gauge's events straight to another's: Esc still goes back to the filter before both.
+    key(&mut state, KeyCode::Tab);
+    key(&mut state, KeyCode::Char('g'));
+    key(&mut state, KeyCode::Enter);
+    assert_eq!(state.filter_text(), "res:a");
+    key(&mut state, KeyCode::Esc);
+    assert_eq!(state.applied_filter(), "!log.stdout");
+
+    // Another filter kept after drilling down ends the drill-down: Esc leaves the filter alone.
+    key(&mut state, KeyCode::Enter);
+    assert_eq!(state.applied_filter(), "res:a");
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, " !log.*");
+    key(&mut state, KeyCode::Enter);
+    assert_eq!(state.drilled_gauge(), None);
+    key(&mut state, KeyCode::Esc);
+    assert_eq!(state.applied_filter(), "res:a !log.*");
+    assert_eq!(state.focus(), Focus::Events);
+}
+
+#[test]
+fn gauges_keep_their_flags_when_scrubbing_back_to_them() {
+    let mut state = state_with(1000, None);
+    // `job` goes backwards at #3, then is silent from 3 s to 40 s (while `tick` reports) and goes on.
+    let mut events = vec![
+        stamped(Event::progress("job", 5, 10, ""), 1, 1.0),
+        stamped(Event::progress("job", 6, 10, ""), 2, 2.0),
+        stamped(Event::progress("job", 4, 10, ""), 3, 3.0),
+    ];
+    events.extend((0..30u64).map(|i| {
+        stamped(
+            Event::mcp_progress("tick", i as f64, None, None),
+            4 + i,
+            10.0 + i as f64,
+        )
+    }));
+    events.push(stamped(Event::progress("job", 7, 10, ""), 34, 40.0));
+    feed(&mut state, events);
+    update(&mut state, Action::Tick { now: at(40.0) });
+    let job = |state: &ipckit::top::State| {
+        let gauges = state.shown_gauges();
+        let job = gauges.iter().find(|g| g.key == "job").unwrap();
+        (
+            job.flags.backwards,
+            job.flags.stalled,
+            job.stalled_for(state.gauge_clock()),
+        )
+    };
+    assert_eq!(
+        job(&state),
+        (Some((6.0, 4.0)), Some(Duration::from_secs(37)), None)
+    );
+    // At #2 it had not gone backwards yet.
+    key(&mut state, KeyCode::Home);
+    key(&mut state, KeyCode::Right);
+    assert_eq!(state.scrub_event().unwrap().id, 2);
+    assert_eq!(job(&state), (None, None, None));
+    // At #3 it had; at #20 (26 s) it was silent for 23 s: stalled, as it was then.
+    key(&mut state, KeyCode::Right);
+    assert_eq!(job(&state), (Some((6.0, 4.0)), None, None));
+    for _ in 3..20 {
+        key(&mut state, KeyCode::Right);
+    }
+    assert_eq!(state.scrub_event().unwrap().id, 20);
+    assert_eq!(
+        job(&state),
+        (Some((6.0, 4.0)), None, Some(Duration::from_secs(23)))
+    );
+    // Back to live: the stall is over and kept as a flag.
+    key(&mut state, KeyCode::Char('L'));
+    assert_eq!(job(&state).1, Some(Duration::from_secs(37)));
+}
+
+#[test]
+fn every_command_has_a_key_shown_in_help_and_the_footer_s_keys_do_what_it_says() {
+    use ipckit::top::{action_for_key, footer, Command, KEYMAP};
+    // Each command is bound, and its row is on the help screen.
+    let mut state = state_with(1000, None);
+    feed(&mut state, jobs());
+    update(
+        &mut state,
+        Action::Resize {
+            width: 160,
+            height: 50,
+        },
+    );
+    key(&mut state, KeyCode::Char('?'));
+    let help = screen(&state, 160, 50);
+    key(&mut state, KeyCode::Esc);
+    for command in Command::ALL {
+        let row = KEYMAP
+            .iter()
+            .find(|b| b.keys.iter().any(|(_, c)| c == command))
+            .unwrap_or_else(|| panic!("{command:?} has no key"));
+        assert!(
+            help.iter()
+                .any(|l| l.contains(&row.keys_label()) && l.contains(row.help)),
+            "{command:?}: `{}  {}` not in the help:\n{}",
+            row.keys_label(),
+            row.help,
+            help.join("\n")
+        );
+    }
+    // In each focus, each key the footer names is dispatched to its command there.
+    let check = |state: &ipckit::top::State, focus: Focus| {
+        assert_eq!(state.focus(), focus);
+        assert!(!footer(focus).is_empty(), "{focus:?}");
+        for binding in footer(focus) {
+            for &(key, command) in binding.footer_keys() {
+                let event = key.event().unwrap();
+                assert_eq!(
+                    action_for_key(state, &event),
+                    command.action(&event),
+                    "{key:?} in {focus:?}"
+                );
+                assert!(command.action(&event).is_some());
+            }
+        }
+    };
+    check(&state, Focus::Events);
+    key(&mut state, KeyCode::Tab);
+    check(&state, Focus::Progress);
+    key(&mut state, KeyCode::Char('/'));
+    check(&state, Focus::Filter);
+    key(&mut state, KeyCode::Esc);
+    key(&mut state, KeyCode::Char('?'));
+    check(&state, Focus::Help);
+    key(&mut state, KeyCode::Esc);
+    key(&mut state, KeyCode::Esc);
+    key(&mut state, KeyCode::Enter);
+    check(&state, Focus::Detail);
+}

@@ -387,3 +387,93 @@ fn sigterm_and_sighup_quit_like_q_and_leave_the_terminal_restored() {
         );
     }
 }
+
+#[test]
+fn a_data_filter_counts_exactly_and_a_gauge_drill_down_shows_only_its_events() {
+    let dir = TempDir::new();
+    let socket = dir.socket();
+    let server = ServerProcess::start(&socket, &[]);
+    let sock = socket.to_str().unwrap();
+    // 100 frames of `job-a` on nodes n-1..n-4 in turn, `job-a`'s progress (done), and `job-b`'s
+    // (running) with a log line: 105 events.
+    let mut lines: String = (0..100)
+        .map(|i| {
+            format!(
+                "{{\"event_type\":\"render.frame\",\"resource_id\":\"job-a\",\"data\":{{\"frame\":{i},\"node\":\"n-{}\"}}}}\n",
+                i % 4 + 1
+            )
+        })
+        .collect();
+    for current in [5, 10] {
+        lines.push_str(&format!(
+            "{{\"event_type\":\"task.progress\",\"resource_id\":\"job-a\",\"data\":{{\"current\":{current},\"total\":10}}}}\n"
+        ));
+    }
+    for progress in [1, 2] {
+        lines.push_str(&format!(
+            "{{\"event_type\":\"mcp.notifications.progress\",\"resource_id\":\"job-b\",\"data\":{{\"progressToken\":\"job-b\",\"progress\":{progress},\"total\":100}}}}\n"
+        ));
+    }
+    lines.push_str("{\"event_type\":\"log.stderr\",\"resource_id\":\"job-b\",\"data\":{\"message\":\"b is slow\"}}\n");
+    let out = run(&["--socket", sock, "publish", "--stdin"], &lines);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut monitor = Monitor::start(&["--socket", sock]);
+    let screen = Arc::clone(&monitor.screen);
+    wait_for(&screen, "the attached screen", |s| {
+        s.contains("attached bus.sock") && s.contains("105 of 105 match")
+    });
+    // Frames after 89 rendered on n-1: 92 and 96.
+    monitor.keys(b"/frame>89 node=n-1");
+    wait_for(&screen, "the data filter's count as typed", |s| {
+        s.contains("filter> frame>89 node=n-1") && s.contains("2 of 105 match")
+    });
+    monitor.keys(b"\r");
+    wait_for(&screen, "the two frames", |s| {
+        let rows: Vec<&str> = s.lines().filter(|l| l.contains(" #")).collect();
+        rows.len() == 2
+            && rows[0].contains("\"frame\":92")
+            && rows[1].contains("\"frame\":96")
+            && rows.iter().all(|r| r.contains("job-a"))
+    });
+
+    // Tab to the progress pane, j to the second gauge (job-a, done, below the running job-b), Enter:
+    // only job-a's events, its expression in the filter bar.
+    monitor.keys(b"\t");
+    wait_for(&screen, "the progress pane's keys in the footer", |s| {
+        s.contains("j/k select  Enter its events  Esc back")
+    });
+    monitor.keys(b"j");
+    monitor.keys(b"\r");
+    wait_for(&screen, "job-a's events only", |s| {
+        // The event pane's part of each row, left of the progress pane.
+        let rows: Vec<&str> = s
+            .lines()
+            .filter(|l| l.contains(" #"))
+            .filter_map(|l| l.split("││").next())
+            .collect();
+        s.contains("filter> res:job-a")
+            && s.contains("102 of 105 match")
+            && s.contains("job-a only (Esc: back)")
+            && !rows.is_empty()
+            && rows
+                .iter()
+                .all(|r| r.contains("job-a") && !r.contains("job-b"))
+    });
+    // Esc: the data filter again, and the progress pane.
+    monitor.keys(b"\x1b");
+    wait_for(&screen, "the filter before", |s| {
+        s.contains("filter> frame>89 node=n-1")
+            && s.contains("2 of 105 match")
+            && s.contains("j/k select")
+    });
+    monitor.keys(b"q");
+    let status = monitor.wait();
+    assert!(status.success(), "{status:?}");
+    assert_restored(&screen.lock().unwrap().raw);
+    drop(server);
+}

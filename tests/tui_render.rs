@@ -2,7 +2,7 @@
 
 mod tui_support;
 
-use ipckit::top::{update, Action, SourceStats, KEYS};
+use ipckit::top::{update, Action, SourceStats, KEYMAP};
 use ipckit::Event;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::KeyCode;
@@ -192,14 +192,25 @@ fn disconnected_screen_keeps_the_events_and_counts_down() {
 #[test]
 fn help_lists_every_key() {
     let mut state = live_state();
+    update(
+        &mut state,
+        Action::Resize {
+            width: 160,
+            height: 50,
+        },
+    );
     key(&mut state, KeyCode::Char('?'));
-    let s = screen(&state, 120, 30);
+    let s = screen(&state, 160, 50);
     let text = show(&s);
-    for (keys, what) in KEYS {
+    for binding in KEYMAP {
+        let keys = binding.keys_label();
         assert!(
-            contains(&s, keys) && contains(&s, what),
-            "{keys} {what} missing:\n{text}"
+            s.iter()
+                .any(|line| line.contains(&keys) && line.contains(binding.help)),
+            "{keys} {} missing:\n{text}",
+            binding.help
         );
+        assert!(contains(&s, ipckit::top::section(binding.focus)), "{text}");
     }
 }
 
@@ -249,9 +260,19 @@ fn progress_states_are_drawn() {
     let text = show(&s);
     assert!(contains(&s, "done ✓ 0s"), "{text}");
     assert!(contains(&s, "failed ✗ 4s"), "{text}");
-    assert!(contains(&s, "stale 20s"), "{text}");
-    assert!(contains(&s, "⚠ went backwards"), "{text}");
-    assert!(contains(&s, "progress ─ 4"), "{text}");
+    // Silent for 20 s after its one report: stalled, and for how long.
+    assert!(contains(&s, "⚠ idle"), "{text}");
+    assert!(contains(&s, "stalled 20s"), "{text}");
+    // 5 then 4, 20 s apart: backwards, and a stall that is over.
+    assert!(contains(&s, "⚠ back "), "{text}");
+    assert!(
+        contains(&s, "  ⚠ went backwards 5→4 · stalled 20s"),
+        "{text}"
+    );
+    assert!(contains(&s, "progress ─ 4 ─ ⚠ 2"), "{text}");
+    // Two flags in a narrow pane: a word each.
+    let s = screen(&state, 80, 30);
+    assert!(contains(&s, "  ⚠ backwards, stalled "), "{}", show(&s));
 }
 
 #[test]
@@ -611,4 +632,275 @@ fn wide_characters_under_a_popup_never_cover_its_border() {
     key(&mut state, KeyCode::Enter);
     assert!(state.detail().is_some());
     assert_popup_borders_whole(&drawn(&state, 120, 30), "event #23");
+}
+
+/// Gauges that break MCP's rules, at `at(0)`..`at(20)`, judged at `at(21)`: `retotal` (total 10→12),
+/// `back` (5→4), `late` (an update after done) and `quiet` (silent since `at(1)`); and `fine`.
+fn flagged_state() -> ipckit::top::State {
+    let mut state = state_with(1000, None);
+    feed(
+        &mut state,
+        vec![
+            stamped(
+                Event::mcp_progress("retotal", 3.0, Some(10.0), None),
+                1,
+                19.0,
+            ),
+            stamped(
+                Event::mcp_progress("retotal", 4.0, Some(12.0), None),
+                2,
+                20.0,
+            ),
+            stamped(Event::progress("back", 5, 10, "re-render"), 3, 19.0),
+            stamped(Event::progress("back", 4, 10, "re-render"), 4, 20.0),
+            stamped(Event::mcp_progress("late", 2.0, Some(2.0), None), 5, 19.0),
+            stamped(Event::mcp_progress("late", 3.0, Some(2.0), None), 6, 20.0),
+            stamped(
+                Event::mcp_progress("quiet", 1.0, Some(10.0), Some("frame 1")),
+                7,
+                1.0,
+            ),
+            stamped(Event::mcp_progress("fine", 1.0, Some(10.0), None), 8, 19.0),
+            stamped(Event::mcp_progress("fine", 2.0, Some(10.0), None), 9, 20.0),
+        ],
+    );
+    update(&mut state, Action::Tick { now: at(21.0) });
+    state
+}
+
+#[test]
+fn a_flagged_gauge_has_a_marker_and_its_reasons_also_in_a_narrow_pane() {
+    let state = flagged_state();
+    let s = screen(&state, 160, 30);
+    let text = show(&s);
+    assert!(contains(&s, "progress ─ 5 ─ ⚠ 4"), "{text}");
+    for (name, reason) in [
+        ("retotal", "⚠ total 10→12"),
+        ("back", "⚠ went backwards 5→4 · re-ren"),
+        ("late", "⚠ update after done"),
+    ] {
+        let at = s
+            .iter()
+            .position(|l| l.contains(&format!("│⚠ {name} ")))
+            .unwrap_or_else(|| panic!("{name}:\n{text}"));
+        assert!(s[at + 1].contains(reason), "{name}: {reason}\n{text}");
+    }
+    assert!(contains(&s, "stalled 20s"), "{text}");
+    assert!(contains(&s, "│fine "), "{text}");
+    assert!(!contains(&s, "│⚠ fine"), "{text}");
+    // The reasons are red.
+    let terminal = drawn(&state, 160, 30);
+    assert_eq!(style_of(&terminal, "⚠ total 10→12").unwrap().0, Color::Red);
+
+    // 80 columns: the progress pane is 26 wide; each flag still shows.
+    let s = screen(&state, 80, 30);
+    let text = show(&s);
+    for (name, reason) in [
+        ("retotal", "⚠ total 10→12"),
+        ("back", "⚠ went backwards 5→4"),
+        ("late", "⚠ update after done"),
+    ] {
+        let at = s
+            .iter()
+            .position(|l| l.contains(&format!("│⚠ {name} ")))
+            .unwrap_or_else(|| panic!("{name}:\n{text}"));
+        assert!(s[at + 1].contains(reason), "{name}: {reason}\n{text}");
+    }
+    assert!(contains(&s, "stalled 20s"), "{text}");
+}
+
+#[test]
+fn paused_the_header_counts_what_arrived_and_resuming_drops_the_count() {
+    let mut state = live_state();
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, "log.*");
+    key(&mut state, KeyCode::Enter);
+    key(&mut state, KeyCode::Char(' '));
+    let s = screen(&state, 120, 30);
+    assert!(s[0].contains("PAUSED +0"), "{}", show(&s));
+    // Ten more: four log lines among them.
+    feed(&mut state, workload(58).into_iter().skip(48).collect());
+    let s = screen(&state, 120, 30);
+    assert!(s[0].contains("─ PAUSED +4 (10 arrived) "), "{}", show(&s));
+    key(&mut state, KeyCode::Char(' '));
+    let s = screen(&state, 120, 30);
+    assert!(s[0].contains("LIVE") && !s[0].contains('+'), "{}", show(&s));
+    // Resumed at the newest of them (#57, a log line; #58 is progress).
+    assert!(s[24].contains("#57 "), "{}", show(&s));
+}
+
+#[test]
+fn the_focused_pane_is_highlighted_and_so_is_the_selected_gauge() {
+    let mut state = flagged_state();
+    let border =
+        |terminal: &Terminal<TestBackend>, title: &str| style_of(terminal, title).unwrap().0;
+    let terminal = drawn(&state, 160, 30);
+    assert_eq!(border(&terminal, "┌ events"), Color::Cyan);
+    assert_ne!(border(&terminal, "┌ progress"), Color::Cyan);
+    assert!(
+        !style_of(&terminal, "⚠ retotal")
+            .unwrap()
+            .2
+            .contains(ratatui::style::Modifier::REVERSED),
+        "no selection shown without the focus"
+    );
+
+    key(&mut state, KeyCode::Tab);
+    key(&mut state, KeyCode::Char('j'));
+    let selected = state.selected_gauge().unwrap().key.clone();
+    let terminal = drawn(&state, 160, 30);
+    assert_eq!(border(&terminal, "┌ progress"), Color::Cyan);
+    assert_ne!(border(&terminal, "┌ events"), Color::Cyan);
+    let s = screen(&state, 160, 30);
+    let row = s
+        .iter()
+        .position(|l| l.contains(&format!(" {selected} ")))
+        .unwrap();
+    // Both lines of the selected gauge are reversed, across the pane.
+    let buffer = terminal.backend().buffer();
+    let x = buffer.area.width - 2;
+    for y in [row, row + 1] {
+        assert!(
+            buffer[(x, y as u16)]
+                .modifier
+                .contains(ratatui::style::Modifier::REVERSED),
+            "{}",
+            show(&s)
+        );
+    }
+    assert!(!buffer[(x, row as u16 + 2)]
+        .modifier
+        .contains(ratatui::style::Modifier::REVERSED));
+}
+
+#[test]
+fn many_gauges_scroll_to_keep_the_selected_one_in_view() {
+    let mut state = state_with(1000, None);
+    let events = (0..30u64)
+        .map(|i| {
+            stamped(
+                Event::mcp_progress(&format!("job-{i:02}"), 1.0, Some(10.0), None),
+                i + 1,
+                0.0,
+            )
+        })
+        .collect();
+    feed(&mut state, events);
+    key(&mut state, KeyCode::Tab);
+    key(&mut state, KeyCode::Char('G'));
+    let s = screen(&state, 120, 30);
+    let text = show(&s);
+    assert_eq!(state.selected_gauge().unwrap().key, "job-29");
+    assert!(contains(&s, "│job-29 "), "{text}");
+    assert!(!contains(&s, "│job-00 "), "{text}");
+    assert!(contains(&s, "progress ─ 30 ("), "{text}");
+    key(&mut state, KeyCode::Char('g'));
+    let s = screen(&state, 120, 30);
+    assert!(contains(&s, "│job-00 "), "{}", show(&s));
+}
+
+#[test]
+fn a_gauge_s_events_name_it_in_the_event_pane_s_title() {
+    let mut state = state_with(1000, None);
+    feed(&mut state, workload(20));
+    key(&mut state, KeyCode::Tab);
+    key(&mut state, KeyCode::Enter);
+    let s = screen(&state, 120, 30);
+    let text = show(&s);
+    let (key_name, _) = state.drilled_gauge().unwrap();
+    let key_name = key_name.to_owned();
+    assert!(contains(&s, &format!("filter> res:{key_name}")), "{text}");
+    assert!(
+        contains(&s, &format!("┌ events ─ {key_name} only (Esc: back)")),
+        "{text}"
+    );
+    key(&mut state, KeyCode::Esc);
+    let s = screen(&state, 120, 30);
+    assert!(
+        contains(&s, "┌ events ─") || contains(&s, "┌ events ─"),
+        "{}",
+        show(&s)
+    );
+    assert!(!contains(&s, "only (Esc: back)"), "{}", show(&s));
+}
+
+/// The footer's text on the last row.
+fn footer_of(state: &ipckit::top::State) -> String {
+    screen(state, 160, 30).last().cloned().unwrap_or_default()
+}
+
+#[test]
+fn the_footer_shows_the_keys_of_the_focused_place_from_the_key_table() {
+    use ipckit::top::{footer, Focus};
+    let mut state = flagged_state();
+    let expect = |state: &ipckit::top::State, focus: Focus| {
+        assert_eq!(state.focus(), focus);
+        let line = footer_of(state);
+        for binding in footer(focus) {
+            let label = binding.footer_label().unwrap();
+            assert!(
+                line.contains(&label),
+                "{focus:?}: {label} missing in {line}"
+            );
+        }
+        line
+    };
+    let events = expect(&state, Focus::Events);
+    assert!(
+        events.contains("Enter detail") && events.contains("q quit"),
+        "{events}"
+    );
+    key(&mut state, KeyCode::Tab);
+    let progress = expect(&state, Focus::Progress);
+    assert!(
+        progress.starts_with(" j/k select  Enter its events  Esc back"),
+        "{progress}"
+    );
+    key(&mut state, KeyCode::Char('/'));
+    let filter = expect(&state, Focus::Filter);
+    assert!(
+        filter.contains("Enter keep  Esc restore  ↑/↓ recall"),
+        "{filter}"
+    );
+    key(&mut state, KeyCode::Esc);
+    key(&mut state, KeyCode::Char('?'));
+    expect(&state, Focus::Help);
+}
+
+#[test]
+fn the_help_fits_in_two_columns_or_scrolls() {
+    let mut state = live_state();
+    key(&mut state, KeyCode::Char('?'));
+    // 120x30: two columns, everything on screen.
+    let s = screen(&state, 120, 30);
+    let text = show(&s);
+    for binding in KEYMAP {
+        assert!(contains(&s, binding.help), "{}:\n{text}", binding.help);
+    }
+    let both = s
+        .iter()
+        .find(|l| l.contains("quit") && l.contains("keep the filter"))
+        .is_some()
+        || s.iter()
+            .any(|l| l.matches("│").count() >= 2 && l.contains("quit"));
+    assert!(both, "{text}");
+    // 80x24: one column that scrolls: the last row shows once scrolled to the end.
+    update(
+        &mut state,
+        Action::Resize {
+            width: 80,
+            height: 24,
+        },
+    );
+    let last = KEYMAP.last().unwrap().help;
+    let s = screen(&state, 80, 24);
+    assert!(contains(&s, "j/k scroll"), "{}", show(&s));
+    assert!(!contains(&s, last), "{}", show(&s));
+    for _ in 0..60 {
+        key(&mut state, KeyCode::Char('j'));
+    }
+    let s = screen(&state, 80, 24);
+    assert!(contains(&s, last), "{}", show(&s));
+    key(&mut state, KeyCode::Esc);
+    assert_eq!(state.focus(), ipckit::top::Focus::Events);
 }

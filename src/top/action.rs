@@ -1,12 +1,8 @@
-//! Everything that can change the monitor's [`State`](super::State), and the pure functions that turn
-//! key presses and source messages into it.
+//! Everything that can change the monitor's [`State`](super::State), and the pure function that turns
+//! source messages into it (keys become actions through the [key table](super::KEYMAP)).
 
 use super::source::{Loss, SourceMsg, SourceStats};
-use super::state::{Focus, State};
 use crate::event_stream::Event;
-use ratatui::crossterm::event::{
-    Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers,
-};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tui_input::InputRequest;
@@ -34,8 +30,20 @@ pub enum Action {
     TogglePause,
     /// Open the detail view of the selected event.
     OpenDetail,
-    /// Scroll the detail view this many lines.
+    /// Scroll the open overlay (detail view or help) this many lines.
     ScrollDetail(i64),
+    /// Focus the next pane.
+    FocusNext,
+    /// Focus the previous pane.
+    FocusPrev,
+    /// Move the gauge selection this many gauges (saturating at the first and last).
+    SelectGauge(i64),
+    /// Show only the selected gauge's events: the filter bar gets the gauge's expression (kept, and
+    /// recalled by ↑ like any other), and the event pane the focus.
+    DrillDown,
+    /// Go back: from a gauge's events to the filter and the progress pane as they were; from the
+    /// progress pane to the event pane.
+    Back,
     /// Start editing the filter.
     FilterStart,
     /// An edit of the filter text.
@@ -96,7 +104,7 @@ pub enum Action {
         height: u16,
     },
     /// Test a slice of history against a new filter (background work, see
-    /// [`State::has_background_work`]).
+    /// [`State::has_background_work`](super::State::has_background_work)).
     Scan,
 }
 
@@ -110,98 +118,5 @@ impl Action {
             SourceMsg::Stats(stats) => Action::Stats(stats),
             SourceMsg::Disconnected { retry_in } => Action::Disconnected { retry_in },
         }
-    }
-}
-
-/// Every key, as the help overlay lists it: (keys, what they do).
-pub const KEYS: &[(&str, &str)] = &[
-    ("q  Ctrl-C", "quit"),
-    ("?", "show / hide this help"),
-    (
-        "/",
-        "edit the filter (Enter keeps, Esc restores, ↑/↓ recall)",
-    ),
-    ("j k  ↓ ↑", "select the next / previous event"),
-    ("PgDn PgUp", "one screenful down / up"),
-    ("g  G", "oldest event / newest event, following"),
-    ("space  p", "pause / resume (while scrubbing: replay)"),
-    ("Enter", "detail of the selected event (JSON)"),
-    ("← →", "history cursor one event back / forward"),
-    ("[  ]", "history cursor one second back / forward"),
-    ("Home", "history cursor to the oldest kept event"),
-    ("r", "replay from the cursor: 1x, 10x, 100x, off"),
-    ("L  End", "back to LIVE"),
-    ("Esc", "close help or detail"),
-];
-
-/// The action for a terminal event, given what has the focus; `None` for anything ignored (key
-/// releases and repeats included, mouse and focus events).
-pub fn action_for_terminal_event(state: &State, event: &TermEvent) -> Option<Action> {
-    match event {
-        TermEvent::Key(key) => action_for_key(state, key),
-        TermEvent::Resize(width, height) => Some(Action::Resize {
-            width: *width,
-            height: *height,
-        }),
-        _ => None,
-    }
-}
-
-/// The action for a key press, given what has the focus; `None` for keys that do nothing there and for
-/// releases and repeats.
-pub fn action_for_key(state: &State, key: &KeyEvent) -> Option<Action> {
-    if key.kind != KeyEventKind::Press {
-        return None;
-    }
-    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-    if ctrl && key.code == KeyCode::Char('c') {
-        return Some(Action::Quit);
-    }
-    match state.focus() {
-        Focus::Help => Some(match key.code {
-            KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::Esc | KeyCode::Enter => {
-                Action::CloseOverlay
-            }
-            _ => return None,
-        }),
-        Focus::Detail => Some(match key.code {
-            KeyCode::Char('q') | KeyCode::Esc | KeyCode::Enter => Action::CloseOverlay,
-            KeyCode::Char('j') | KeyCode::Down => Action::ScrollDetail(1),
-            KeyCode::Char('k') | KeyCode::Up => Action::ScrollDetail(-1),
-            KeyCode::PageDown => Action::ScrollDetail(10),
-            KeyCode::PageUp => Action::ScrollDetail(-10),
-            KeyCode::Char('?') => Action::ToggleHelp,
-            _ => return None,
-        }),
-        Focus::Filter => Some(match key.code {
-            KeyCode::Enter => Action::FilterCommit,
-            KeyCode::Esc => Action::FilterCancel,
-            KeyCode::Up => Action::FilterRecallPrev,
-            KeyCode::Down => Action::FilterRecallNext,
-            _ => Action::FilterInput(tui_input::backend::crossterm::to_input_request(
-                &TermEvent::Key(*key),
-            )?),
-        }),
-        Focus::Events => Some(match key.code {
-            KeyCode::Char('q') => Action::Quit,
-            KeyCode::Char('?') => Action::ToggleHelp,
-            KeyCode::Char('/') => Action::FilterStart,
-            KeyCode::Char('j') | KeyCode::Down => Action::Move(1),
-            KeyCode::Char('k') | KeyCode::Up => Action::Move(-1),
-            KeyCode::PageDown => Action::PageDown,
-            KeyCode::PageUp => Action::PageUp,
-            KeyCode::Char('g') => Action::First,
-            KeyCode::Char('G') | KeyCode::Char('L') | KeyCode::End => Action::Live,
-            KeyCode::Char(' ') | KeyCode::Char('p') => Action::TogglePause,
-            KeyCode::Enter => Action::OpenDetail,
-            KeyCode::Left => Action::ScrubBack,
-            KeyCode::Right => Action::ScrubForward,
-            KeyCode::Char('[') => Action::ScrubJumpBack,
-            KeyCode::Char(']') => Action::ScrubJumpForward,
-            KeyCode::Home => Action::ScrubOldest,
-            KeyCode::Char('r') => Action::CycleReplay,
-            KeyCode::Esc => Action::CloseOverlay,
-            _ => return None,
-        }),
     }
 }

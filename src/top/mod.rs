@@ -2,8 +2,9 @@
 //!
 //! The shape follows the Elm architecture:
 //! - [`State`] holds everything shown, as plain data;
-//! - key presses ([`action_for_key`]) and source messages ([`Action::from_source`]) become [`Action`]s
-//!   in pure functions, and [`update`] is the one place state changes;
+//! - key presses ([`action_for_key`], through the one key table [`KEYMAP`]) and source messages
+//!   ([`Action::from_source`]) become [`Action`]s in pure functions, and [`update`] is the one place
+//!   state changes;
 //! - [`ui::render`] draws a `&State`, one file per pane, formatting only the rows on screen;
 //! - [`run_loop`] is the one `select!` loop, generic over the ratatui backend; [`run_with_source`] puts
 //!   it on the real terminal and restores the terminal on every way out.
@@ -30,6 +31,7 @@
 
 mod action;
 mod attach;
+mod keymap;
 mod log;
 mod loss;
 pub mod progress;
@@ -40,15 +42,19 @@ mod state;
 pub mod ui;
 mod update;
 
-pub use action::{action_for_key, action_for_terminal_event, Action, KEYS};
+pub use action::Action;
 pub use attach::{run_at_socket, HOSTED_SUBSCRIBER_BUFFER};
+pub use keymap::{
+    action_for_key, action_for_terminal_event, command_for, footer, section, Binding, Command, Key,
+    KEYMAP,
+};
 pub use log::Seq;
 pub use remote::{socket_label, spawn_socket_source};
 pub use runtime::{run, run_loop, run_on_bus, run_with_source, TICK};
 pub use source::{
     spawn_bus_source, Loss, LossReason, SourceMsg, SourceStats, CHANNEL_CAPACITY, MAX_BATCH,
 };
-pub use state::{Connection, Detail, Focus, Mode, Row, State};
+pub use state::{Connection, Detail, Focus, Mode, Paused, Row, State};
 pub use update::{update, SCAN_SLICE};
 
 use crate::event_stream::FilterError;

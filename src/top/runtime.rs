@@ -1,7 +1,8 @@
 //! The terminal and the loop: key presses, source messages and a clock become [`Action`]s, and the
 //! screen is redrawn after changes at most once per frame.
 
-use super::action::{action_for_terminal_event, Action};
+use super::action::Action;
+use super::keymap::action_for_terminal_event;
 use super::source::{spawn_bus_source, SourceMsg};
 use super::state::{Connection, State};
 use super::{ui, update, TopError, TopOptions};

@@ -20,6 +20,8 @@ pub(super) const CHECKPOINT_EVERY: u64 = 4096;
 pub enum Focus {
     /// The event pane (the normal keys).
     Events,
+    /// The progress pane (Tab): keys select gauges.
+    Progress,
     /// The filter bar is being edited.
     Filter,
     /// The help overlay is open.
@@ -75,8 +77,46 @@ pub struct Detail {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Overlay {
     None,
-    Help,
+    /// The key help, scrolled this many lines.
+    Help(usize),
     Detail(Detail),
+}
+
+/// Which pane has the keys when no overlay or filter edit takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pane {
+    Events,
+    Progress,
+}
+
+/// A drill-down into one gauge's events, and what to go back to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Drill {
+    /// The gauge's key.
+    pub(super) gauge: String,
+    /// The gauge's name, for the event pane's title.
+    pub(super) name: String,
+    /// The filter expression it set.
+    pub(super) expression: String,
+    /// The filter in force before.
+    pub(super) before: String,
+}
+
+/// Where following stopped: the first event that arrived after, and the events received by then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PauseMark {
+    pub(super) seq: Seq,
+    pub(super) received: u64,
+}
+
+/// What arrived since the view stopped following ([`State::paused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paused {
+    /// New events that match the filter: what the event pane shows on resuming (among those still
+    /// held; the header's `PAUSED +N`).
+    pub matching: u64,
+    /// New events in all, whatever the filter.
+    pub arrived: u64,
 }
 
 /// The filter bar.
@@ -176,6 +216,12 @@ pub struct State {
     pub(super) scrub: Option<Scrub>,
     pub(super) filter: FilterBar,
     pub(super) overlay: Overlay,
+    pub(super) pane: Pane,
+    /// The key of the selected gauge (the first shown when none, or when it is gone).
+    pub(super) gauge_selected: Option<String>,
+    pub(super) drill: Option<Drill>,
+    /// Set while not following (paused, or scrubbing from a paused view).
+    pub(super) paused_at: Option<PauseMark>,
     pub(super) connection: Connection,
     pub(super) stats: SourceStats,
     /// The bus's dropped count when this monitor attached (its first counters after attaching).
@@ -227,6 +273,10 @@ impl State {
                 draft: String::new(),
             },
             overlay: Overlay::None,
+            pane: Pane::Events,
+            gauge_selected: None,
+            drill: None,
+            paused_at: None,
             connection: Connection::Connecting,
             stats: SourceStats::default(),
             dropped_at_attach: None,
@@ -250,10 +300,11 @@ impl State {
         if self.filter.editing {
             return Focus::Filter;
         }
-        match self.overlay {
-            Overlay::None => Focus::Events,
-            Overlay::Help => Focus::Help,
-            Overlay::Detail(_) => Focus::Detail,
+        match (&self.overlay, self.pane) {
+            (Overlay::None, Pane::Events) => Focus::Events,
+            (Overlay::None, Pane::Progress) => Focus::Progress,
+            (Overlay::Help(_), _) => Focus::Help,
+            (Overlay::Detail(_), _) => Focus::Detail,
         }
     }
 
@@ -266,6 +317,47 @@ impl State {
         } else {
             Mode::Paused
         }
+    }
+
+    /// What arrived since the view stopped following, while paused (not while live or scrubbing).
+    pub fn paused(&self) -> Option<Paused> {
+        if self.mode() != Mode::Paused {
+            return None;
+        }
+        let mark = self.paused_at?;
+        let held = self.log.matches().len() - self.log.match_index_from(mark.seq);
+        Some(Paused {
+            matching: held as u64,
+            arrived: self.received.saturating_sub(mark.received),
+        })
+    }
+
+    /// The gauge selected in the progress pane: the chosen one, or the first shown.
+    pub fn selected_gauge(&self) -> Option<&Gauge> {
+        let gauges = self.shown_gauges();
+        let index = self.selected_gauge_index(&gauges)?;
+        gauges.get(index).copied()
+    }
+
+    /// Index in `gauges` (as [`State::shown_gauges`] gives them) of the selected gauge.
+    pub(crate) fn selected_gauge_index(&self, gauges: &[&Gauge]) -> Option<usize> {
+        if gauges.is_empty() {
+            return None;
+        }
+        let chosen = self
+            .gauge_selected
+            .as_deref()
+            .and_then(|key| gauges.iter().position(|g| g.key == key));
+        Some(chosen.unwrap_or(0))
+    }
+
+    /// The gauge whose events the event pane is limited to (Enter in the progress pane), while its
+    /// filter is in force: (key, name).
+    pub fn drilled_gauge(&self) -> Option<(&str, &str)> {
+        self.drill
+            .as_ref()
+            .filter(|d| d.expression == self.filter.applied.trim())
+            .map(|d| (d.gauge.as_str(), d.name.as_str()))
     }
 
     /// The link to the bus.
@@ -403,7 +495,7 @@ impl State {
     }
 
     /// The time gauges are judged at: now, or the cursor's event time while scrubbing.
-    pub(crate) fn gauge_clock(&self) -> SystemTime {
+    pub fn gauge_clock(&self) -> SystemTime {
         self.scrub_event().map_or(self.now, |e| e.timestamp)
     }
 
@@ -423,8 +515,12 @@ impl State {
         &self.timeline
     }
 
-    pub(crate) fn help_open(&self) -> bool {
-        self.overlay == Overlay::Help
+    /// The help's scroll, when it is open.
+    pub(crate) fn help_scroll(&self) -> Option<usize> {
+        match self.overlay {
+            Overlay::Help(scroll) => Some(scroll),
+            _ => None,
+        }
     }
 
     pub(crate) fn filter_bar(&self) -> &FilterBar {

@@ -4,7 +4,8 @@ use super::action::Action;
 use super::log::{epoch_millis, Seq};
 use super::loss::{reason_long, Mark};
 use super::state::{
-    Connection, Detail, Overlay, Replay, RowAt, RowKey, Scrub, State, CHECKPOINT_EVERY,
+    Connection, Detail, Drill, Overlay, Pane, PauseMark, Replay, RowAt, RowKey, Scrub, State,
+    CHECKPOINT_EVERY,
 };
 use crate::event_stream::{Event, EventFilter};
 use std::sync::Arc;
@@ -25,10 +26,9 @@ pub fn update(state: &mut State, action: Action) {
     match action {
         Action::Quit => state.quit = true,
         Action::ToggleHelp => {
-            state.overlay = if state.overlay == Overlay::Help {
-                Overlay::None
-            } else {
-                Overlay::Help
+            state.overlay = match state.overlay {
+                Overlay::Help(_) => Overlay::None,
+                _ => Overlay::Help(0),
             }
         }
         Action::CloseOverlay => state.overlay = Overlay::None,
@@ -38,17 +38,35 @@ pub fn update(state: &mut State, action: Action) {
         Action::First => state.move_selection(i64::MIN / 2),
         Action::Live => {
             state.scrub = None;
-            state.follow = true;
+            state.start_following();
         }
         Action::TogglePause => state.toggle_pause(),
         Action::OpenDetail => state.open_detail(),
         Action::ScrollDetail(delta) => {
-            if let Overlay::Detail(detail) = &mut state.overlay {
-                let rows = crate::top::ui::detail::rows(detail, state.size.0).len();
-                let max = rows.saturating_sub(1) as i64;
-                detail.scroll = (detail.scroll as i64 + delta).clamp(0, max) as usize;
+            let (width, height) = state.size;
+            match &mut state.overlay {
+                Overlay::Detail(detail) => {
+                    let rows = crate::top::ui::detail::rows(detail, width).len();
+                    let max = rows.saturating_sub(1) as i64;
+                    detail.scroll = (detail.scroll as i64 + delta).clamp(0, max) as usize;
+                }
+                Overlay::Help(scroll) => {
+                    let max = crate::top::ui::help::max_scroll(width, height) as i64;
+                    *scroll = (*scroll as i64 + delta).clamp(0, max) as usize;
+                }
+                Overlay::None => {}
             }
         }
+        Action::FocusNext | Action::FocusPrev => {
+            // Two panes: either key moves to the other one.
+            state.pane = match state.pane {
+                Pane::Events => Pane::Progress,
+                Pane::Progress => Pane::Events,
+            };
+        }
+        Action::SelectGauge(delta) => state.select_gauge(delta),
+        Action::DrillDown => state.drill_down(),
+        Action::Back => state.back(),
         Action::FilterStart => {
             let bar = &mut state.filter;
             bar.editing = true;
@@ -178,6 +196,84 @@ impl State {
         self.advance_replay(now);
     }
 
+    /// Stops following; what arrives from here on is counted for `PAUSED +N`.
+    fn stop_following(&mut self) {
+        if self.follow || self.paused_at.is_none() {
+            self.paused_at = Some(PauseMark {
+                seq: self.log.end(),
+                received: self.received,
+            });
+        }
+        self.follow = false;
+    }
+
+    fn start_following(&mut self) {
+        self.follow = true;
+        self.paused_at = None;
+    }
+
+    fn select_gauge(&mut self, delta: i64) {
+        let gauges = self.shown_gauges();
+        let Some(current) = self.selected_gauge_index(&gauges) else {
+            return;
+        };
+        let last = gauges.len() as i64 - 1;
+        let target = (current as i64).saturating_add(delta).clamp(0, last) as usize;
+        let key = gauges.get(target).map(|g| g.key.clone());
+        if key.is_some() {
+            self.gauge_selected = key;
+        }
+    }
+
+    /// Limits the events to the selected gauge's: its expression goes into the filter bar (applied and
+    /// kept for recall), the event pane gets the focus, and [`State::back`] undoes it.
+    fn drill_down(&mut self) {
+        let Some(gauge) = self.selected_gauge() else {
+            return;
+        };
+        let expression = gauge.filter().to_string();
+        let (key, name) = (gauge.key.clone(), gauge.name().to_owned());
+        // From one gauge's events straight to another's, Esc still goes back to the filter before both.
+        let before = match &self.drill {
+            Some(drill) if drill.expression == self.filter.applied.trim() => drill.before.clone(),
+            _ => self.filter.applied.clone(),
+        };
+        self.filter.editing = false;
+        self.filter.input = Input::new(expression.clone());
+        self.apply_filter_text();
+        if self.filter.error.is_some() {
+            // Cannot happen (the expression is a filter's own display), but never keep a broken one.
+            self.filter.input = Input::new(self.filter.applied.clone());
+            self.filter.error = None;
+            return;
+        }
+        self.remember_filter();
+        self.gauge_selected = Some(key.clone());
+        self.drill = Some(Drill {
+            gauge: key,
+            name,
+            expression,
+            before,
+        });
+        self.pane = Pane::Events;
+    }
+
+    /// Esc in a pane: out of a gauge's events (the filter before, the progress pane with the gauge
+    /// selected), or from the progress pane to the event pane.
+    fn back(&mut self) {
+        if let Some(drill) = self.drill.take() {
+            if drill.expression == self.filter.applied.trim() {
+                self.filter.input = Input::new(drill.before);
+                self.apply_filter_text();
+                self.filter.error = None;
+                self.gauge_selected = Some(drill.gauge);
+                self.pane = Pane::Progress;
+                return;
+            }
+        }
+        self.pane = Pane::Events;
+    }
+
     fn move_selection(&mut self, delta: i64) {
         if self.scrub.is_some() {
             self.scrub_step(delta.signum() * delta.abs().min(1_000_000));
@@ -199,7 +295,7 @@ impl State {
         } else if target >= start + h {
             start = target + 1 - h;
         }
-        self.follow = false;
+        self.stop_following();
         self.top = self.key_of_row(start);
         self.selected = self.key_of_row(target);
     }
@@ -227,7 +323,7 @@ impl State {
                 .and_then(|i| self.log.matches().get(i))
                 .map(|&seq| self.rows_before(RowKey::Event(seq)))
                 .filter(|&r| r >= w.start);
-            self.follow = false;
+            self.stop_following();
             match newest_event.or_else(|| w.end.checked_sub(1)) {
                 Some(last) => {
                     self.top = self.key_of_row(w.start);
@@ -239,7 +335,7 @@ impl State {
                 }
             }
         } else {
-            self.follow = true;
+            self.start_following();
         }
     }
 
@@ -281,8 +377,21 @@ impl State {
         if self.filter.error.is_some() {
             return;
         }
+        self.filter.editing = false;
+        if self
+            .drill
+            .as_ref()
+            .is_some_and(|d| d.expression != self.filter.applied.trim())
+        {
+            // Another filter kept: the drill-down is over, and Esc no longer goes back from it.
+            self.drill = None;
+        }
+        self.remember_filter();
+    }
+
+    /// Adds the filter in force to the recall list.
+    fn remember_filter(&mut self) {
         let bar = &mut self.filter;
-        bar.editing = false;
         let text = bar.applied.trim().to_owned();
         if !text.is_empty() && bar.recall.last() != Some(&text) {
             bar.recall.retain(|t| *t != text);
@@ -474,7 +583,7 @@ impl State {
         if reached >= len {
             // Caught up with the live edge: the replay ends in LIVE.
             self.scrub = None;
-            self.follow = true;
+            self.start_following();
             return;
         }
         if let Some(current) = self.cursor_index() {

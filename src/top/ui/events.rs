@@ -5,11 +5,11 @@ use super::{clock, fit_width, one_line, thousands, width};
 use crate::event_stream::Event;
 use crate::top::loss::reason_short;
 use crate::top::source::Loss;
-use crate::top::state::{Mode, RowAt, State};
+use crate::top::state::{Focus, Mode, RowAt, State};
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph};
+use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 /// The colour of an event's type family.
@@ -197,21 +197,25 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
             })
         })
         .collect();
-    let title = match state.mode() {
-        Mode::Live => " events ".to_owned(),
+    let mut title = " events ".to_owned();
+    if let Some((_, name)) = state.drilled_gauge() {
+        title.push_str(&format!("─ {} only (Esc: back) ", one_line(name)));
+    }
+    match state.mode() {
+        Mode::Live => {}
         Mode::Paused => {
             let below = log
                 .matches()
                 .len()
                 .saturating_sub(state.events_before_row(window.end));
-            format!(" events ─ paused, {below} below ")
+            title.push_str(&format!("─ paused, {below} below "));
         }
         Mode::Scrubbing => match state.scrub_event() {
-            Some(event) => format!(" events ─ as at #{} ", event.id),
-            None => " events ─ scrubbing ".to_owned(),
+            Some(event) => title.push_str(&format!("─ as at #{} ", event.id)),
+            None => title.push_str("─ scrubbing "),
         },
-    };
-    let block = Block::bordered().title(title);
+    }
+    let block = super::pane_block(title, state.focus() == Focus::Events);
     let body = if lines.is_empty() {
         let hint = if log.is_empty() {
             "waiting for events…"

@@ -1,5 +1,8 @@
 //! The header line: socket, rate, subscribers, what this monitor lost, what the bus dropped, and state.
 //!
+//! Paused, the state reads `PAUSED +N`: N new events match the filter (what resuming shows), followed
+//! by `(M arrived)` when the filter hid some of the M that arrived in all.
+//!
 //! "lost N" counts the events this monitor missed (red when any); "bus dropped N" is the bus's own count
 //! for all its subscribers, red only when it grew since this monitor attached (a bus that dropped
 //! events for someone else an hour ago is not this monitor's alarm).
@@ -64,6 +67,19 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
             label,
             Style::new().fg(color).add_modifier(Modifier::BOLD),
         ));
+    }
+    if let Some(paused) = state.paused() {
+        // +N: what resuming shows (new events that match the filter); all that arrived, if more.
+        spans.push(Span::styled(
+            format!(" +{}", thousands(paused.matching)),
+            Style::new().fg(color).add_modifier(Modifier::BOLD),
+        ));
+        if paused.arrived > paused.matching {
+            spans.push(Span::styled(
+                format!(" ({} arrived)", thousands(paused.arrived)),
+                Style::new().fg(color),
+            ));
+        }
     }
     if let Connection::Disconnected { retry_at, .. } = state.connection() {
         if label != "LIVE" {

@@ -5,15 +5,15 @@ pub(crate) mod detail;
 mod events;
 mod filter_bar;
 mod header;
-mod help;
+pub(crate) mod help;
 mod history;
 mod progress;
 
-use super::state::State;
+use super::state::{Focus, State};
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
-use ratatui::text::Line;
-use ratatui::widgets::{Clear, Paragraph, Wrap};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 use std::time::{Duration, SystemTime};
 use unicode_segmentation::UnicodeSegmentation;
@@ -77,11 +77,11 @@ pub fn render(state: &State, frame: &mut Frame<'_>) {
     events::render(state, frame, areas.events);
     progress::render(state, frame, areas.progress);
     history::render(state, frame, areas.history);
-    footer(frame, areas.footer);
-    if state.help_open() {
+    footer(state.focus(), frame, areas.footer);
+    if let Some(scroll) = state.help_scroll() {
         let popup = help::area(area);
         clear_popup(frame, popup);
-        help::render(frame, popup);
+        help::render(frame, area, popup, scroll);
     }
     if let Some(detail) = state.detail() {
         let popup = detail::area(detail, area);
@@ -103,13 +103,39 @@ fn too_small(frame: &mut Frame<'_>, area: Rect) {
     );
 }
 
-fn footer(frame: &mut Frame<'_>, area: Rect) {
-    let keys =
-        " q quit  / filter  enter detail  space pause  ←/→ [ ] scrub  r replay  L live  ? help";
+/// The footer: the keys of the focused place that the key table puts there.
+fn footer(focus: Focus, frame: &mut Frame<'_>, area: Rect) {
+    let mut spans = vec![Span::raw(" ")];
+    for binding in super::keymap::footer(focus) {
+        if let Some((word, _)) = binding.footer {
+            let keys: Vec<String> = binding
+                .footer_keys()
+                .iter()
+                .map(|(k, _)| k.label())
+                .collect();
+            spans.push(Span::styled(
+                keys.join("/"),
+                Style::new().fg(Color::White).add_modifier(Modifier::BOLD),
+            ));
+            spans.push(Span::raw(format!(" {word}  ")));
+        }
+    }
     frame.render_widget(
-        Paragraph::new(Line::from(keys)).style(Style::new().add_modifier(Modifier::DIM)),
+        Paragraph::new(Line::from(spans)).style(Style::new().fg(Color::Gray)),
         area,
     );
+}
+
+/// A pane's frame: a focused pane's border and title stand out.
+pub(crate) fn pane_block(title: String, focused: bool) -> Block<'static> {
+    let block = Block::bordered().title(title);
+    if focused {
+        block
+            .border_style(Style::new().fg(Color::Cyan))
+            .title_style(Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD))
+    } else {
+        block
+    }
 }
 
 /// A rectangle of at most `width` x `height` centred in `area`.
