@@ -192,12 +192,66 @@ fn replay_cycles_speeds_and_plays_forward_to_live() {
     assert_eq!(state.scrub_event().unwrap().id, 13);
     key(&mut state, KeyCode::Char('r'));
     assert_eq!(state.replay_speed(), Some(100));
+    assert!(!state.replay_original_pace());
+    key(&mut state, KeyCode::Char('r'));
+    assert_eq!(state.replay_speed(), Some(1));
+    assert!(state.replay_original_pace());
     key(&mut state, KeyCode::Char('r'));
     assert_eq!(state.replay_speed(), None);
     key(&mut state, KeyCode::Char(' '));
     assert_eq!(state.replay_speed(), Some(1));
     update(&mut state, Action::Tick { now: at(30.0) });
     assert_eq!(state.mode(), Mode::Live, "replay that catches up goes live");
+}
+
+/// Events at 0 s, 1 s, then after a silence of 99 s, at 100 s and 101 s.
+fn with_a_long_silence() -> ipckit::top::State {
+    let mut state = state_with(1000, None);
+    let events = [0.0, 1.0, 100.0, 101.0]
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| stamped(Event::stdout("r", "line"), i as u64 + 1, t))
+        .collect();
+    feed(&mut state, events);
+    key(&mut state, KeyCode::Home);
+    state
+}
+
+#[test]
+fn replay_cuts_a_long_silence_to_a_second_except_at_the_original_pace() {
+    let mut state = with_a_long_silence();
+    key(&mut state, KeyCode::Char('r'));
+    update(&mut state, Action::Tick { now: at(1.5) });
+    assert_eq!(state.scrub_event().unwrap().id, 2);
+    // 98.5 s to the next event: cut to one.
+    update(&mut state, Action::Tick { now: at(2.6) });
+    assert_eq!(
+        state.scrub_event().unwrap().id,
+        3,
+        "the silence was cut short"
+    );
+
+    let mut state = with_a_long_silence();
+    for _ in 0..4 {
+        key(&mut state, KeyCode::Char('r'));
+    }
+    assert!(state.replay_original_pace());
+    update(&mut state, Action::Tick { now: at(1.5) });
+    assert_eq!(state.scrub_event().unwrap().id, 2);
+    update(&mut state, Action::Tick { now: at(2.6) });
+    assert_eq!(
+        state.scrub_event().unwrap().id,
+        2,
+        "every silence as it was"
+    );
+    update(&mut state, Action::Tick { now: at(100.5) });
+    assert_eq!(state.scrub_event().unwrap().id, 3);
+    let s = screen(&state, 120, 30);
+    assert!(
+        s.iter().any(|l| l.contains("▶ original pace")),
+        "{}",
+        s.join("\n")
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Everything that can change the monitor's [`State`](super::State), and the pure functions that turn
 //! key presses and source messages into it.
 
-use super::source::{Loss, SourceMsg, SourceStats};
+use super::source::{Loss, RecordingStatus, SourceMsg, SourceStats};
 use super::state::{Focus, State};
 use crate::event_stream::Event;
 use ratatui::crossterm::event::{
@@ -58,8 +58,17 @@ pub enum Action {
     ScrubJumpForward,
     /// Put the history cursor on the oldest kept event.
     ScrubOldest,
-    /// Replay forward from the cursor, cycling 1x, 10x, 100x, off.
+    /// Replay forward from the cursor, cycling 1x, 10x, 100x (silences over a second cut short), the
+    /// original pace (every silence kept), off.
     CycleReplay,
+    /// Open the prompt for a file to write the matching events to.
+    PromptStart,
+    /// An edit of the file name.
+    PromptInput(InputRequest),
+    /// Write the matching events to the file named.
+    PromptCommit,
+    /// Close the prompt without writing.
+    PromptCancel,
     /// Events arrived at `at`.
     Events {
         /// The events, oldest first.
@@ -67,6 +76,17 @@ pub enum Action {
         /// When they arrived (for the header's rate).
         at: SystemTime,
     },
+    /// Events from `origin` arrived at `at`.
+    EventsFrom {
+        /// Where they came from.
+        origin: Arc<str>,
+        /// The events, oldest first.
+        events: Vec<Arc<Event>>,
+        /// When they arrived.
+        at: SystemTime,
+    },
+    /// How the reading of a recording is going.
+    Recording(RecordingStatus),
     /// The source missed events here: after the events it sent so far, before those it sends next.
     Lost(Loss),
     /// The source attached to a bus.
@@ -106,6 +126,8 @@ impl Action {
         match msg {
             SourceMsg::Connected { socket, hosted } => Action::Connected { socket, hosted },
             SourceMsg::Events(events) => Action::Events { events, at },
+            SourceMsg::EventsFrom { origin, events } => Action::EventsFrom { origin, events, at },
+            SourceMsg::Recording(status) => Action::Recording(status),
             SourceMsg::Lost(loss) => Action::Lost(loss),
             SourceMsg::Stats(stats) => Action::Stats(stats),
             SourceMsg::Disconnected { retry_in } => Action::Disconnected { retry_in },
@@ -129,7 +151,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("← →", "history cursor one event back / forward"),
     ("[  ]", "history cursor one second back / forward"),
     ("Home", "history cursor to the oldest kept event"),
-    ("r", "replay from the cursor: 1x, 10x, 100x, off"),
+    (
+        "r",
+        "replay from the cursor: 1x, 10x, 100x, original pace, off",
+    ),
+    ("w", "write the matching events to a file (NDJSON)"),
     ("L  End", "back to LIVE"),
     ("Esc", "close help or detail"),
 ];
@@ -173,6 +199,13 @@ pub fn action_for_key(state: &State, key: &KeyEvent) -> Option<Action> {
             KeyCode::Char('?') => Action::ToggleHelp,
             _ => return None,
         }),
+        Focus::Prompt => Some(match key.code {
+            KeyCode::Enter => Action::PromptCommit,
+            KeyCode::Esc => Action::PromptCancel,
+            _ => Action::PromptInput(tui_input::backend::crossterm::to_input_request(
+                &TermEvent::Key(*key),
+            )?),
+        }),
         Focus::Filter => Some(match key.code {
             KeyCode::Enter => Action::FilterCommit,
             KeyCode::Esc => Action::FilterCancel,
@@ -200,6 +233,7 @@ pub fn action_for_key(state: &State, key: &KeyEvent) -> Option<Action> {
             KeyCode::Char(']') => Action::ScrubJumpForward,
             KeyCode::Home => Action::ScrubOldest,
             KeyCode::Char('r') => Action::CycleReplay,
+            KeyCode::Char('w') => Action::PromptStart,
             KeyCode::Esc => Action::CloseOverlay,
             _ => return None,
         }),

@@ -30,25 +30,31 @@
 
 mod action;
 mod attach;
+mod export;
 mod log;
 mod loss;
 pub mod progress;
+mod recording;
 mod remote;
 mod runtime;
 mod source;
 mod state;
+mod terms;
 pub mod ui;
 mod update;
 
 pub use action::{action_for_key, action_for_terminal_event, Action, KEYS};
 pub use attach::{run_at_socket, HOSTED_SUBSCRIBER_BUFFER};
 pub use log::Seq;
+pub use recording::{open_recording, run_recording, Recording, RecordingError};
 pub use remote::{socket_label, spawn_socket_source};
 pub use runtime::{run, run_loop, run_on_bus, run_with_source, TICK};
 pub use source::{
-    spawn_bus_source, Loss, LossReason, SourceMsg, SourceStats, CHANNEL_CAPACITY, MAX_BATCH,
+    spawn_bus_source, Loss, LossReason, RecordingStatus, SourceMsg, SourceStats, CHANNEL_CAPACITY,
+    MAX_BATCH,
 };
 pub use state::{Connection, Detail, Focus, Mode, Row, State};
+pub use terms::TermCountView;
 pub use update::{update, SCAN_SLICE};
 
 use crate::event_stream::FilterError;
@@ -111,4 +117,7 @@ pub enum TopError {
     /// No bus answered and hosting one at the socket failed.
     #[error(transparent)]
     Serve(#[from] crate::transport::ServeError),
+    /// The recording to open (`--open`) cannot be read.
+    #[error(transparent)]
+    Recording(#[from] RecordingError),
 }
