@@ -12,6 +12,9 @@ pub(super) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
     writable: AtomicBool,
+    /// A private copy in anonymous memory ([`Mapping::copy_of`]), not a map of the file: its pages
+    /// are the only copy, never dropped.
+    copy: bool,
 }
 
 // SAFETY: a Mapping owns its pages as a Box<[u8]> owns its heap memory. Its contents are read
@@ -59,6 +62,7 @@ impl Mapping {
             ptr,
             len,
             writable: AtomicBool::new(writable),
+            copy: false,
         })
     }
 
@@ -92,6 +96,7 @@ impl Mapping {
             ptr,
             len,
             writable: AtomicBool::new(false),
+            copy: true,
         };
         // SAFETY: `len` bytes mapped readable and writable, reachable only through this borrow until
         // it ends below.
@@ -119,6 +124,7 @@ impl Mapping {
             ptr: NonNull::dangling(),
             len: 0,
             writable: AtomicBool::new(false),
+            copy: false,
         }
     }
 
@@ -192,7 +198,10 @@ impl Mapping {
     /// Drops this process's page-table entries for the mapping (the page cache keeps the data, and a
     /// later read faults it back in), so scanned segments do not count as resident memory.
     pub fn release_pages(&self) {
-        self.advise(libc::MADV_DONTNEED);
+        // On a private copy that would zero the pages: they are the data.
+        if !self.copy {
+            self.advise(libc::MADV_DONTNEED);
+        }
     }
 
     fn advise(&self, advice: libc::c_int) {
