@@ -570,3 +570,88 @@ fn the_bus_dropped_count_is_measured_from_when_the_monitor_attached() {
         "what the bus dropped is not what this monitor lost"
     );
 }
+
+#[test]
+fn each_term_of_the_filter_being_edited_counts_its_matches_alone_exactly() {
+    let mut state = state_with(100_000, None);
+    for chunk in workload(50_000).chunks(4096) {
+        feed(&mut state, chunk.to_vec());
+    }
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, "task.*");
+    assert_eq!(
+        state.term_counts(),
+        [],
+        "one term: its count is the match count"
+    );
+    typed(&mut state, " frame>=49000 res:nobody");
+    let terms = state.term_counts();
+    assert_eq!(
+        terms.iter().map(|t| t.term.as_str()).collect::<Vec<_>>(),
+        ["task.*", "frame>=49000", "res:nobody"]
+    );
+    assert_eq!(
+        terms.iter().map(|t| t.column).collect::<Vec<_>>(),
+        [1, 8, 21]
+    );
+    assert!(
+        terms.iter().skip(1).all(|t| !t.complete),
+        "just typed: partial"
+    );
+    while state.has_background_work() {
+        update(&mut state, Action::Scan);
+    }
+    // task.started and task.progress are two in five; task.started (one in five) carries `frame`.
+    let counts: Vec<(u64, bool)> = state
+        .term_counts()
+        .iter()
+        .map(|t| (t.count, t.complete))
+        .collect();
+    assert_eq!(counts, [(20_000, true), (200, true), (0, true)]);
+    assert_eq!(state.match_count(), 0);
+
+    // Live events are counted as they arrive, and those leaving history take their count along.
+    let more: Vec<_> = workload(60_000).into_iter().skip(50_000).collect();
+    feed(&mut state, more);
+    let counts: Vec<u64> = state.term_counts().iter().map(|t| t.count).collect();
+    assert_eq!(counts, [24_000, 2_200, 0]);
+
+    // Deleting the last term keeps the others' counts; Enter puts the counts away.
+    for _ in 0.." res:nobody".len() {
+        key(&mut state, KeyCode::Backspace);
+    }
+    let terms = state.term_counts();
+    assert_eq!(terms.len(), 2);
+    assert!(terms.iter().all(|t| t.complete));
+    while state.has_background_work() {
+        update(&mut state, Action::Scan);
+    }
+    assert_eq!(state.match_count(), 2_200);
+    key(&mut state, KeyCode::Enter);
+    assert_eq!(state.term_counts(), []);
+}
+
+#[test]
+fn a_data_filter_over_events_of_known_data_counts_exactly() {
+    let mut state = state_with(1000, None);
+    let events = (0..100u64)
+        .map(|i| {
+            let data = serde_json::json!({"frame": i, "node": format!("n-{}", i % 4)});
+            stamped(
+                Event::with_resource("task.progress", "job", data),
+                i + 1,
+                i as f64,
+            )
+        })
+        .collect();
+    feed(&mut state, events);
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, "frame>89 node=n-1");
+    while state.has_background_work() {
+        update(&mut state, Action::Scan);
+    }
+    // Frames 90..=99 on node n-1: 93 and 97.
+    assert_eq!(state.match_count(), 2);
+    let counts: Vec<u64> = state.term_counts().iter().map(|t| t.count).collect();
+    assert_eq!(counts, [10, 25]);
+}
