@@ -12,9 +12,13 @@
 //! [`run_on_bus`]) and one served by another process ([`spawn_socket_source`]) look alike to the
 //! monitor.
 //!
-//! Memory is bounded by [`TopOptions::history`]: a ring of shared events, the positions of those
-//! matching the filter, rate bins, and a snapshot of the gauges every few thousand events (for the
-//! scrubber).
+//! Memory is bounded by [`TopOptions::history`]: the events in the compact [`store`](crate::store)
+//! (rows and LZ4 blocks, about 55 bytes an event of a render farm's, decoded for the rows on screen),
+//! the positions of those matching the filter (4 bytes each; none for the empty filter), rate bins,
+//! and about 128 snapshots of the gauges over the history (for the scrubber).
+//!
+//! [`run_recording`] shows a recording (`--open`: NDJSON, gzip, zstd, stdin or a data dir) through the
+//! same loop, its events read into the same log by a source of their own.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ipckit::top::TopError> {

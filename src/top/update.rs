@@ -61,6 +61,7 @@ pub fn update(state: &mut State, action: Action) {
             bar.input = Input::new(bar.applied.clone());
             bar.recall_pos = None;
             bar.error = None;
+            state.terms.update(&state.filter.applied, &state.log);
         }
         Action::FilterInput(request) => {
             state.filter.input.handle(request);
