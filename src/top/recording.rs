@@ -422,7 +422,9 @@ impl Recording {
     }
 }
 
-/// Runs the monitor full-screen on the recording at `path` (see [the module docs](self)).
+/// Runs the monitor full-screen on the recording at `path` ([`open_recording`]), read on a thread of
+/// its own in batches into the monitor's normal ingest path: the first screen shows with the first
+/// batch, and the header says `RECORDING`, its name, and what was skipped.
 ///
 /// # Errors
 ///
