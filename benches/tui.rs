@@ -14,7 +14,8 @@
 //! and to its full count.
 //!
 //! `cargo bench --bench tui` runs everything; `cargo bench --bench tui -- --report-only` only the
-//! report.
+//! report; with `IPCKIT_TUI_BENCH=open` only the report's `--open` figures, with
+//! `IPCKIT_TUI_BENCH=criterion` only the criterion groups (`-- key_to_frame` picks some).
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use ipckit::top::{open_recording, run_loop, update, Action, SourceMsg, State, TopOptions};
@@ -777,12 +778,17 @@ fn main() {
         memory_child(&which, n);
         return;
     }
-    let report_only = std::env::args().any(|a| a == "--report-only");
-    if !report_only {
+    let has = |flag: &str| std::env::args().any(|a| a == flag);
+    let only = std::env::var("IPCKIT_TUI_BENCH").unwrap_or_default();
+    if only == "open" {
+        open_report(1_000_000);
+        return;
+    }
+    if !has("--report-only") {
         benches();
         Criterion::default().configure_from_args().final_summary();
     }
-    if !std::env::args().any(|a| a == "--list" || a == "--test") {
+    if !(has("--list") || has("--test") || only == "criterion") {
         report();
     }
 }
