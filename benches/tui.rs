@@ -3,19 +3,32 @@
 //!
 //! Also: a filter key typed with 1M events of history, and the whole loop's key-to-frame latency while
 //! a source delivers 100,000 events a second (on the live event pane; with the progress pane focused,
-//! paused and flagged gauges; drilled into one gauge's events).
+//! paused and flagged gauges; drilled into one gauge's events; and with a key typed into a filter
+//! whose per-term counts are shown).
 //!
-//! `cargo bench --bench tui`
+//! Then a report on the monitor's log over the compact store, with a realistic dataset (a render
+//! farm's task lifecycle, log lines, MCP progress and file transfers, about 190 bytes of NDJSON each):
+//! resident bytes per event at 1M and 10M events (each in a fresh child process; beside it, an
+//! `Arc<Event>` ring of the same events, what the log held before), re-filter times at 1M and 10M (a
+//! type glob, a resource glob, `text:`; beside them `EventFilter::matches` over the ring), the frame
+//! time with 10M events kept, and the time `--open` of a 1M-event recording takes to its first screen
+//! and to its full count.
+//!
+//! `cargo bench --bench tui` runs everything; `cargo bench --bench tui -- --report-only` only the
+//! report; with `IPCKIT_TUI_BENCH=open` only the report's `--open` figures, with
+//! `IPCKIT_TUI_BENCH=criterion` only the criterion groups (`-- key_to_frame` picks some).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ipckit::top::{run_loop, update, Action, SourceMsg, State, TopOptions};
-use ipckit::Event;
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use ipckit::top::{open_recording, run_loop, update, Action, SourceMsg, State, TopOptions};
+use ipckit::{Event, EventFilter};
 use ratatui::backend::TestBackend;
 use ratatui::backend::{Backend, ClearType, WindowSize};
 use ratatui::buffer::Cell;
 use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::{Position, Size};
 use ratatui::Terminal;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
 use std::hint::black_box;
 use std::io;
 use std::pin::Pin;
@@ -24,7 +37,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Instant;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tui_input::InputRequest;
 
@@ -180,9 +193,10 @@ fn filter_keystroke(c: &mut Criterion) {
     group.finish();
 }
 
-/// A `TestBackend` that notes when a flushed frame starts or stops showing the help overlay.
+/// A `TestBackend` that notes when a flushed frame starts or stops showing `marker`.
 struct Watch {
     inner: TestBackend,
+    marker: &'static str,
     seen: Arc<Mutex<(bool, Instant)>>,
 }
 
@@ -224,7 +238,7 @@ impl Backend for Watch {
             let row: String = (0..buffer.area.width)
                 .map(|x| buffer[(x, y)].symbol())
                 .collect();
-            row.contains("or Esc closes")
+            row.contains(self.marker)
         });
         let mut seen = self.seen.lock().expect("not poisoned");
         if seen.0 != shown {
@@ -251,7 +265,7 @@ impl futures_core::Stream for Keys {
 /// hour old, so stalled); and drilled down into one gauge's events (its filter applied to the flood).
 fn key_latency_under_flood(c: &mut Criterion) {
     let press = |code| KeyEvent::new(code, KeyModifiers::NONE);
-    key_latency(c, "under_100k_events_per_s", &[]);
+    key_latency(c, "under_100k_events_per_s", &[], false);
     key_latency(
         c,
         "under_100k_events_per_s_progress_focused_paused_flagged",
@@ -260,6 +274,7 @@ fn key_latency_under_flood(c: &mut Criterion) {
             press(KeyCode::Char('j')),
             press(KeyCode::Char(' ')),
         ],
+        false,
     );
     key_latency(
         c,
@@ -269,11 +284,25 @@ fn key_latency_under_flood(c: &mut Criterion) {
             press(KeyCode::Char('j')),
             press(KeyCode::Enter),
         ],
+        false,
     );
 }
 
-/// [`key_latency_under_flood`] after the keys `setup` (sent once the loop runs).
-fn key_latency(c: &mut Criterion, name: &str, setup: &[KeyEvent]) {
+/// As [`key_latency_under_flood`], the filter bar being edited with three terms whose per-term
+/// counts are shown (and recounted over a 1M history as one of them changes): the keys type an `x`
+/// at the end of the last term and delete it, in turn.
+fn key_latency_with_term_counts(c: &mut Criterion) {
+    key_latency(
+        c,
+        "typing_a_filter_with_per_term_counts_under_100k_events_per_s",
+        &[],
+        true,
+    );
+}
+
+/// [`key_latency_under_flood`] after the keys `setup` (sent once the loop runs); with `terms`, the
+/// keys pressed edit a filter whose per-term counts are shown instead of toggling the help.
+fn key_latency(c: &mut Criterion, name: &str, setup: &[KeyEvent], terms: bool) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -302,11 +331,22 @@ fn key_latency(c: &mut Criterion, name: &str, setup: &[KeyEvent]) {
     };
     let backend = Watch {
         inner: TestBackend::new(160, 48),
+        marker: if terms {
+            "res:render-*x"
+        } else {
+            "or Esc closes"
+        },
         seen: Arc::clone(&seen),
     };
     let running = runtime.spawn(async move {
         let mut terminal = Terminal::new(backend).expect("terminal");
         let mut state = state(1_000_000, None);
+        if terms {
+            update(&mut state, Action::FilterStart);
+            for c in "log.* text:disk res:render-*".chars() {
+                update(&mut state, Action::FilterInput(InputRequest::InsertChar(c)));
+            }
+        }
         run_loop(
             &mut terminal,
             &mut state,
@@ -328,6 +368,7 @@ fn key_latency(c: &mut Criterion, name: &str, setup: &[KeyEvent]) {
     let mut group = c.benchmark_group("key_to_frame");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(8));
+    let mut typed = false;
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -336,11 +377,14 @@ fn key_latency(c: &mut Criterion, name: &str, setup: &[KeyEvent]) {
                 std::thread::sleep(Duration::from_micros((i * 7919) % 33_000));
                 let before = seen.lock().expect("not poisoned").0;
                 let pressed = Instant::now();
+                let code = match (terms, typed) {
+                    (false, _) => KeyCode::Char('?'),
+                    (true, false) => KeyCode::Char('x'),
+                    (true, true) => KeyCode::Backspace,
+                };
+                typed = !typed;
                 key_tx
-                    .send(Ok(TermEvent::Key(KeyEvent::new(
-                        KeyCode::Char('?'),
-                        KeyModifiers::NONE,
-                    ))))
+                    .send(Ok(TermEvent::Key(KeyEvent::new(code, KeyModifiers::NONE))))
                     .expect("loop running");
                 let answered = loop {
                     let (shown, at) = *seen.lock().expect("not poisoned");
@@ -376,6 +420,406 @@ criterion_group!(
     ingest_while_drawing,
     frame_time,
     filter_keystroke,
-    key_latency_under_flood
+    key_latency_under_flood,
+    key_latency_with_term_counts
 );
-criterion_main!(benches);
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const JOBS: u64 = 300;
+const WORDS: &[&str] = &[
+    "render", "sampling", "denoise", "texture", "cache", "miss", "loaded", "shader", "compile",
+    "bvh", "build", "light", "bake", "upload", "chunk", "retry", "socket", "timeout", "disk",
+    "slow", "memory", "peak", "frame", "tile", "done",
+];
+
+/// The `i`th event of the realistic dataset (the one `benches/store.rs` uses): id `i + 1`, a
+/// millisecond apart.
+fn realistic(rng: &mut Rng, i: u64) -> Event {
+    let job = rng.below(JOBS);
+    let res = format!("job-{job:04}");
+    let (event_type, resource, data): (&str, String, Value) = match rng.below(100) {
+        0..=34 => {
+            let total = 240 + job % 7 * 60;
+            let cur = i % total;
+            let data = json!({"current": cur, "total": total, "percentage": cur * 100 / total,
+                "message": format!("rendering frame {cur}/{total}")});
+            ("task.progress", res, data)
+        }
+        35..=64 => {
+            let (ty, level) = match rng.below(10) {
+                0..=5 => ("log.stdout", "stdout"),
+                6..=7 => ("log.info", "info"),
+                8 => ("log.warn", "warn"),
+                _ => ("log.stderr", "stderr"),
+            };
+            let mut msg = format!("[{}] ", WORDS[rng.below(WORDS.len() as u64) as usize]);
+            for _ in 0..3 + rng.below(6) {
+                msg.push_str(WORDS[rng.below(WORDS.len() as u64) as usize]);
+                msg.push(' ');
+            }
+            msg.push_str(&format!("{}.{:02}s", rng.below(20), rng.below(100)));
+            (ty, res, json!({"level": level, "message": msg}))
+        }
+        65..=79 => {
+            let token = format!("tok-{:04x}", job * 31 % 997);
+            let p = (i % 100) as f64;
+            let data = json!({"progressToken": token, "progress": p, "total": 100.0,
+                "message": format!("indexing files {}/100", p as u64)});
+            ("mcp.notifications.progress", token, data)
+        }
+        80..=91 => {
+            let total = 1_000_000 + job * 7919 % 50_000_000;
+            let ty = if rng.below(2) == 0 {
+                "file.upload.progress"
+            } else {
+                "file.download.progress"
+            };
+            let data = json!({"file": format!("/farm/assets/job-{job:04}/tex_{:04}.exr", rng.below(5000)),
+                "bytes": total / 100 * (i % 100), "total": total, "rate_bps": rng.below(90_000_000)});
+            (ty, format!("xfer-{:03}", job % 120), data)
+        }
+        _ => {
+            let node = format!("n-{:02}", rng.below(24));
+            match rng.below(4) {
+                0 => (
+                    "task.created",
+                    res,
+                    json!({"node": node, "priority": rng.below(5), "frames": 240}),
+                ),
+                1 => (
+                    "task.started",
+                    res,
+                    json!({"node": node, "attempt": 1 + rng.below(3)}),
+                ),
+                2 => (
+                    "task.completed",
+                    res,
+                    json!({"result": {"frames": 240, "output": format!("/farm/out/job-{job:04}/")},
+                        "elapsed_s": rng.below(4000)}),
+                ),
+                _ => {
+                    let code = 1 + rng.below(3);
+                    let data =
+                        json!({"error": format!("exit code {code} on {node}"), "exit_code": code});
+                    ("task.failed", res, data)
+                }
+            }
+        }
+    };
+    let mut event = Event::with_resource(event_type, &resource, data);
+    event.id = i + 1;
+    event.timestamp =
+        UNIX_EPOCH + Duration::from_micros(1_732_500_000_000_000 + i * 1_000 + rng.below(1_000));
+    event
+}
+
+/// Feeds `n` realistic events to `state`, 4,096 at a time, as a source delivers them.
+fn feed_realistic(state: &mut State, n: u64) {
+    let mut rng = Rng::new(42);
+    let mut i = 0;
+    while i < n {
+        let batch: Vec<Arc<Event>> = (i..(i + BATCH as u64).min(n))
+            .map(|j| Arc::new(realistic(&mut rng, j)))
+            .collect();
+        i += batch.len() as u64;
+        update(
+            state,
+            Action::Events {
+                events: batch,
+                at: SystemTime::now(),
+            },
+        );
+    }
+}
+
+fn rss() -> i64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: i64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// In a fresh process: `n` realistic events into the monitor's state (`log`) or into an
+/// `Arc<Event>` ring (`arc_ring`); prints the resident bytes per event.
+fn memory_child(which: &str, n: u64) {
+    let before = rss();
+    let after = if which == "log" {
+        let mut state = state(n as usize, None);
+        feed_realistic(&mut state, n);
+        assert_eq!(state.history_len() as u64, n);
+        let after = rss();
+        std::mem::forget(state);
+        after
+    } else {
+        let mut rng = Rng::new(42);
+        let mut ring = VecDeque::new();
+        for i in 0..n {
+            ring.push_back(Arc::new(realistic(&mut rng, i)));
+        }
+        let after = rss();
+        std::mem::forget(ring);
+        after
+    };
+    println!("{}", (after - before) as f64 / n as f64);
+}
+
+fn memory_per_event(which: &str, n: u64) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::process::Command::new(exe)
+        .env("IPCKIT_TUI_BENCH_MEMORY", format!("{which} {n}"))
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// The fastest of three timings of `f`.
+fn fastest(mut f: impl FnMut() -> Duration) -> Duration {
+    (0..3).map(|_| f()).min().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Types `expr` into the filter bar of `state` (whose filter is empty) and times its last key and
+/// the background scan to its end: the re-filter, as the monitor does it, in `SCAN_SLICE` slices.
+fn refilter(state: &mut State, expr: &str) -> (Duration, usize) {
+    update(state, Action::FilterStart);
+    let mut chars: Vec<char> = expr.chars().collect();
+    let last = chars.pop().unwrap_or(' ');
+    for c in chars {
+        update(state, Action::FilterInput(InputRequest::InsertChar(c)));
+    }
+    let start = Instant::now();
+    update(state, Action::FilterInput(InputRequest::InsertChar(last)));
+    update(state, Action::FilterCommit);
+    while state.has_background_work() {
+        update(state, Action::Scan);
+    }
+    let took = start.elapsed();
+    let count = state.match_count();
+    update(state, Action::FilterStart);
+    for _ in expr.chars() {
+        update(state, Action::FilterInput(InputRequest::DeletePrevChar));
+    }
+    update(state, Action::FilterCommit);
+    (took, count)
+}
+
+const FILTERS: [(&str, &str); 3] = [
+    ("type glob", "task.*"),
+    ("resource glob", "res:job-01??"),
+    ("text", "text:timeout"),
+];
+
+fn refilter_report(n: u64) {
+    let mut state = state(n as usize, None);
+    feed_realistic(&mut state, n);
+    let ring: Option<Vec<Arc<Event>>> = (n <= 1_000_000).then(|| {
+        let mut rng = Rng::new(42);
+        (0..n).map(|i| Arc::new(realistic(&mut rng, i))).collect()
+    });
+    for (name, expr) in FILTERS {
+        let mut count = 0;
+        let took = fastest(|| {
+            let (took, c) = refilter(&mut state, expr);
+            count = c;
+            took
+        });
+        let mut line = format!(
+            "re-filter {n} kept events by {name} `{expr}`: {:.1} ms ({count} matches)",
+            ms(took)
+        );
+        if let Some(ring) = &ring {
+            let filter = EventFilter::parse(expr).unwrap_or_default();
+            let mut ring_count = 0;
+            let ring_took = fastest(|| {
+                let start = Instant::now();
+                ring_count = ring.iter().filter(|e| filter.matches(e)).count();
+                start.elapsed()
+            });
+            assert_eq!(ring_count, count, "{expr}");
+            line.push_str(&format!(
+                "; EventFilter::matches over an Arc<Event> ring {:.1} ms ({:.1}x the log's time)",
+                ms(ring_took),
+                ring_took.as_secs_f64() / took.as_secs_f64()
+            ));
+        }
+        println!("  {line}");
+    }
+    if n >= 10_000_000 {
+        let mut terminal = Terminal::new(TestBackend::new(160, 48)).expect("test backend");
+        for (name, setup) in [("live", ""), ("filtered `log.warn`", "log.warn")] {
+            if !setup.is_empty() {
+                update(&mut state, Action::FilterStart);
+                for c in setup.chars() {
+                    update(&mut state, Action::FilterInput(InputRequest::InsertChar(c)));
+                }
+                update(&mut state, Action::FilterCommit);
+                while state.has_background_work() {
+                    update(&mut state, Action::Scan);
+                }
+            }
+            let took = fastest(|| {
+                let start = Instant::now();
+                for _ in 0..10 {
+                    terminal
+                        .draw(|f| ipckit::top::ui::render(black_box(&state), f))
+                        .expect("draw");
+                }
+                start.elapsed() / 10
+            });
+            println!("  a frame with {n} events kept, {name}: {:.2} ms", ms(took));
+        }
+        update(&mut state, Action::ScrubOldest);
+        for _ in 0..100 {
+            update(&mut state, Action::ScrubJumpForward);
+        }
+        let took = fastest(|| {
+            let start = Instant::now();
+            update(&mut state, Action::ScrubForward);
+            terminal
+                .draw(|f| ipckit::top::ui::render(black_box(&state), f))
+                .expect("draw");
+            start.elapsed()
+        });
+        println!(
+            "  a scrub step (→, the gauges rebuilt) and its frame with {n} events kept: {:.2} ms",
+            ms(took)
+        );
+    }
+    std::mem::forget((state, ring));
+}
+
+/// `--open` of a recording of `n` realistic events: the file written as `events --format json`
+/// writes it, then read by the recording source into the monitor's state as the runtime does, a
+/// frame drawn after the first batch (the first screen) and the time the whole count is in.
+fn open_report(n: u64) {
+    let path = std::env::temp_dir().join(format!("ipckit-tui-bench-{}.ndjson", std::process::id()));
+    {
+        let file = std::fs::File::create(&path).expect("temp file");
+        let mut out = std::io::BufWriter::new(file);
+        let mut rng = Rng::new(42);
+        for i in 0..n {
+            let event = realistic(&mut rng, i);
+            serde_json::to_writer(&mut out, &event).expect("write");
+            std::io::Write::write_all(&mut out, b"\n").expect("write");
+        }
+        std::io::Write::flush(&mut out).expect("flush");
+    }
+    let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut firsts = Vec::new();
+    let mut wholes = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let recording = open_recording(&path).expect("recording");
+        let mut rx = recording.spawn();
+        let mut state = state(ipckit::cli::RECORDING_HISTORY, None);
+        let mut terminal = Terminal::new(TestBackend::new(160, 48)).expect("test backend");
+        let mut first = None;
+        runtime.block_on(async {
+            while let Some(msg) = rx.recv().await {
+                update(&mut state, Action::from_source(msg, SystemTime::now()));
+                if first.is_none() && state.history_len() > 0 {
+                    terminal
+                        .draw(|f| ipckit::top::ui::render(&state, f))
+                        .expect("draw");
+                    first = Some(started.elapsed());
+                }
+            }
+        });
+        let whole = started.elapsed();
+        assert_eq!(state.match_count() as u64, n);
+        assert!(state
+            .recording()
+            .is_some_and(|r| r.loaded && r.skipped == 0));
+        firsts.push(first.unwrap_or(whole));
+        wholes.push(whole);
+    }
+    let _ = std::fs::remove_file(&path);
+    println!(
+        "--open of a {n}-event recording ({:.0} MB of NDJSON): first screen in {:.0} ms, full count in {:.0} ms (fastest of 3; runs: {:?})",
+        bytes as f64 / 1e6,
+        ms(*firsts.iter().min().unwrap_or(&Duration::ZERO)),
+        ms(*wholes.iter().min().unwrap_or(&Duration::ZERO)),
+        wholes.iter().map(|d| format!("{:.0} ms", ms(*d))).collect::<Vec<_>>()
+    );
+}
+
+fn report() {
+    println!("\n== report: the monitor's log on the compact store ==");
+    for n in [1_000_000u64, 10_000_000] {
+        let log = memory_per_event("log", n);
+        let ring = (n == 1_000_000)
+            .then(|| memory_per_event("arc_ring", n))
+            .flatten();
+        match (log, ring) {
+            (Some(log), Some(ring)) => println!(
+                "{n} realistic events, resident bytes per event: monitor state (log, gauges, timeline, checkpoints) {log:.0} ({:.0} MB); an Arc<Event> ring of the same events {ring:.0} ({:.1}x the log's)",
+                log * n as f64 / 1e6,
+                ring / log
+            ),
+            (Some(log), None) => println!(
+                "{n} realistic events, resident bytes per event: monitor state (log, gauges, timeline, checkpoints) {log:.0} ({:.0} MB)",
+                log * n as f64 / 1e6
+            ),
+            _ => println!("{n}: could not run the measuring child process"),
+        }
+    }
+    refilter_report(1_000_000);
+    refilter_report(10_000_000);
+    open_report(1_000_000);
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("IPCKIT_TUI_BENCH_MEMORY") {
+        let mut parts = spec.split_whitespace();
+        let which = parts.next().unwrap_or("log").to_owned();
+        let n = parts
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1_000_000);
+        memory_child(&which, n);
+        return;
+    }
+    let has = |flag: &str| std::env::args().any(|a| a == flag);
+    let only = std::env::var("IPCKIT_TUI_BENCH").unwrap_or_default();
+    if only == "open" {
+        open_report(1_000_000);
+        return;
+    }
+    if !has("--report-only") {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+    if !(has("--list") || has("--test") || only == "criterion") {
+        report();
+    }
+}

@@ -192,12 +192,66 @@ fn replay_cycles_speeds_and_plays_forward_to_live() {
     assert_eq!(state.scrub_event().unwrap().id, 13);
     key(&mut state, KeyCode::Char('r'));
     assert_eq!(state.replay_speed(), Some(100));
+    assert!(!state.replay_original_pace());
+    key(&mut state, KeyCode::Char('r'));
+    assert_eq!(state.replay_speed(), Some(1));
+    assert!(state.replay_original_pace());
     key(&mut state, KeyCode::Char('r'));
     assert_eq!(state.replay_speed(), None);
     key(&mut state, KeyCode::Char(' '));
     assert_eq!(state.replay_speed(), Some(1));
     update(&mut state, Action::Tick { now: at(30.0) });
     assert_eq!(state.mode(), Mode::Live, "replay that catches up goes live");
+}
+
+/// Events at 0 s, 1 s, then after a silence of 99 s, at 100 s and 101 s.
+fn with_a_long_silence() -> ipckit::top::State {
+    let mut state = state_with(1000, None);
+    let events = [0.0, 1.0, 100.0, 101.0]
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| stamped(Event::stdout("r", "line"), i as u64 + 1, t))
+        .collect();
+    feed(&mut state, events);
+    key(&mut state, KeyCode::Home);
+    state
+}
+
+#[test]
+fn replay_cuts_a_long_silence_to_a_second_except_at_the_original_pace() {
+    let mut state = with_a_long_silence();
+    key(&mut state, KeyCode::Char('r'));
+    update(&mut state, Action::Tick { now: at(1.5) });
+    assert_eq!(state.scrub_event().unwrap().id, 2);
+    // 98.5 s to the next event: cut to one.
+    update(&mut state, Action::Tick { now: at(2.6) });
+    assert_eq!(
+        state.scrub_event().unwrap().id,
+        3,
+        "the silence was cut short"
+    );
+
+    let mut state = with_a_long_silence();
+    for _ in 0..4 {
+        key(&mut state, KeyCode::Char('r'));
+    }
+    assert!(state.replay_original_pace());
+    update(&mut state, Action::Tick { now: at(1.5) });
+    assert_eq!(state.scrub_event().unwrap().id, 2);
+    update(&mut state, Action::Tick { now: at(2.6) });
+    assert_eq!(
+        state.scrub_event().unwrap().id,
+        2,
+        "every silence as it was"
+    );
+    update(&mut state, Action::Tick { now: at(100.5) });
+    assert_eq!(state.scrub_event().unwrap().id, 3);
+    let s = screen(&state, 120, 30);
+    assert!(
+        s.iter().any(|l| l.contains("▶ original pace")),
+        "{}",
+        s.join("\n")
+    );
 }
 
 #[test]
@@ -838,4 +892,89 @@ fn every_command_has_a_key_shown_in_help_and_the_footer_s_keys_do_what_it_says()
     key(&mut state, KeyCode::Esc);
     key(&mut state, KeyCode::Enter);
     check(&state, Focus::Detail);
+}
+
+#[test]
+fn each_term_of_the_filter_being_edited_counts_its_matches_alone_exactly() {
+    let mut state = state_with(100_000, None);
+    for chunk in workload(50_000).chunks(4096) {
+        feed(&mut state, chunk.to_vec());
+    }
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, "task.*");
+    assert_eq!(
+        state.term_counts(),
+        [],
+        "one term: its count is the match count"
+    );
+    typed(&mut state, " frame>=49000 res:nobody");
+    let terms = state.term_counts();
+    assert_eq!(
+        terms.iter().map(|t| t.term.as_str()).collect::<Vec<_>>(),
+        ["task.*", "frame>=49000", "res:nobody"]
+    );
+    assert_eq!(
+        terms.iter().map(|t| t.column).collect::<Vec<_>>(),
+        [1, 8, 21]
+    );
+    assert!(
+        terms.iter().skip(1).all(|t| !t.complete),
+        "just typed: partial"
+    );
+    while state.has_background_work() {
+        update(&mut state, Action::Scan);
+    }
+    // task.started and task.progress are two in five; task.started (one in five) carries `frame`.
+    let counts: Vec<(u64, bool)> = state
+        .term_counts()
+        .iter()
+        .map(|t| (t.count, t.complete))
+        .collect();
+    assert_eq!(counts, [(20_000, true), (200, true), (0, true)]);
+    assert_eq!(state.match_count(), 0);
+
+    // Live events are counted as they arrive, and those leaving history take their count along.
+    let more: Vec<_> = workload(60_000).into_iter().skip(50_000).collect();
+    feed(&mut state, more);
+    let counts: Vec<u64> = state.term_counts().iter().map(|t| t.count).collect();
+    assert_eq!(counts, [24_000, 2_200, 0]);
+
+    // Deleting the last term keeps the others' counts; Enter puts the counts away.
+    for _ in 0.." res:nobody".len() {
+        key(&mut state, KeyCode::Backspace);
+    }
+    let terms = state.term_counts();
+    assert_eq!(terms.len(), 2);
+    assert!(terms.iter().all(|t| t.complete));
+    while state.has_background_work() {
+        update(&mut state, Action::Scan);
+    }
+    assert_eq!(state.match_count(), 2_200);
+    key(&mut state, KeyCode::Enter);
+    assert_eq!(state.term_counts(), []);
+}
+
+#[test]
+fn a_data_filter_over_events_of_known_data_counts_exactly() {
+    let mut state = state_with(1000, None);
+    let events = (0..100u64)
+        .map(|i| {
+            let data = serde_json::json!({"frame": i, "node": format!("n-{}", i % 4)});
+            stamped(
+                Event::with_resource("task.progress", "job", data),
+                i + 1,
+                i as f64,
+            )
+        })
+        .collect();
+    feed(&mut state, events);
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, "frame>89 node=n-1");
+    while state.has_background_work() {
+        update(&mut state, Action::Scan);
+    }
+    // Frames 90..=99 on node n-1: 93 and 97.
+    assert_eq!(state.match_count(), 2);
+    let counts: Vec<u64> = state.term_counts().iter().map(|t| t.count).collect();
+    assert_eq!(counts, [10, 25]);
 }

@@ -120,6 +120,10 @@ struct Monitor {
 
 impl Monitor {
     fn start(args: &[&str]) -> Self {
+        Self::start_command(BIN, args)
+    }
+
+    fn start_command(program: &str, args: &[&str]) -> Self {
         let pty = native_pty_system()
             .openpty(PtySize {
                 rows: ROWS as u16,
@@ -128,7 +132,7 @@ impl Monitor {
                 pixel_height: 0,
             })
             .unwrap();
-        let mut cmd = CommandBuilder::new(BIN);
+        let mut cmd = CommandBuilder::new(program);
         cmd.args(args);
         cmd.env("TERM", "xterm-256color");
         cmd.env_remove("IPCKIT_SOCKET");
@@ -476,4 +480,68 @@ fn a_data_filter_counts_exactly_and_a_gauge_drill_down_shows_only_its_events() {
     assert!(status.success(), "{status:?}");
     assert_restored(&screen.lock().unwrap().raw);
     drop(server);
+}
+
+/// A recording of 40 events (a task event, then a log line, in turn) with two bad lines.
+fn recording_with_bad_lines(dir: &TempDir) -> std::path::PathBuf {
+    let mut lines: Vec<String> = (1..=40)
+        .map(|id| {
+            let (kind, data) = if id % 2 == 1 {
+                ("task.started", format!("{{\"frame\":{id}}}"))
+            } else {
+                ("log.stderr", format!("{{\"message\":\"line {id}\"}}"))
+            };
+            format!(
+                "{{\"id\":{id},\"timestamp\":{}.5,\"event_type\":\"{kind}\",\"resource_id\":\"job-{}\",\"data\":{data}}}",
+                1_795_608_000 + id,
+                id % 3
+            )
+        })
+        .collect();
+    lines.insert(6, "not an event".into());
+    lines.insert(30, "{\"event_type\": 3}".into());
+    let path = dir.0.join("farm.ndjson");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn a_recording_opens_in_a_pty_and_w_writes_what_opens_again_to_the_same_view() {
+    let dir = TempDir::new();
+    let path = recording_with_bad_lines(&dir);
+    let mut monitor = Monitor::start(&["--open", path.to_str().unwrap()]);
+    let screen = Arc::clone(&monitor.screen);
+    wait_for(&screen, "the recording's first screen", |s| {
+        s.contains("RECORDING farm.ndjson ─ 40 events ─ 2 lines skipped, first at line 7")
+            && s.contains("40 of 40 match")
+    });
+    monitor.keys(b"/task.* res:job-1");
+    wait_for(&screen, "the filter with each term's count", |s| {
+        s.contains("7 of 40 match") && s.contains("task.* 20 │ res:job-1 14")
+    });
+    monitor.keys(b"\r");
+    let written = dir.0.join("kept.ndjson");
+    // w, the default name cleared (Ctrl-U), a name typed.
+    monitor.keys(b"w\x15");
+    monitor.keys(written.to_str().unwrap().as_bytes());
+    monitor.keys(b"\r");
+    wait_for(&screen, "the write to be confirmed", |s| {
+        s.contains("wrote 7 events to")
+    });
+    monitor.keys(b"q");
+    assert!(monitor.wait().success());
+    assert_restored(&screen.lock().unwrap().raw);
+
+    // Through stdin, as `-`: the same 7 events, nothing skipped.
+    let command = format!("exec {BIN} --open - < '{}'", written.display());
+    let mut monitor = Monitor::start_command("sh", &["-c", &command]);
+    let screen = Arc::clone(&monitor.screen);
+    wait_for(&screen, "the written recording from stdin", |s| {
+        s.contains("RECORDING stdin ─ 7 events")
+            && !s.contains("skipped")
+            && s.contains("7 of 7 match")
+            && s.lines().filter(|l| l.contains("task.started")).count() == 7
+    });
+    monitor.keys(b"q");
+    assert!(monitor.wait().success());
 }

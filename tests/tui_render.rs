@@ -904,3 +904,119 @@ fn the_help_fits_in_two_columns_or_scrolls() {
     key(&mut state, KeyCode::Esc);
     assert_eq!(state.focus(), ipckit::top::Focus::Events);
 }
+
+#[test]
+fn the_terms_being_edited_show_their_counts_under_the_filter_bar_a_zero_in_red() {
+    let mut state = live_state();
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, "task.* res:render-1 res:nobody");
+    while state.has_background_work() {
+        update(&mut state, Action::Scan);
+    }
+    let terminal = drawn(&state, 120, 30);
+    let s = screen(&state, 120, 30);
+    // Under the filter bar, on the event pane's border: each term and its count.
+    assert!(
+        s[2].contains("task.* 19 │ res:render-1 10 │ res:nobody 0"),
+        "{}",
+        show(&s)
+    );
+    let x = s[2].find("nobody 0").unwrap() + "nobody ".len();
+    let x = s[2][..x].chars().count() as u16;
+    let buffer = terminal.backend().buffer();
+    assert_eq!(buffer[(x, 2)].bg, Color::Red, "{}", show(&s));
+    // Enter keeps the filter; the counts go, the pane's title comes back.
+    key(&mut state, KeyCode::Enter);
+    let s = screen(&state, 120, 30);
+    assert!(s[2].contains("events"), "{}", show(&s));
+    assert!(!s[2].contains("nobody"), "{}", show(&s));
+}
+
+#[test]
+fn a_partial_term_count_is_shown_as_partial() {
+    let mut state = state_with(100_000, None);
+    for chunk in workload(40_000).chunks(4096) {
+        feed(&mut state, chunk.to_vec());
+    }
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, "task.* res:render-1");
+    update(&mut state, Action::Scan);
+    let s = screen(&state, 120, 30);
+    assert!(s[2].contains("res:render-1 ≥"), "{}", show(&s));
+    assert!(s[2].contains('…'), "{}", show(&s));
+}
+
+#[test]
+fn the_write_prompt_offers_a_dated_name_and_says_how_many_it_writes() {
+    let mut state = live_state();
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, "log.*");
+    key(&mut state, KeyCode::Enter);
+    key(&mut state, KeyCode::Char('w'));
+    let s = screen(&state, 120, 30);
+    assert!(
+        s[1].contains(" write to> ipckit-20261125-120000.ndjson"),
+        "{}",
+        show(&s)
+    );
+    assert!(
+        s[1].contains("Enter writes the 19 matching events as NDJSON · Esc cancels"),
+        "{}",
+        show(&s)
+    );
+}
+
+#[test]
+fn a_recording_s_header_names_it_and_says_what_was_skipped() {
+    let mut state = state_with(1000, None);
+    update(
+        &mut state,
+        Action::Recording(ipckit::top::RecordingStatus {
+            name: "farm.ndjson.gz".into(),
+            skipped: 3,
+            first_skipped: Some("line 17".into()),
+            ..Default::default()
+        }),
+    );
+    feed(&mut state, workload(48));
+    let s = screen(&state, 120, 30);
+    assert!(
+        s[0].contains(
+            "RECORDING farm.ndjson.gz ─ 48 events, reading… ─ 3 lines skipped, first at line 17"
+        ),
+        "{}",
+        show(&s)
+    );
+    assert!(!s[0].contains("subs"), "no bus counters: {}", show(&s));
+    key(&mut state, KeyCode::Char(' '));
+    let s = screen(&state, 120, 30);
+    assert!(
+        s[0].ends_with("PAUSED ") || s[0].contains("─ PAUSED"),
+        "{}",
+        show(&s)
+    );
+}
+
+#[test]
+fn an_origin_column_appears_once_events_came_from_two_origins() {
+    let mut state = state_with(1000, None);
+    let from = |origin: &str, ids: std::ops::Range<u64>| Action::EventsFrom {
+        origin: origin.into(),
+        events: ids
+            .map(|i| stamped(Event::stdout("job", "line"), i, i as f64))
+            .collect(),
+        at: at(0.0),
+    };
+    update(&mut state, from("farm-a", 1..4));
+    let s = screen(&state, 120, 30);
+    assert!(
+        !contains(&s, "farm-a"),
+        "one origin: no column\n{}",
+        show(&s)
+    );
+    update(&mut state, from("farm-b", 4..6));
+    let s = screen(&state, 120, 30);
+    let row = |id: &str| s.iter().find(|l| l.contains(id)).cloned().unwrap();
+    assert!(row("#3 ").contains("farm-a #3 "), "{}", show(&s));
+    assert!(row("#5 ").contains("farm-b #5 "), "{}", show(&s));
+}

@@ -210,6 +210,7 @@ async fn the_socket_source_attaches_reports_loss_and_resumes_without_gap_or_dupl
             SourceMsg::Events(batch) => ids.extend(batch.iter().map(|e| e.id)),
             SourceMsg::Stats(_) | SourceMsg::Disconnected { .. } => {}
             SourceMsg::Lost(loss) => panic!("the bus held everything, yet {loss:?}"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert!(reconnected);

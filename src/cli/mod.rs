@@ -30,8 +30,13 @@ pub struct Cli {
     #[arg(long)]
     pub demo: bool,
     /// Monitor: events kept for scrolling, filtering and scrubbing (and by a hosted bus for replay)
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_HISTORY, value_parser = at_least_one)]
-    pub history: usize,
+    /// [default: 50000; with --open, 10000000]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub history: Option<usize>,
+    /// Monitor: show a recording instead of a bus, read-only: an NDJSON file as `events --format json`
+    /// prints it and `w` writes it (gzip or zstd compressed too), `-` for stdin, or a data dir
+    #[arg(long, value_name = "PATH", conflicts_with = "demo")]
+    pub open: Option<PathBuf>,
     /// What to do; without a subcommand, run the monitor
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -179,7 +184,13 @@ pub struct MonitorOptions {
     pub demo: bool,
     /// History size of a hosted bus.
     pub history: usize,
+    /// A recording to show instead of a bus.
+    pub open: Option<PathBuf>,
 }
+
+/// Events a recording opened with `--open` keeps without `--history`: ten million, about 550 MB of
+/// memory for events of a render farm's size.
+pub const RECORDING_HISTORY: usize = 10_000_000;
 
 /// A failed command, as one line.
 #[derive(Debug, thiserror::Error)]
@@ -242,7 +253,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             socket,
             filter: cli.filter,
             demo: cli.demo,
-            history: cli.history,
+            history: cli.history.unwrap_or(if cli.open.is_some() {
+                RECORDING_HISTORY
+            } else {
+                DEFAULT_HISTORY
+            }),
+            open: cli.open,
         });
     };
     let multi = matches!(command, Command::Serve(_));
@@ -280,7 +296,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
 }
 
 /// The full-screen monitor: attaches to the bus at the socket, or hosts one there
-/// ([`crate::top::run_at_socket`]).
+/// ([`crate::top::run_at_socket`]); with `--open`, shows a recording ([`crate::top::run_recording`]).
 ///
 /// # Errors
 ///
@@ -300,7 +316,10 @@ pub fn run_monitor(options: MonitorOptions) -> Result<ExitCode, CliError> {
         history: options.history,
         ..Default::default()
     };
-    runtime.block_on(crate::top::run_at_socket(options.socket, top, options.demo))?;
+    match &options.open {
+        Some(path) => runtime.block_on(crate::top::run_recording(path, top))?,
+        None => runtime.block_on(crate::top::run_at_socket(options.socket, top, options.demo))?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1096,6 +1096,16 @@ fn tokenize(expression: &str) -> Result<Vec<Token<'_>>, FilterError> {
     Ok(tokens)
 }
 
+/// The terms of `expression` as written (quotes and `!` included), each with the character column
+/// (from 1) where it starts: what the monitor counts term by term while a filter is edited.
+#[cfg_attr(not(feature = "tui"), allow(dead_code))]
+pub(crate) fn split_terms(expression: &str) -> Result<Vec<(usize, &str)>, FilterError> {
+    Ok(tokenize(expression)?
+        .into_iter()
+        .map(|token| (token.column, token.raw))
+        .collect())
+}
+
 /// The data-field operator that starts with `c` (followed by `next`), if `c` starts one.
 fn field_op(c: char, next: Option<char>) -> Option<FieldOp> {
     let or_equal = next == Some('=');

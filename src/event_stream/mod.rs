@@ -86,6 +86,8 @@ mod bus;
 mod catch_up;
 mod event;
 mod filter;
+#[cfg(feature = "tui")]
+pub(crate) use filter::split_terms;
 mod history;
 mod subscriber;
 mod sync;

@@ -286,6 +286,18 @@ pub enum DiskError {
         /// The file.
         path: PathBuf,
     },
+    /// The path is not a directory holding a data dir (to open read-only).
+    #[error("no ipckit data dir at {} (not a directory with a FORMAT file)", path.display())]
+    NoDataDir {
+        /// The path.
+        path: PathBuf,
+    },
+    /// An append to a data dir opened read-only.
+    #[error("data dir {} is open read-only", path.display())]
+    ReadOnly {
+        /// The directory.
+        path: PathBuf,
+    },
     /// An append whose id is not above the last one stored.
     #[error("record id {id} is below the next id the data dir takes ({next})")]
     IdOrder {
@@ -381,7 +393,12 @@ pub struct DataDir {
     /// Prefaults ahead of the appends and, under `Interval`, flushes.
     background: Option<background::Background>,
     closed: bool,
-    _lock: dir::Lock,
+    /// Opened with [`DataDir::open_read_only`]: appends are refused and nothing on disk is changed.
+    read_only: bool,
+    /// Who held the data dir when it was opened read-only.
+    holder: Option<Option<u32>>,
+    /// The exclusive lock (none when read-only).
+    _lock: Option<dir::Lock>,
 }
 
 impl DataDir {
@@ -397,24 +414,74 @@ impl DataDir {
         path: impl AsRef<Path>,
         options: DiskOptions,
     ) -> Result<(DataDir, Recovery), DiskError> {
+        Self::open_with(path.as_ref(), options, false)
+    }
+
+    /// Opens the existing data dir at `path` to read it, changing nothing in it: no lock is taken, no
+    /// torn record cut, no file removed, no retention applied, and appends are refused
+    /// ([`DiskError::ReadOnly`]). It works while a server holds the data dir
+    /// ([`DataDir::holder`] then says so): the segment that server may be writing is read into memory
+    /// as it is at the open (a record it is writing just then is left out), the older ones are mapped
+    /// (a server never writes or cuts a segment it has closed). What the server appends later is not
+    /// seen. Damage is reported in the [`Recovery`] as [`DataDir::open`] reports it; a torn end is
+    /// left out, not reported (it may be a write in progress).
+    ///
+    /// # Errors
+    ///
+    /// [`DiskError::NoDataDir`] for a path that is not a directory holding a data dir,
+    /// [`DiskError::UnsafeDirectory`], [`DiskError::Version`], [`DiskError::NotADataDir`],
+    /// [`DiskError::NotASegment`] and I/O errors.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<(DataDir, Recovery), DiskError> {
+        Self::open_with(path.as_ref(), DiskOptions::default(), true)
+    }
+
+    /// Whether another process held the data dir when it was opened read-only, and its pid if its
+    /// lock file says: `Some(pid)`; `None` when nobody did (and always for a data dir opened to write).
+    pub fn holder(&self) -> Option<Option<u32>> {
+        self.holder
+    }
+
+    fn open_with(
+        path: &Path,
+        options: DiskOptions,
+        read_only: bool,
+    ) -> Result<(DataDir, Recovery), DiskError> {
         let started = Instant::now();
         options.check()?;
-        let path = path.as_ref().to_path_buf();
-        dir::prepare(&path)?;
-        // Refuse a foreign or other-version directory before writing anything into it.
-        dir::check_format(&path)?;
-        let lock = dir::Lock::acquire(&path)?;
-        if dir::check_format(&path)? {
-            dir::write_format(&path)?;
-        }
+        let path = path.to_path_buf();
+        let mut holder = None;
+        let lock = if read_only {
+            if !path.is_dir() {
+                return Err(DiskError::NoDataDir { path });
+            }
+            dir::check_safe(&path)?;
+            if dir::check_format(&path)? {
+                return Err(DiskError::NoDataDir { path });
+            }
+            holder = dir::holder(&path)?;
+            None
+        } else {
+            dir::prepare(&path)?;
+            // Refuse a foreign or other-version directory before writing anything into it.
+            dir::check_format(&path)?;
+            let lock = dir::Lock::acquire(&path)?;
+            if dir::check_format(&path)? {
+                dir::write_format(&path)?;
+            }
+            Some(lock)
+        };
         let listing = dir::list(&path)?;
         let mut recovery = Recovery::default();
         for temp in listing.temporaries {
+            if read_only {
+                continue;
+            }
             std::fs::remove_file(&temp)
                 .map_err(DiskError::io(format!("cannot remove {}", temp.display())))?;
             recovery.removed.push(temp);
         }
         let writer = match options.write_mode {
+            _ if read_only => Writer::Write,
             WriteMode::Map => Writer::Map,
             WriteMode::Write => Writer::Write,
             WriteMode::Auto => {
@@ -435,7 +502,7 @@ impl DataDir {
         let mut next_id = 1u64;
         let count = listing.segments.len();
         let paths: Vec<PathBuf> = listing.segments.iter().map(|(_, p)| p.clone()).collect();
-        let scans = scan::scan_all(&paths);
+        let scans = scan::scan_all(&paths, read_only);
         for (i, ((base_id, seg_path), scanned)) in
             listing.segments.into_iter().zip(scans).enumerate()
         {
@@ -449,6 +516,7 @@ impl DataDir {
                 }
             }
             let (mut segment, end, header, seg_max) = match scanned {
+                Scanned::Empty if read_only => continue,
                 Scanned::Empty => {
                     remove(&seg_path, &mut recovery)?;
                     continue;
@@ -480,6 +548,8 @@ impl DataDir {
                 }
             }
             match end {
+                // Read-only: nothing is cut; what follows the last good record is not served.
+                End::Clean { .. } | End::Torn { .. } if read_only && is_last => {}
                 End::Clean { tail } => {
                     if is_last && tail > 0 {
                         segment.truncate_to_len().map_err(DiskError::io(format!(
@@ -516,7 +586,9 @@ impl DataDir {
             }
             if segment.records == 0 && !segment.damaged {
                 drop(segment);
-                remove(&seg_path, &mut recovery)?;
+                if !read_only {
+                    remove(&seg_path, &mut recovery)?;
+                }
                 continue;
             }
             if segment.records > 0 {
@@ -546,9 +618,20 @@ impl DataDir {
             background_error: None,
             background: None,
             closed: false,
+            read_only,
+            holder,
             _lock: lock,
             options,
         };
+        if read_only {
+            recovery.segments = data_dir.segments.len();
+            recovery.records = data_dir.records();
+            recovery.bytes = data_dir.total_bytes();
+            recovery.first_id = data_dir.first_id();
+            recovery.last_id = data_dir.last_id();
+            recovery.elapsed = started.elapsed();
+            return Ok((data_dir, recovery));
+        }
         recovery.retained = data_dir.apply_retention(SystemTime::now())?;
         if data_dir.options.fsync != FsyncPolicy::Never
             && !(recovery.removed.is_empty() && recovery.retained.is_empty())
@@ -605,6 +688,11 @@ impl DataDir {
     /// Encodes one record into the active segment (or, for [`Writer::Write`], the pending buffer).
     #[inline]
     fn put(&mut self, record: &RecordRef<'_>) -> Result<(), DiskError> {
+        if self.read_only {
+            return Err(DiskError::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
         if self.closed {
             return Err(DiskError::Options("the data dir is closed".into()));
         }
@@ -905,7 +993,8 @@ impl DataDir {
     }
 
     fn finish(&mut self) -> Result<(), DiskError> {
-        if self.closed {
+        if self.closed || self.read_only {
+            self.closed = true;
             return Ok(());
         }
         let mut result = self.flush_pending();
@@ -945,6 +1034,9 @@ impl DataDir {
     }
 
     fn apply_retention(&mut self, now: SystemTime) -> Result<Retained, DiskError> {
+        if self.read_only {
+            return Ok(Retained::default());
+        }
         let cutoff = self
             .options
             .retain_age

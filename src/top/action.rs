@@ -1,7 +1,7 @@
 //! Everything that can change the monitor's [`State`](super::State), and the pure function that turns
 //! source messages into it (keys become actions through the [key table](super::KEYMAP)).
 
-use super::source::{Loss, SourceMsg, SourceStats};
+use super::source::{Loss, RecordingStatus, SourceMsg, SourceStats};
 use crate::event_stream::Event;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -66,8 +66,17 @@ pub enum Action {
     ScrubJumpForward,
     /// Put the history cursor on the oldest kept event.
     ScrubOldest,
-    /// Replay forward from the cursor, cycling 1x, 10x, 100x, off.
+    /// Replay forward from the cursor, cycling 1x, 10x, 100x (silences over a second cut short), the
+    /// original pace (every silence kept), off.
     CycleReplay,
+    /// Open the prompt for a file to write the matching events to.
+    PromptStart,
+    /// An edit of the file name.
+    PromptInput(InputRequest),
+    /// Write the matching events to the file named.
+    PromptCommit,
+    /// Close the prompt without writing.
+    PromptCancel,
     /// Events arrived at `at`.
     Events {
         /// The events, oldest first.
@@ -75,6 +84,17 @@ pub enum Action {
         /// When they arrived (for the header's rate).
         at: SystemTime,
     },
+    /// Events from `origin` arrived at `at`.
+    EventsFrom {
+        /// Where they came from.
+        origin: Arc<str>,
+        /// The events, oldest first.
+        events: Vec<Arc<Event>>,
+        /// When they arrived.
+        at: SystemTime,
+    },
+    /// How the reading of a recording is going.
+    Recording(RecordingStatus),
     /// The source missed events here: after the events it sent so far, before those it sends next.
     Lost(Loss),
     /// The source attached to a bus.
@@ -114,6 +134,8 @@ impl Action {
         match msg {
             SourceMsg::Connected { socket, hosted } => Action::Connected { socket, hosted },
             SourceMsg::Events(events) => Action::Events { events, at },
+            SourceMsg::EventsFrom { origin, events } => Action::EventsFrom { origin, events, at },
+            SourceMsg::Recording(status) => Action::Recording(status),
             SourceMsg::Lost(loss) => Action::Lost(loss),
             SourceMsg::Stats(stats) => Action::Stats(stats),
             SourceMsg::Disconnected { retry_in } => Action::Disconnected { retry_in },

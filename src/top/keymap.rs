@@ -97,13 +97,21 @@ commands! {
     ScrubJumpForward,
     /// History cursor to the oldest kept event.
     ScrubOldest,
-    /// Replay from the cursor: 1x, 10x, 100x, off.
+    /// Replay from the cursor: 1x, 10x, 100x, the original pace, off.
     CycleReplay,
+    /// Write the matching events to a file (asks for its name first).
+    WriteMatching,
+    /// Edit the file name with the key.
+    PromptEdit,
+    /// Write to the file named.
+    PromptCommit,
+    /// Close the prompt without writing.
+    PromptCancel,
 }
 
 impl Command {
-    /// The action for this command, pressed as `key` (which only [`Command::FilterEdit`] reads:
-    /// `None` for a key that edits nothing).
+    /// The action for this command, pressed as `key` (which only [`Command::FilterEdit`] and
+    /// [`Command::PromptEdit`] read: `None` for a key that edits nothing).
     pub fn action(self, key: &KeyEvent) -> Option<Action> {
         Some(match self {
             Command::Quit => Action::Quit,
@@ -143,6 +151,12 @@ impl Command {
             Command::ScrubJumpForward => Action::ScrubJumpForward,
             Command::ScrubOldest => Action::ScrubOldest,
             Command::CycleReplay => Action::CycleReplay,
+            Command::WriteMatching => Action::PromptStart,
+            Command::PromptEdit => Action::PromptInput(
+                tui_input::backend::crossterm::to_input_request(&TermEvent::Key(*key))?,
+            ),
+            Command::PromptCommit => Action::PromptCommit,
+            Command::PromptCancel => Action::PromptCancel,
         })
     }
 }
@@ -296,6 +310,7 @@ const ANYWHERE: &[Focus] = &[
     Focus::Events,
     Focus::Progress,
     Focus::Filter,
+    Focus::Prompt,
     Focus::Help,
     Focus::Detail,
 ];
@@ -303,6 +318,7 @@ const PANES: &[Focus] = &[Focus::Events, Focus::Progress];
 const EVENTS: &[Focus] = &[Focus::Events];
 const PROGRESS: &[Focus] = &[Focus::Progress];
 const FILTER: &[Focus] = &[Focus::Filter];
+const PROMPT: &[Focus] = &[Focus::Prompt];
 const DETAIL: &[Focus] = &[Focus::Detail];
 const HELP: &[Focus] = &[Focus::Help];
 
@@ -372,8 +388,14 @@ pub static KEYMAP: &[Binding] = &[
     Binding {
         focus: PANES,
         keys: &[(Key::Char('r'), Command::CycleReplay)],
-        help: "replay from the cursor: 1x 10x 100x off",
+        help: "replay: 1x 10x 100x, original pace, off",
         footer: Some(("replay", 1)),
+    },
+    Binding {
+        focus: PANES,
+        keys: &[(Key::Char('w'), Command::WriteMatching)],
+        help: "write the matching events to a file",
+        footer: Some(("write", 1)),
     },
     Binding {
         focus: PANES,
@@ -490,6 +512,25 @@ pub static KEYMAP: &[Binding] = &[
         help: "type; ← → Home End Ctrl-W Ctrl-U edit",
         footer: None,
     },
+    // The file name prompt (w).
+    Binding {
+        focus: PROMPT,
+        keys: &[(Key::Enter, Command::PromptCommit)],
+        help: "write the matching events there",
+        footer: Some(("write", 1)),
+    },
+    Binding {
+        focus: PROMPT,
+        keys: &[(Key::Esc, Command::PromptCancel)],
+        help: "close without writing",
+        footer: Some(("cancel", 1)),
+    },
+    Binding {
+        focus: PROMPT,
+        keys: &[(Key::Other, Command::PromptEdit)],
+        help: "type the file name",
+        footer: None,
+    },
     // The detail view.
     Binding {
         focus: DETAIL,
@@ -559,6 +600,7 @@ pub fn section(focus: &[Focus]) -> &'static str {
         [Focus::Events] => "event pane",
         [Focus::Progress] => "progress pane (Tab)",
         [Focus::Filter] => "filter bar (/)",
+        [Focus::Prompt] => "file name prompt (w)",
         [Focus::Detail] => "detail view (Enter)",
         [Focus::Help] => "this help",
         _ => "anywhere",

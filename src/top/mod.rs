@@ -13,9 +13,13 @@
 //! [`run_on_bus`]) and one served by another process ([`spawn_socket_source`]) look alike to the
 //! monitor.
 //!
-//! Memory is bounded by [`TopOptions::history`]: a ring of shared events, the positions of those
-//! matching the filter, rate bins, and a snapshot of the gauges every few thousand events (for the
-//! scrubber).
+//! Memory is bounded by [`TopOptions::history`]: the events in the compact [`store`](crate::store)
+//! (rows and LZ4 blocks, about 55 bytes an event of a render farm's, decoded for the rows on screen),
+//! the positions of those matching the filter (4 bytes each; none for the empty filter), rate bins,
+//! and about 128 snapshots of the gauges over the history (for the scrubber).
+//!
+//! [`run_recording`] shows a recording (`--open`: NDJSON, gzip, zstd, stdin or a data dir) through the
+//! same loop, its events read into the same log by a source of their own.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ipckit::top::TopError> {
@@ -31,14 +35,17 @@
 
 mod action;
 mod attach;
+mod export;
 mod keymap;
 mod log;
 mod loss;
 pub mod progress;
+mod recording;
 mod remote;
 mod runtime;
 mod source;
 mod state;
+mod terms;
 pub mod ui;
 mod update;
 
@@ -49,12 +56,15 @@ pub use keymap::{
     KEYMAP,
 };
 pub use log::Seq;
+pub use recording::{open_recording, run_recording, Recording, RecordingError};
 pub use remote::{socket_label, spawn_socket_source};
 pub use runtime::{run, run_loop, run_on_bus, run_with_source, TICK};
 pub use source::{
-    spawn_bus_source, Loss, LossReason, SourceMsg, SourceStats, CHANNEL_CAPACITY, MAX_BATCH,
+    spawn_bus_source, Loss, LossReason, RecordingStatus, SourceMsg, SourceStats, CHANNEL_CAPACITY,
+    MAX_BATCH,
 };
 pub use state::{Connection, Detail, Focus, Mode, Paused, Row, State};
+pub use terms::TermCountView;
 pub use update::{update, SCAN_SLICE};
 
 use crate::event_stream::FilterError;
@@ -117,4 +127,7 @@ pub enum TopError {
     /// No bus answered and hosting one at the socket failed.
     #[error(transparent)]
     Serve(#[from] crate::transport::ServeError),
+    /// The recording to open (`--open`) cannot be read.
+    #[error(transparent)]
+    Recording(#[from] RecordingError),
 }

@@ -98,6 +98,49 @@ impl From<crate::event_stream::Loss> for Loss {
     }
 }
 
+/// How the reading of a recording is going: sent by a recording source when it starts, as it skips
+/// lines, and when it is done.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecordingStatus {
+    /// The recording's name as the header shows it (its file name, `stdin`, or the data dir's name).
+    pub name: String,
+    /// Lines (of a file) or records (of a data dir) that were not events, skipped.
+    pub skipped: u64,
+    /// Where the first skipped one is: "line 17", "id 40".
+    pub first_skipped: Option<String>,
+    /// Why the first one was skipped.
+    pub first_skip_reason: Option<String>,
+    /// Everything is read.
+    pub loaded: bool,
+    /// Reading stopped early: why (the events read before are shown).
+    pub error: Option<String>,
+    /// Something else worth saying (a data dir another server is writing to).
+    pub note: Option<String>,
+}
+
+impl RecordingStatus {
+    /// "3 lines skipped, first at line 17", or nothing when none was.
+    pub fn skipped_text(&self) -> Option<String> {
+        if self.skipped == 0 {
+            return None;
+        }
+        let what = match self.first_skipped.as_deref() {
+            Some(at) if at.starts_with("id") => "records",
+            _ => "lines",
+        };
+        let what = if self.skipped == 1 {
+            what.trim_end_matches('s')
+        } else {
+            what
+        };
+        let mut text = format!("{} {what} skipped", crate::top::ui::thousands(self.skipped));
+        if let Some(at) = &self.first_skipped {
+            text.push_str(&format!(", first at {at}"));
+        }
+        Some(text)
+    }
+}
+
 /// One message from an event source to the monitor.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceMsg {
@@ -110,6 +153,16 @@ pub enum SourceMsg {
     },
     /// Events, oldest first.
     Events(Vec<Arc<Event>>),
+    /// Events, oldest first, that came from `origin` (a machine or bus, such as a NATS subject's
+    /// publisher): the event pane shows an origin column once events from two origins were seen.
+    EventsFrom {
+        /// Where they came from.
+        origin: Arc<str>,
+        /// The events.
+        events: Vec<Arc<Event>>,
+    },
+    /// How the reading of a recording (`--open`) is going.
+    Recording(RecordingStatus),
     /// Events the source could not deliver, missed at this place in the stream: after the events
     /// sent before this message and before those sent after it.
     Lost(Loss),

@@ -1,9 +1,11 @@
 //! The monitor's state: plain data, changed only by [`update`](super::update), read by the views.
 
+use super::export::{Export, Notice};
 use super::log::{epoch_millis, EventLog, Seq, Timeline};
 use super::loss::LossMarks;
 use super::progress::{Gauge, Gauges};
-use super::source::{Loss, SourceStats};
+use super::source::{Loss, RecordingStatus, SourceStats};
+use super::terms::{TermCountView, TermCounts};
 use super::TopOptions;
 use crate::event_stream::{Event, EventFilter, EventId, FilterError};
 use std::collections::VecDeque;
@@ -11,9 +13,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use tui_input::Input;
 
-/// A snapshot of the gauges is kept every this many events, so the scrubber can rebuild the gauges at
-/// any point by replaying at most this many events.
-pub(super) const CHECKPOINT_EVERY: u64 = 4096;
+/// How many events apart the snapshots of the gauges are, for a history of `history` events: the
+/// scrubber rebuilds the gauges at any point by replaying at most this many events from the snapshot
+/// before it, and the log's store keeps this many events more than it shows, so the oldest shown one
+/// has its snapshot. About 128 snapshots over the history, from 1,024 to 16,384 events apart.
+pub(super) fn checkpoint_interval(history: usize) -> u64 {
+    (history / 128).clamp(1024, 16_384) as u64
+}
 
 /// What keys go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +30,8 @@ pub enum Focus {
     Progress,
     /// The filter bar is being edited.
     Filter,
+    /// The prompt for a file name (`w`, write the matching events) is being edited.
+    Prompt,
     /// The help overlay is open.
     Help,
     /// The detail view is open.
@@ -140,7 +148,11 @@ pub(crate) struct FilterBar {
 /// A replay in progress.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Replay {
+    /// Event time per wall-clock time.
     pub(super) speed: u32,
+    /// Every silence as long as it was; otherwise a silence longer than a second of replay is cut
+    /// to a second.
+    pub(super) original_pace: bool,
     /// Event time reached, epoch millis.
     pub(super) clock_ms: f64,
     pub(super) last_tick: SystemTime,
@@ -150,6 +162,8 @@ pub(super) struct Replay {
 #[derive(Debug, Clone)]
 pub(super) struct Scrub {
     pub(super) cursor: Seq,
+    /// The event at the cursor, decoded.
+    pub(super) event: Option<Arc<Event>>,
     /// The gauges as they were just after the cursor's event.
     pub(super) gauges: Gauges,
     pub(super) replay: Option<Replay>,
@@ -183,7 +197,7 @@ pub(super) enum RowKey {
 /// What a row index of the event pane holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RowAt {
-    /// The match with this index in [`EventLog::matches`].
+    /// The match with this index in the log's matches.
     Event(usize),
     /// The loss marker with this index.
     Mark(usize),
@@ -204,8 +218,20 @@ pub struct State {
     pub(super) log: EventLog,
     pub(super) timeline: Timeline,
     pub(super) gauges: Gauges,
-    /// (seq, gauges just before the event at seq); the first is always at the log's base.
+    /// (seq, gauges just before the event at seq), `checkpoint_every` apart; the first is at or
+    /// before the log's base, within the events its store keeps.
     pub(super) checkpoints: VecDeque<(Seq, Gauges)>,
+    pub(super) checkpoint_every: u64,
+    /// Per-term counts while the filter is edited.
+    pub(super) terms: TermCounts,
+    /// Reading a recording (`--open`), not a bus.
+    pub(super) recording: Option<RecordingStatus>,
+    /// The prompt of `w`, while it is open.
+    pub(super) prompt: Option<Input>,
+    /// Writing the matching events to a file.
+    pub(super) export: Option<Export>,
+    /// What the monitor last had to say (where it wrote, why it could not).
+    pub(super) notice: Option<Notice>,
     /// Where the monitor missed events.
     pub(super) losses: LossMarks,
     pub(super) follow: bool,
@@ -252,11 +278,19 @@ impl State {
         };
         let mut checkpoints = VecDeque::new();
         checkpoints.push_back((0, Gauges::default()));
+        let checkpoint_every = checkpoint_interval(options.history);
+        let slack = usize::try_from(checkpoint_every).unwrap_or(usize::MAX);
         Ok(Self {
-            log: EventLog::new(options.history, filter),
+            log: EventLog::new(options.history, slack, filter),
             timeline: Timeline::default(),
             gauges: Gauges::default(),
             checkpoints,
+            checkpoint_every,
+            terms: TermCounts::default(),
+            recording: None,
+            prompt: None,
+            export: None,
+            notice: None,
             losses: LossMarks::default(),
             follow: true,
             top: RowKey::Event(0),
@@ -297,6 +331,9 @@ impl State {
 
     /// What keys go to.
     pub fn focus(&self) -> Focus {
+        if self.prompt.is_some() {
+            return Focus::Prompt;
+        }
         if self.filter.editing {
             return Focus::Filter;
         }
@@ -325,7 +362,7 @@ impl State {
             return None;
         }
         let mark = self.paused_at?;
-        let held = self.log.matches().len() - self.log.match_index_from(mark.seq);
+        let held = self.log.match_count() - self.log.match_index_from(mark.seq);
         Some(Paused {
             matching: held as u64,
             arrived: self.received.saturating_sub(mark.received),
@@ -400,12 +437,46 @@ impl State {
 
     /// Held events known to match the filter (all of them once [`State::has_background_work`] is false).
     pub fn match_count(&self) -> usize {
-        self.log.matches().len()
+        self.log.match_count()
     }
 
-    /// A new filter is still being tested against history: send [`Action::Scan`](super::Action::Scan).
+    /// A new filter (or a term of the one being edited) is still being tested against history, or
+    /// matching events are being written to a file: send [`Action::Scan`](super::Action::Scan).
     pub fn has_background_work(&self) -> bool {
         self.log.unscanned() > 0
+            || self.terms.has_work(self.log.base())
+            || self.export.as_ref().is_some_and(|e| !e.is_done())
+    }
+
+    /// While the filter is edited, each of its terms (when it has two or more) with how many kept
+    /// events it matches alone, in the order written.
+    pub fn term_counts(&self) -> Vec<TermCountView> {
+        self.terms.views(self.log.base())
+    }
+
+    /// The recording being shown (`--open`): its name, how far it is read, what was skipped.
+    pub fn recording(&self) -> Option<&RecordingStatus> {
+        self.recording.as_ref()
+    }
+
+    /// The file name in the prompt of `w`, while it is open.
+    pub fn prompt_text(&self) -> Option<&str> {
+        self.prompt.as_ref().map(Input::value)
+    }
+
+    /// What the monitor last had to say: where it wrote events, or why it could not.
+    pub fn notice(&self) -> Option<&str> {
+        self.notice.as_ref().map(|n| n.text.as_str())
+    }
+
+    /// Whether the notice is about a failure.
+    pub(crate) fn notice_is_error(&self) -> bool {
+        self.notice.as_ref().is_some_and(|n| n.error)
+    }
+
+    /// The origin (the bus or machine) the shown event at `seq` came from, if it came with one.
+    pub fn origin_of(&self, seq: Seq) -> Option<&str> {
+        self.log.origin(seq).map(|o| &**o)
     }
 
     /// Held events not yet tested against a new filter.
@@ -436,19 +507,31 @@ impl State {
         }
     }
 
-    /// The replay speed, while replaying.
+    /// The replay speed, while replaying (1 at the original pace).
     pub fn replay_speed(&self) -> Option<u32> {
         self.scrub.as_ref()?.replay.map(|r| r.speed)
     }
 
+    /// Whether the replay keeps every silence as long as it was (the original pace) rather than
+    /// cutting long ones short.
+    pub fn replay_original_pace(&self) -> bool {
+        self.scrub
+            .as_ref()
+            .and_then(|s| s.replay)
+            .is_some_and(|r| r.original_pace)
+    }
+
     /// The event under the history cursor, while scrubbing.
     pub fn scrub_event(&self) -> Option<&Arc<Event>> {
-        self.log.get(self.scrub.as_ref()?.cursor)
+        self.scrub.as_ref()?.event.as_ref()
     }
 
     /// The id of the newest event received.
     pub fn last_id(&self) -> Option<EventId> {
-        self.log.newest().map(|e| e.id)
+        self.log
+            .end()
+            .checked_sub(1)
+            .and_then(|seq| self.log.id_at(seq))
     }
 
     /// The events in the event pane, top to bottom.
@@ -470,7 +553,7 @@ impl State {
 
     /// The selected event: under the cursor while scrubbing, the chosen row while paused (none when
     /// that is a loss marker), the newest match while live.
-    pub fn selected_event(&self) -> Option<&Arc<Event>> {
+    pub fn selected_event(&self) -> Option<Arc<Event>> {
         match self.selected_row()? {
             RowAt::Event(index) => self.log.match_event(index).map(|(_, e)| e),
             RowAt::Mark(_) => None,
@@ -494,9 +577,21 @@ impl State {
         }
     }
 
-    /// The time gauges are judged at: now, or the cursor's event time while scrubbing.
+    /// The time gauges are judged at: the cursor's event time while scrubbing; the newest event's
+    /// time in a recording (whose "now" is when it ends); otherwise now.
     pub fn gauge_clock(&self) -> SystemTime {
-        self.scrub_event().map_or(self.now, |e| e.timestamp)
+        if let Some(event) = self.scrub_event() {
+            return event.timestamp;
+        }
+        if self.recording.is_some() {
+            return self
+                .log
+                .end()
+                .checked_sub(1)
+                .and_then(|seq| self.log.time_at(seq))
+                .unwrap_or(self.now);
+        }
+        self.now
     }
 
     pub(crate) fn now(&self) -> SystemTime {
@@ -525,6 +620,10 @@ impl State {
 
     pub(crate) fn filter_bar(&self) -> &FilterBar {
         &self.filter
+    }
+
+    pub(crate) fn prompt_input(&self) -> Option<&Input> {
+        self.prompt.as_ref()
     }
 
     /// Rows of the event pane at the current size.
@@ -556,7 +655,7 @@ impl State {
 
     /// Rows of the event pane's list: the matches and the loss markers shown.
     pub(crate) fn row_count(&self) -> usize {
-        self.log.matches().len() + self.losses.len() - self.first_shown_mark()
+        self.log.match_count() + self.losses.len() - self.first_shown_mark()
     }
 
     /// Row index of the loss marker with index `mark` (one that is shown).
@@ -583,13 +682,13 @@ impl State {
             return Some(RowAt::Mark(first + lo));
         }
         let index = r - lo;
-        (index < self.log.matches().len()).then_some(RowAt::Event(index))
+        (index < self.log.match_count()).then_some(RowAt::Event(index))
     }
 
     /// The content of row `r`.
     fn row(&self, r: usize) -> Option<Row> {
         match self.row_at(r)? {
-            RowAt::Event(index) => Some(Row::Event(Arc::clone(self.log.match_event(index)?.1))),
+            RowAt::Event(index) => Some(Row::Event(self.log.match_event(index)?.1)),
             RowAt::Mark(index) => Some(Row::Lost(self.losses.get(index)?.loss.clone())),
         }
     }
@@ -612,9 +711,8 @@ impl State {
         match self.row_at(r) {
             Some(RowAt::Event(index)) => self
                 .log
-                .matches()
-                .get(index)
-                .map_or(RowKey::Event(self.log.end()), |&seq| RowKey::Event(seq)),
+                .match_seq(index)
+                .map_or(RowKey::Event(self.log.end()), RowKey::Event),
             Some(RowAt::Mark(index)) => {
                 self.losses
                     .get(index)
@@ -635,7 +733,7 @@ impl State {
                 .losses
                 .get(index)
                 .map_or(0, |m| self.log.match_index_from(m.at)),
-            None => self.log.matches().len(),
+            None => self.log.match_count(),
         }
     }
 
@@ -653,8 +751,8 @@ impl State {
                     .saturating_sub(self.first_shown_mark());
             let selected = matched
                 .checked_sub(1)
-                .and_then(|i| self.log.matches().get(i))
-                .map(|&seq| self.rows_before(RowKey::Event(seq)));
+                .and_then(|i| self.log.match_seq(i))
+                .map(|seq| self.rows_before(RowKey::Event(seq)));
             return Window {
                 start: end.saturating_sub(h),
                 end,
@@ -678,25 +776,43 @@ impl State {
         }
     }
 
-    /// The gauges as they were just after the event at `cursor`.
-    pub(super) fn gauges_at(&self, cursor: Seq) -> Gauges {
+    /// The snapshot the gauges at `cursor` are rebuilt from: its seq and gauges.
+    fn checkpoint_before(&self, cursor: Seq) -> Option<&(Seq, Gauges)> {
         let i = self.checkpoints.partition_point(|c| c.0 <= cursor);
-        let Some((from, snapshot)) = i.checked_sub(1).and_then(|i| self.checkpoints.get(i)) else {
+        i.checked_sub(1).and_then(|i| self.checkpoints.get(i))
+    }
+
+    /// The gauges as they were just after the event at `cursor`: the snapshot before it, and the
+    /// events from there decoded and replayed.
+    pub(super) fn gauges_at(&self, cursor: Seq) -> Gauges {
+        let Some((from, snapshot)) = self.checkpoint_before(cursor) else {
             return Gauges::default();
         };
         let mut gauges = snapshot.clone();
-        for seq in *from..=cursor {
-            if let Some(event) = self.log.get(seq) {
-                gauges.apply(event);
-            }
+        self.log
+            .for_each_stored(*from..cursor.saturating_add(1), |_, event| {
+                gauges.apply(&event)
+            });
+        gauges
+    }
+
+    /// The gauges just after the event at `cursor`, from `at` (the gauges just after `from`) when
+    /// `cursor` is after `from` and closer to it than to the snapshot before it.
+    pub(super) fn gauges_from(&self, from: Seq, at: &Gauges, cursor: Seq) -> Gauges {
+        let snapshot = self.checkpoint_before(cursor).map_or(0, |c| c.0);
+        if from > cursor || from < snapshot {
+            return self.gauges_at(cursor);
         }
+        let mut gauges = at.clone();
+        self.log
+            .for_each_stored(from + 1..cursor.saturating_add(1), |_, event| {
+                gauges.apply(&event)
+            });
         gauges
     }
 
     /// Event time of the `index`th match, epoch millis.
     pub(super) fn match_millis(&self, index: usize) -> Option<i64> {
-        self.log
-            .match_event(index)
-            .map(|(_, e)| epoch_millis(e.timestamp))
+        self.log.match_time(index).map(epoch_millis)
     }
 }

@@ -1,19 +1,25 @@
 //! [`update`]: the one place the monitor's state changes.
 
 use super::action::Action;
-use super::log::{epoch_millis, Seq};
+use super::export::{default_name, Export, Notice, NOTICE_FOR};
+use super::log::{epoch_millis, Seq, Timeline};
 use super::loss::{reason_long, Mark};
 use super::state::{
     Connection, Detail, Drill, Overlay, Pane, PauseMark, Replay, RowAt, RowKey, Scrub, State,
-    CHECKPOINT_EVERY,
 };
 use crate::event_stream::{Event, EventFilter};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tui_input::Input;
 
-/// Events tested against a new filter per [`Action::Scan`] (and at once when the filter changes).
+/// Events tested against a new filter per [`Action::Scan`] (and at once when the filter changes);
+/// also the events tested against one term of the filter being edited, or written to a file, per
+/// [`Action::Scan`].
 pub const SCAN_SLICE: usize = 8192;
+
+/// A silence longer than this (in wall-clock time at the replay's speed) is cut to this long, except
+/// at the original pace.
+const LONGEST_SILENCE_MS: f64 = 1000.0;
 
 /// Earlier filters kept for recall.
 const RECALL_KEPT: usize = 50;
@@ -74,6 +80,7 @@ pub fn update(state: &mut State, action: Action) {
             bar.input = Input::new(bar.applied.clone());
             bar.recall_pos = None;
             bar.error = None;
+            state.terms.update(&state.filter.applied, &state.log);
         }
         Action::FilterInput(request) => {
             state.filter.input.handle(request);
@@ -87,6 +94,7 @@ pub fn update(state: &mut State, action: Action) {
             bar.editing = false;
             state.apply_filter_text();
             state.filter.error = None;
+            state.terms.clear();
         }
         Action::FilterRecallPrev => state.recall(-1),
         Action::FilterRecallNext => state.recall(1),
@@ -95,12 +103,24 @@ pub fn update(state: &mut State, action: Action) {
         Action::ScrubJumpBack => state.scrub_jump(-1000),
         Action::ScrubJumpForward => state.scrub_jump(1000),
         Action::ScrubOldest => {
-            if !state.log.matches().is_empty() {
+            if state.log.match_count() > 0 {
                 state.scrub_to_index(0);
             }
         }
         Action::CycleReplay => state.cycle_replay(),
-        Action::Events { events, at } => state.ingest(events, at),
+        Action::PromptStart => {
+            state.prompt = Some(Input::new(default_name(state.now, state.utc)));
+        }
+        Action::PromptInput(request) => {
+            if let Some(input) = &mut state.prompt {
+                input.handle(request);
+            }
+        }
+        Action::PromptCancel => state.prompt = None,
+        Action::PromptCommit => state.start_export(),
+        Action::Events { events, at } => state.ingest(events, None, at),
+        Action::EventsFrom { origin, events, at } => state.ingest(events, Some(origin), at),
+        Action::Recording(status) => state.recording = Some(status),
         Action::Lost(loss) => state.losses.record(state.log.end(), loss),
         Action::Connected { socket, hosted } => {
             state.connection = Connection::Connected { socket, hosted };
@@ -127,9 +147,7 @@ pub fn update(state: &mut State, action: Action) {
         }
         Action::Tick { now } => state.tick(now),
         Action::Resize { width, height } => state.size = (width, height),
-        Action::Scan => {
-            state.log.scan(SCAN_SLICE);
-        }
+        Action::Scan => state.background_step(),
     }
 }
 
@@ -158,31 +176,110 @@ fn loss_detail(mark: &Mark) -> Detail {
 }
 
 impl State {
-    fn ingest(&mut self, events: Vec<Arc<Event>>, at: SystemTime) {
+    fn ingest(&mut self, events: Vec<Arc<Event>>, origin: Option<Arc<str>>, at: SystemTime) {
         self.arrivals.push_back((at, events.len()));
         self.received += events.len() as u64;
+        let mut rebuild_timeline = false;
         for event in events {
             let seq = self.log.end();
-            if seq % CHECKPOINT_EVERY == 0 && seq > 0 {
+            let snapshot_due = seq % self.checkpoint_every == 0
+                && seq > 0
+                && self.checkpoints.back().is_none_or(|c| c.0 != seq);
+            let pushed = self.log.push(&event, origin.as_ref());
+            if self.log.end() == seq {
+                // Refused by the store (data of 4 GiB or more): not kept, not shown.
+                continue;
+            }
+            if snapshot_due {
                 self.checkpoints.push_back((seq, self.gauges.clone()));
             }
             self.gauges.apply(&event);
             self.timeline.add(event.timestamp);
-            if let Some(old) = self.log.push(event) {
-                self.timeline.remove(old.timestamp);
-                // The oldest snapshot moves past the event that left, so it stays at the log's base.
-                if let Some(front) = self.checkpoints.front_mut() {
-                    front.1.apply(&old);
-                    front.0 += 1;
-                }
-                if self.checkpoints.len() > 1 && self.checkpoints[1].0 <= self.checkpoints[0].0 {
-                    self.checkpoints.pop_front();
+            for left in pushed.left.clone() {
+                match self.log.stored_time(left) {
+                    Some(time) => self.timeline.remove(time),
+                    None => rebuild_timeline = true,
                 }
             }
+            rebuild_timeline |= pushed.dropped_early;
+            self.terms.left(pushed.left);
+            self.terms.pushed(seq, &event);
+            let base = self.log.base();
+            // The first snapshot stays the last one at or before the base.
+            while self.checkpoints.len() > 1 && self.checkpoints[1].0 <= base {
+                self.checkpoints.pop_front();
+            }
         }
-        self.losses.evict(self.log.base());
-        if let Some(scrub) = &mut self.scrub {
-            scrub.cursor = scrub.cursor.max(self.log.base());
+        if rebuild_timeline {
+            // The store dropped events for its byte bound: count the times of those it holds.
+            let mut timeline = Timeline::default();
+            for seq in self.log.base()..self.log.end() {
+                if let Some(time) = self.log.time_at(seq) {
+                    timeline.add(time);
+                }
+            }
+            self.timeline = timeline;
+        }
+        let base = self.log.base();
+        self.losses.evict(base);
+        if self.scrub.as_ref().is_some_and(|s| s.cursor < base) {
+            let event = self.log.get(base);
+            if let Some(scrub) = &mut self.scrub {
+                scrub.cursor = base;
+                scrub.event = event;
+            }
+        }
+    }
+
+    /// One slice of background work: the filter's scan first, then the terms' counts, then a write.
+    fn background_step(&mut self) {
+        if self.log.unscanned() > 0 {
+            self.log.scan(SCAN_SLICE);
+            return;
+        }
+        if self.terms.scan(&self.log, SCAN_SLICE) > 0 {
+            return;
+        }
+        let now = self.now;
+        if let Some(export) = &mut self.export {
+            if let Some(notice) = export.step(&self.log, SCAN_SLICE, now) {
+                self.notice = Some(notice);
+                self.export = None;
+            }
+        }
+    }
+
+    /// `w` confirmed: starts writing the matches held now to the file named in the prompt.
+    fn start_export(&mut self) {
+        let Some(input) = &self.prompt else {
+            return;
+        };
+        if self.export.is_some() {
+            self.notice = Some(Notice {
+                text: "a write is still in progress".to_owned(),
+                error: true,
+                at: self.now,
+            });
+            return;
+        }
+        match Export::start(input.value(), self.log.base(), self.log.end()) {
+            Ok(export) => {
+                self.export = Some(export);
+                self.prompt = None;
+                self.notice = Some(Notice {
+                    text: format!("writing {} events…", self.log.match_count()),
+                    error: false,
+                    at: self.now,
+                });
+            }
+            // The prompt stays open with the name, to be edited.
+            Err(text) => {
+                self.notice = Some(Notice {
+                    text,
+                    error: true,
+                    at: self.now,
+                })
+            }
         }
     }
 
@@ -193,6 +290,11 @@ impl State {
             self.arrivals.pop_front();
         }
         self.rate = self.arrivals.iter().map(|(_, n)| *n as f64).sum();
+        if self.notice.as_ref().is_some_and(|n| {
+            self.export.is_none() && now.duration_since(n.at).is_ok_and(|d| d > NOTICE_FOR)
+        }) {
+            self.notice = None;
+        }
         self.advance_replay(now);
     }
 
@@ -320,8 +422,8 @@ impl State {
             let newest_event = self
                 .events_before_row(w.end)
                 .checked_sub(1)
-                .and_then(|i| self.log.matches().get(i))
-                .map(|&seq| self.rows_before(RowKey::Event(seq)))
+                .and_then(|i| self.log.match_seq(i))
+                .map(|seq| self.rows_before(RowKey::Event(seq)))
                 .filter(|&r| r >= w.start);
             self.stop_following();
             match newest_event.or_else(|| w.end.checked_sub(1)) {
@@ -349,7 +451,7 @@ impl State {
         let Some(event) = self.selected_event() else {
             return;
         };
-        let json = serde_json::to_string_pretty(&**event)
+        let json = serde_json::to_string_pretty(&*event)
             .unwrap_or_else(|e| format!("(cannot show as JSON: {e})"));
         self.overlay = Overlay::Detail(Detail {
             title: format!("event #{} {}", event.id, event.event_type),
@@ -367,6 +469,9 @@ impl State {
                     self.log.set_filter(filter);
                     self.log.scan(SCAN_SLICE);
                 }
+                if self.filter.editing {
+                    self.terms.update(&text, &self.log);
+                }
                 self.filter.applied = text;
             }
             Err(error) => self.filter.error = Some(error),
@@ -377,6 +482,7 @@ impl State {
         if self.filter.error.is_some() {
             return;
         }
+        self.terms.clear();
         self.filter.editing = false;
         if self
             .drill
@@ -446,7 +552,7 @@ impl State {
                         .losses
                         .get(index)
                         .map_or(0, |m| self.log.match_index_from(m.at));
-                    let len = self.log.matches().len();
+                    let len = self.log.match_count();
                     after.checked_sub(1).or((after < len).then_some(after))
                 }
             },
@@ -454,20 +560,27 @@ impl State {
     }
 
     fn scrub_to_index(&mut self, index: usize) {
-        let Some(&cursor) = self.log.matches().get(index) else {
+        let Some(cursor) = self.log.match_seq(index) else {
             return;
         };
-        let gauges = self.gauges_at(cursor);
+        let gauges = match &self.scrub {
+            Some(scrub) if scrub.cursor == cursor => scrub.gauges.clone(),
+            // Moving forward a little (a replay, →): from where the cursor was.
+            Some(scrub) => self.gauges_from(scrub.cursor, &scrub.gauges, cursor),
+            None => self.gauges_at(cursor),
+        };
         let replay = self.scrub.as_ref().and_then(|s| s.replay);
+        let event = self.log.get(cursor);
         self.scrub = Some(Scrub {
             cursor,
+            event,
             gauges,
             replay,
         });
     }
 
     fn scrub_step(&mut self, delta: i64) {
-        let len = self.log.matches().len();
+        let len = self.log.match_count();
         if len == 0 {
             return;
         }
@@ -484,7 +597,7 @@ impl State {
     }
 
     fn scrub_jump(&mut self, millis: i64) {
-        let len = self.log.matches().len();
+        let len = self.log.match_count();
         let Some(current) = self.cursor_index() else {
             return;
         };
@@ -505,24 +618,35 @@ impl State {
         self.scrub_to_index(target);
     }
 
-    /// Index of the first match stamped after `millis` (matches are taken as time-ordered).
+    /// Index of the first match stamped after `millis` (matches are taken as time-ordered), by
+    /// bisection over the rows' times.
     fn first_match_after_millis(&self, millis: i64) -> usize {
-        let log = &self.log;
-        log.matches().partition_point(|&seq| {
-            log.get(seq)
-                .is_some_and(|e| epoch_millis(e.timestamp) <= millis)
-        })
+        let (mut lo, mut hi) = (0, self.log.match_count());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at_or_before = self
+                .log
+                .match_time(mid)
+                .is_some_and(|t| epoch_millis(t) <= millis);
+            if at_or_before {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 
     fn replay_start(&self, cursor: Seq) -> f64 {
         self.log
-            .get(cursor)
-            .map_or(0.0, |e| epoch_millis(e.timestamp) as f64)
+            .time_at(cursor)
+            .map_or(0.0, |t| epoch_millis(t) as f64)
     }
 
     fn new_replay(&self, speed: u32) -> Replay {
         Replay {
             speed,
+            original_pace: false,
             clock_ms: 0.0,
             last_tick: self.now,
         }
@@ -542,19 +666,24 @@ impl State {
             return;
         };
         let cursor = scrub.cursor;
+        // 1x, 10x, 100x, then the original pace (1x, every silence kept), then off.
         let next = match scrub.replay {
-            None => Some(SPEEDS[0]),
-            Some(r) => SPEEDS
-                .iter()
-                .position(|s| *s == r.speed)
-                .and_then(|i| SPEEDS.get(i + 1))
-                .copied(),
+            None => Some((SPEEDS[0], false)),
+            Some(r) if r.original_pace => None,
+            Some(r) => Some(
+                SPEEDS
+                    .iter()
+                    .position(|s| *s == r.speed)
+                    .and_then(|i| SPEEDS.get(i + 1))
+                    .map_or((1, true), |&speed| (speed, false)),
+            ),
         };
         let clock = scrub
             .replay
             .map_or_else(|| self.replay_start(cursor), |r| r.clock_ms);
-        let replay = next.map(|speed| Replay {
+        let replay = next.map(|(speed, original_pace)| Replay {
             clock_ms: clock,
+            original_pace,
             ..self.new_replay(speed)
         });
         if let Some(scrub) = &mut self.scrub {
@@ -570,7 +699,20 @@ impl State {
             .duration_since(replay.last_tick)
             .unwrap_or_default()
             .as_secs_f64();
-        let clock_ms = replay.clock_ms + elapsed * 1000.0 * f64::from(replay.speed);
+        let speed = f64::from(replay.speed);
+        let mut clock_ms = replay.clock_ms + elapsed * 1000.0 * speed;
+        let len = self.log.match_count();
+        let mut reached = self.first_match_after_millis(clock_ms.floor() as i64);
+        if !replay.original_pace {
+            // A long silence ahead is cut to `LONGEST_SILENCE_MS` of wall-clock time.
+            if let Some(next) = self.match_millis(reached) {
+                let wait_ms = (next as f64 - clock_ms) / speed;
+                if wait_ms > LONGEST_SILENCE_MS {
+                    clock_ms = next as f64 - LONGEST_SILENCE_MS * speed;
+                    reached = self.first_match_after_millis(clock_ms.floor() as i64);
+                }
+            }
+        }
         if let Some(scrub) = &mut self.scrub {
             scrub.replay = Some(Replay {
                 clock_ms,
@@ -578,8 +720,6 @@ impl State {
                 ..replay
             });
         }
-        let len = self.log.matches().len();
-        let reached = self.first_match_after_millis(clock_ms.floor() as i64);
         if reached >= len {
             // Caught up with the live edge: the replay ends in LIVE.
             self.scrub = None;

@@ -57,6 +57,16 @@ pub(super) fn prepare(path: &Path) -> Result<(), DiskError> {
             ))
         }
     }
+    check_safe(path)
+}
+
+/// Checks that the existing `path` is safe to keep (or read) events in: a real directory, not a
+/// symbolic link, owned by this user, writable by nobody else.
+pub(super) fn check_safe(path: &Path) -> Result<(), DiskError> {
+    let unsafe_dir = |reason: String| DiskError::UnsafeDirectory {
+        path: path.to_path_buf(),
+        reason,
+    };
     // Inspect what was opened, not the name, so nothing can be swapped in between.
     let dir = OpenOptions::new()
         .read(true)
@@ -136,6 +146,39 @@ impl Lock {
         )))?;
         Ok(Lock { _file: file })
     }
+}
+
+/// Whether another process holds the data dir's lock, and its pid if the lock file says: `None` when
+/// nobody holds it. Takes no lock (a shared one, probed and released at once).
+pub(super) fn holder(path: &Path) -> Result<Option<Option<u32>>, DiskError> {
+    let lock_path = path.join(LOCK_FILE);
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&lock_path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(DiskError::io(format!(
+                "cannot open {}",
+                lock_path.display()
+            ))(e))
+        }
+    };
+    let held = sys::is_locked(&file).map_err(DiskError::io(format!(
+        "cannot probe the lock of {}",
+        lock_path.display()
+    )))?;
+    if !held {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    let pid = file
+        .read_to_string(&mut text)
+        .ok()
+        .and_then(|_| text.trim().parse::<u32>().ok());
+    Ok(Some(pid))
 }
 
 /// Reads the FORMAT file: `Ok(true)` if there is none and the directory holds nothing else (a new data

@@ -201,8 +201,9 @@ pub(super) enum Scanned {
 
 /// Scans the segments at `paths`, as [`scan`] with a floor of 0 (ids rise within each), on up to
 /// four threads (this one included): on a machine with spare cores the checksums of a large data dir
-/// are verified in parallel and more reads are in flight. Results are in the order of `paths`.
-pub(super) fn scan_all(paths: &[PathBuf]) -> Vec<Result<Scanned, DiskError>> {
+/// are verified in parallel and more reads are in flight. Results are in the order of `paths`. With
+/// `copy_last`, the last segment is read into a private copy rather than mapped (see [`scan`]).
+pub(super) fn scan_all(paths: &[PathBuf], copy_last: bool) -> Vec<Result<Scanned, DiskError>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(4)
@@ -213,7 +214,8 @@ pub(super) fn scan_all(paths: &[PathBuf]) -> Vec<Result<Scanned, DiskError>> {
     let work = || loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some(path) = paths.get(i) else { break };
-        *results[i].lock() = Some(scan(path, 0));
+        let copy = copy_last && i + 1 == paths.len();
+        *results[i].lock() = Some(scan_from(path, 0, copy));
     };
     std::thread::scope(|s| {
         for _ in 1..threads {
@@ -241,6 +243,12 @@ pub(super) fn scan_all(paths: &[PathBuf]) -> Vec<Result<Scanned, DiskError>> {
 /// Scans the segment at `path`: checks its header, walks its frames while
 /// they check out and their ids rise above `floor` (the last id served before it), and says how it ended.
 pub(super) fn scan(path: &Path, floor: u64) -> Result<Scanned, DiskError> {
+    scan_from(path, floor, false)
+}
+
+/// [`scan`], the segment mapped or, with `copy`, read into a private copy that stays valid whatever
+/// another process does to the file (a read-only open's view of a segment a server may be writing).
+fn scan_from(path: &Path, floor: u64, copy: bool) -> Result<Scanned, DiskError> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -259,13 +267,21 @@ pub(super) fn scan(path: &Path, floor: u64) -> Result<Scanned, DiskError> {
     let file_len = usize::try_from(file_len).map_err(|_| DiskError::NotASegment {
         path: path.to_path_buf(),
     })?;
-    // SAFETY: the file is in the locked data dir, which only this user can write to; it is mapped
-    // read-only and nothing truncates it while mapped (a cut remaps first).
-    let map = unsafe { Mapping::new(&file, file_len, false) }.map_err(DiskError::io(format!(
-        "cannot map segment {}",
-        path.display()
-    )))?;
-    map.advise_sequential();
+    let map = if copy {
+        Mapping::copy_of(&file, file_len).map_err(DiskError::io(format!(
+            "cannot read segment {}",
+            path.display()
+        )))?
+    } else {
+        // SAFETY: the file is in a data dir only this user can write to, locked by this process or
+        // (read-only) not the one a server truncates: it is mapped read-only and nothing truncates
+        // it while mapped (a cut remaps first).
+        let map = unsafe { Mapping::new(&file, file_len, false) }.map_err(DiskError::io(
+            format!("cannot map segment {}", path.display()),
+        ))?;
+        map.advise_sequential();
+        map
+    };
     let bytes = map.bytes();
     let header = match SegmentHeader::decode(bytes) {
         Ok(header) => Some(header),

@@ -12,6 +12,9 @@ pub(super) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
     writable: AtomicBool,
+    /// A private copy in anonymous memory ([`Mapping::copy_of`]), not a map of the file: its pages
+    /// are the only copy, never dropped.
+    copy: bool,
 }
 
 // SAFETY: a Mapping owns its pages as a Box<[u8]> owns its heap memory. Its contents are read
@@ -59,7 +62,60 @@ impl Mapping {
             ptr,
             len,
             writable: AtomicBool::new(writable),
+            copy: false,
         })
+    }
+
+    /// A private copy of the first `len` bytes of `file` in anonymous memory, read-only once filled
+    /// and unmapped on drop. Unlike a map of the file, it stays valid whatever happens to the file
+    /// (another process truncating or writing it): what a read-only open of a data dir another server
+    /// holds needs for the segment that server may be writing. Bytes past the file's end are zeros.
+    pub fn copy_of(file: &File, len: usize) -> io::Result<Mapping> {
+        use std::os::unix::fs::FileExt;
+        if len == 0 {
+            return Ok(Mapping::empty());
+        }
+        // SAFETY: a fresh private anonymous mapping at an address the kernel picks.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        // Owned from here: an early return unmaps it.
+        let mapping = Mapping {
+            ptr,
+            len,
+            writable: AtomicBool::new(false),
+            copy: true,
+        };
+        // SAFETY: `len` bytes mapped readable and writable, reachable only through this borrow until
+        // it ends below.
+        let buf = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), len) };
+        let mut filled = 0;
+        while filled < len {
+            match file.read_at(&mut buf[filled..], filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // SAFETY: the range is this mapping's own; on failure the pages stay writable, which only
+        // loses the guard (nothing writes them).
+        unsafe {
+            libc::mprotect(ptr.as_ptr().cast(), len, libc::PROT_READ);
+        }
+        Ok(mapping)
     }
 
     /// A mapping of nothing.
@@ -68,6 +124,7 @@ impl Mapping {
             ptr: NonNull::dangling(),
             len: 0,
             writable: AtomicBool::new(false),
+            copy: false,
         }
     }
 
@@ -141,7 +198,10 @@ impl Mapping {
     /// Drops this process's page-table entries for the mapping (the page cache keeps the data, and a
     /// later read faults it back in), so scanned segments do not count as resident memory.
     pub fn release_pages(&self) {
-        self.advise(libc::MADV_DONTNEED);
+        // On a private copy that would zero the pages: they are the data.
+        if !self.copy {
+            self.advise(libc::MADV_DONTNEED);
+        }
     }
 
     fn advise(&self, advice: libc::c_int) {
@@ -225,6 +285,28 @@ pub(super) fn try_lock(file: &File) -> io::Result<bool> {
         match err.raw_os_error() {
             Some(libc::EINTR) => continue,
             Some(libc::EWOULDBLOCK) => return Ok(false),
+            _ => return Err(err),
+        }
+    }
+}
+
+/// Whether another open file holds an exclusive `flock` on `file`: probed with a shared lock that is
+/// released at once (a writer trying to lock in that instant is refused, as if held).
+pub(super) fn is_locked(file: &File) -> io::Result<bool> {
+    loop {
+        // SAFETY: a valid descriptor.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+        if rc == 0 {
+            // SAFETY: a valid descriptor; unlocking what this call just locked.
+            unsafe {
+                libc::flock(file.as_raw_fd(), libc::LOCK_UN);
+            }
+            return Ok(false);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => return Ok(true),
             _ => return Err(err),
         }
     }

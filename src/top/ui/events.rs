@@ -61,6 +61,8 @@ struct Columns {
     id: usize,
     event_type: usize,
     resource: usize,
+    /// 0 when no origin column is shown.
+    origin: usize,
     row: usize,
 }
 
@@ -72,6 +74,7 @@ impl Columns {
             id: 1,
             event_type: 4,
             resource: 1,
+            origin: 0,
             row,
         };
         for event in events {
@@ -91,9 +94,10 @@ impl Columns {
 
     /// Columns left for the message.
     fn message(&self) -> usize {
-        // "HH:MM:SS.mmm #id type resource ", each followed by a space.
+        // "HH:MM:SS.mmm [origin ]#id type resource ", each followed by a space.
+        let origin = if self.origin > 0 { self.origin + 1 } else { 0 };
         self.row
-            .saturating_sub(13 + self.id + 2 + self.event_type + 1 + self.resource + 1)
+            .saturating_sub(13 + origin + self.id + 2 + self.event_type + 1 + self.resource + 1)
     }
 }
 
@@ -104,14 +108,28 @@ const NARROW_TYPE_CAP: usize = 22;
 const MESSAGE_MIN: usize = 20;
 /// The widest the resource column gets.
 const RESOURCE_CAP: usize = 20;
+/// The widest the origin column gets.
+const ORIGIN_CAP: usize = 16;
 
-fn row(event: &Event, utc: bool, selected: bool, columns: Columns) -> Line<'static> {
+fn row(
+    event: &Event,
+    origin: Option<&str>,
+    utc: bool,
+    selected: bool,
+    columns: Columns,
+) -> Line<'static> {
     let color = type_color(&event.event_type);
-    let mut line = Line::from(vec![
-        Span::styled(
-            clock(event.timestamp, utc, "%H:%M:%S%.3f "),
-            Style::new().fg(Color::DarkGray),
-        ),
+    let mut spans = vec![Span::styled(
+        clock(event.timestamp, utc, "%H:%M:%S%.3f "),
+        Style::new().fg(Color::DarkGray),
+    )];
+    if let Some(origin) = origin {
+        spans.push(Span::styled(
+            fit(origin, columns.origin),
+            Style::new().fg(Color::Blue),
+        ));
+    }
+    spans.extend([
         Span::styled(
             format!("#{:<width$} ", event.id, width = columns.id),
             Style::new().fg(Color::DarkGray),
@@ -126,6 +144,7 @@ fn row(event: &Event, utc: bool, selected: bool, columns: Columns) -> Line<'stat
         )),
         Span::raw(summary(event)),
     ]);
+    let mut line = Line::from(spans);
     if selected {
         // The highlight spans the whole row, not just its text.
         let used = line.width();
@@ -173,12 +192,35 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
     let shown: Vec<(usize, RowAt)> = (window.start..window.end)
         .filter_map(|r| Some((r, state.row_at(r)?)))
         .collect();
-    let events = shown.iter().filter_map(|&(_, at)| match at {
-        RowAt::Event(index) => Some(&**log.match_event(index)?.1),
+    // The events on screen, decoded together (each block once).
+    let first = shown.iter().find_map(|&(_, at)| match at {
+        RowAt::Event(index) => Some(index),
         RowAt::Mark(_) => None,
     });
+    let last = shown.iter().rev().find_map(|&(_, at)| match at {
+        RowAt::Event(index) => Some(index),
+        RowAt::Mark(_) => None,
+    });
+    let decoded = match (first, last) {
+        (Some(first), Some(last)) => log.match_events(first..last + 1),
+        _ => Vec::new(),
+    };
+    let event_of = |index: usize| {
+        first
+            .and_then(|first| decoded.get(index.checked_sub(first)?))
+            .map(|(seq, event)| (*seq, &**event))
+    };
     let row_width = usize::from(area.width.saturating_sub(2));
-    let mut columns = Columns::fit(events, TYPE_CAP, row_width);
+    let with_origin = log.origin_count() > 1;
+    let mut columns = Columns::fit(decoded.iter().map(|(_, e)| &**e), TYPE_CAP, row_width);
+    if with_origin {
+        columns.origin = decoded
+            .iter()
+            .map(|(seq, _)| log.origin(*seq).map_or(1, |o| width(&one_line(o))))
+            .max()
+            .unwrap_or(1)
+            .min(ORIGIN_CAP);
+    }
     if columns.message() < MESSAGE_MIN {
         // `mcp.notifications.progress` cut to `mcp.notifications.pro…` leaves the message room.
         columns.event_type = columns.event_type.min(NARROW_TYPE_CAP);
@@ -189,7 +231,9 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
             let selected = window.selected == Some(r);
             Some(match at {
                 RowAt::Event(index) => {
-                    row(log.match_event(index)?.1, state.utc(), selected, columns)
+                    let (seq, event) = event_of(index)?;
+                    let origin = with_origin.then(|| log.origin(seq).map_or("-", |o| &**o));
+                    row(event, origin, state.utc(), selected, columns)
                 }
                 RowAt::Mark(index) => {
                     loss_row(&state.losses().get(index)?.loss, selected, row_width)
@@ -205,8 +249,7 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
         Mode::Live => {}
         Mode::Paused => {
             let below = log
-                .matches()
-                .len()
+                .match_count()
                 .saturating_sub(state.events_before_row(window.end));
             title.push_str(&format!("─ paused, {below} below "));
         }
@@ -215,7 +258,21 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
             None => title.push_str("─ scrubbing "),
         },
     }
-    let block = super::pane_block(title, state.focus() == Focus::Events);
+    let terms = state.term_counts();
+    let title = if terms.is_empty() {
+        Line::from(title)
+    } else {
+        term_counts_line(&terms)
+    };
+    let mut block = super::pane_block(title, state.focus() == Focus::Events);
+    if let Some(notice) = state.notice() {
+        let style = if state.notice_is_error() {
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().fg(Color::Green)
+        };
+        block = block.title_bottom(Line::styled(format!(" {} ", one_line(notice)), style));
+    }
     let body = if lines.is_empty() {
         let hint = if log.is_empty() {
             "waiting for events…"
@@ -227,4 +284,35 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
         Paragraph::new(lines)
     };
     frame.render_widget(body.block(block), area);
+}
+
+/// The counts of the terms being edited, on the pane's top border right under the filter bar:
+/// ` task.* 20,000 │ !task.progress ≥9,120… │ res:nobody 0 `, a term that matches nothing in red.
+fn term_counts_line(terms: &[crate::top::TermCountView]) -> Line<'static> {
+    let mut spans = vec![Span::raw(" ")];
+    for (i, term) in terms.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" │ ", Style::new().fg(Color::DarkGray)));
+        }
+        spans.push(Span::raw(format!("{} ", one_line(&term.term))));
+        let count = thousands(term.count);
+        spans.push(if !term.complete {
+            Span::styled(
+                format!("≥{count}…"),
+                Style::new().fg(Color::Cyan).add_modifier(Modifier::DIM),
+            )
+        } else if term.count == 0 {
+            Span::styled(
+                count,
+                Style::new()
+                    .fg(Color::White)
+                    .bg(Color::Red)
+                    .add_modifier(Modifier::BOLD),
+            )
+        } else {
+            Span::styled(count, Style::new().fg(Color::Cyan))
+        });
+    }
+    spans.push(Span::raw(" "));
+    Line::from(spans)
 }

@@ -1,4 +1,6 @@
-//! The filter bar: the expression being typed or in force, the match count, and parse errors.
+//! The filter bar: the expression being typed or in force, the match count, and parse errors; or,
+//! after `w`, the prompt for the file to write the matching events to. (While the filter is edited,
+//! the counts of its terms are on the event pane's top border, right under it.)
 
 use super::thousands;
 use crate::top::state::State;
@@ -9,8 +11,48 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 const PROMPT: &str = " filter> ";
+const WRITE_PROMPT: &str = " write to> ";
+
+/// The prompt of `w`: the file name being edited, and what Enter will do.
+fn render_prompt(state: &State, frame: &mut Frame<'_>, area: Rect, input: &tui_input::Input) {
+    let count = thousands(state.match_count() as u64);
+    let noun = if state.match_count() == 1 {
+        "event"
+    } else {
+        "events"
+    };
+    let hint = Span::styled(
+        format!("Enter writes the {count} matching {noun} as NDJSON · Esc cancels "),
+        Style::new().fg(Color::Cyan),
+    );
+    let hint_width = (hint.width() as u16).min(area.width / 2);
+    let [left_area, right_area] =
+        Layout::horizontal([Constraint::Min(10), Constraint::Length(hint_width)]).areas(area);
+    let text_width = usize::from(left_area.width).saturating_sub(WRITE_PROMPT.len());
+    let scroll = input.visual_scroll(text_width);
+    let value: String = input.value().chars().skip(scroll).collect();
+    let line = Line::from(vec![
+        Span::styled(
+            WRITE_PROMPT,
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(
+            value,
+            Style::new().fg(Color::White).add_modifier(Modifier::BOLD),
+        ),
+    ]);
+    frame.render_widget(Paragraph::new(line), left_area);
+    frame.render_widget(Paragraph::new(Line::from(hint)).right_aligned(), right_area);
+    let cursor = input.visual_cursor().saturating_sub(scroll);
+    let x = left_area.x + (WRITE_PROMPT.len() + cursor) as u16;
+    frame.set_cursor_position((x.min(left_area.right().saturating_sub(1)), area.y));
+}
 
 pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
+    if let Some(input) = state.prompt_input() {
+        render_prompt(state, frame, area, input);
+        return;
+    }
     let bar = state.filter_bar();
     let right = match state.filter_error() {
         Some(error) => Span::styled(format!("✗ {error} "), Style::new().fg(Color::Red)),

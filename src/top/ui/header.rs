@@ -15,6 +15,57 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
+/// The header of a recording (`--open`): its name, how many events it holds, what was skipped, and
+/// the view's state; no bus counters (there is no bus).
+fn recording(
+    state: &State,
+    status: &crate::top::RecordingStatus,
+    mut spans: Vec<Span<'static>>,
+) -> Vec<Span<'static>> {
+    let sep = || Span::styled(" ─ ", Style::new().fg(Color::DarkGray));
+    spans.push(Span::styled(
+        "RECORDING",
+        Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD),
+    ));
+    spans.push(Span::raw(format!(" {}", status.name)));
+    spans.push(sep());
+    let held = thousands(state.received());
+    spans.push(Span::raw(if status.loaded {
+        format!("{held} events")
+    } else {
+        format!("{held} events, reading…")
+    }));
+    if let Some(skipped) = status.skipped_text() {
+        spans.push(sep());
+        spans.push(Span::styled(
+            skipped,
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ));
+    }
+    if let Some(error) = &status.error {
+        spans.push(sep());
+        spans.push(Span::styled(
+            format!("stopped: {error}"),
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ));
+    }
+    if let Some(note) = &status.note {
+        spans.push(sep());
+        spans.push(Span::styled(note.clone(), Style::new().fg(Color::Yellow)));
+    }
+    let (label, color) = match state.mode() {
+        Mode::Live => return spans,
+        Mode::Paused => ("PAUSED", Color::Yellow),
+        Mode::Scrubbing => ("SCRUBBING", Color::Magenta),
+    };
+    spans.push(sep());
+    spans.push(Span::styled(
+        label,
+        Style::new().fg(color).add_modifier(Modifier::BOLD),
+    ));
+    spans
+}
+
 pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
     let sep = || Span::styled(" ─ ", Style::new().fg(Color::DarkGray));
     let mut spans = vec![Span::styled(
@@ -22,6 +73,14 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
         Style::new().add_modifier(Modifier::BOLD),
     )];
     spans.push(sep());
+    if let Some(status) = state.recording() {
+        let spans = recording(state, status, spans);
+        frame.render_widget(
+            Paragraph::new(Line::from(spans)).style(Style::new().bg(Color::Black)),
+            area,
+        );
+        return;
+    }
     spans.push(Span::raw(match state.connection() {
         Connection::Connecting => "connecting".to_owned(),
         Connection::Connected { socket, hosted } => {

@@ -17,6 +17,7 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
     let info = match (state.mode(), state.scrub_event()) {
         (Mode::Scrubbing, Some(event)) => {
             let replay = match state.replay_speed() {
+                Some(_) if state.replay_original_pace() => " ▶ original pace".to_owned(),
                 Some(speed) => format!(" ▶ {speed}x"),
                 None => String::new(),
             };

@@ -127,7 +127,7 @@ fn footer(focus: Focus, frame: &mut Frame<'_>, area: Rect) {
 }
 
 /// A pane's frame: a focused pane's border and title stand out.
-pub(crate) fn pane_block(title: String, focused: bool) -> Block<'static> {
+pub(crate) fn pane_block(title: impl Into<Line<'static>>, focused: bool) -> Block<'static> {
     let block = Block::bordered().title(title);
     if focused {
         block
