@@ -106,6 +106,7 @@ impl Action {
         match msg {
             SourceMsg::Connected { socket, hosted } => Action::Connected { socket, hosted },
             SourceMsg::Events(events) => Action::Events { events, at },
+            SourceMsg::EventsFrom { events, .. } => Action::Events { events, at },
             SourceMsg::Lost(loss) => Action::Lost(loss),
             SourceMsg::Stats(stats) => Action::Stats(stats),
             SourceMsg::Disconnected { retry_in } => Action::Disconnected { retry_in },

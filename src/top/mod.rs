@@ -32,6 +32,8 @@ mod action;
 mod attach;
 mod log;
 mod loss;
+#[cfg(feature = "nats")]
+mod nats_source;
 pub mod progress;
 mod remote;
 mod runtime;
@@ -43,6 +45,8 @@ mod update;
 pub use action::{action_for_key, action_for_terminal_event, Action, KEYS};
 pub use attach::{run_at_socket, HOSTED_SUBSCRIBER_BUFFER};
 pub use log::Seq;
+#[cfg(feature = "nats")]
+pub use nats_source::{run_on_nats, spawn_nats_source};
 pub use remote::{socket_label, spawn_socket_source};
 pub use runtime::{run, run_loop, run_on_bus, run_with_source, TICK};
 pub use source::{
@@ -111,4 +115,8 @@ pub enum TopError {
     /// No bus answered and hosting one at the socket failed.
     #[error(transparent)]
     Serve(#[from] crate::transport::ServeError),
+    /// NATS refused the stream, the URL or the credentials.
+    #[cfg(feature = "nats")]
+    #[error(transparent)]
+    Nats(#[from] crate::nats::NatsError),
 }

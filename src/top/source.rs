@@ -110,6 +110,14 @@ pub enum SourceMsg {
     },
     /// Events, oldest first.
     Events(Vec<Arc<Event>>),
+    /// Events from one origin (a machine or bus label: a source that reads several, such as a NATS
+    /// stream), oldest first.
+    EventsFrom {
+        /// Where they came from.
+        origin: Arc<str>,
+        /// The events.
+        events: Vec<Arc<Event>>,
+    },
     /// Events the source could not deliver, missed at this place in the stream: after the events
     /// sent before this message and before those sent after it.
     Lost(Loss),
