@@ -607,8 +607,8 @@ impl Screen {
                             }
                             'J' if nums.first() == Some(&2) => cells = vec![vec![' '; COLS]; ROWS],
                             'K' if row < ROWS => {
-                                for c in col..COLS {
-                                    cells[row][c] = ' ';
+                                for cell in cells[row].iter_mut().skip(col) {
+                                    *cell = ' ';
                                 }
                             }
                             _ => {}

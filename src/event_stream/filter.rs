@@ -1588,7 +1588,7 @@ mod tests {
     /// The data of the `i`th of the 100 events the acceptance case filters: `frame` is `i`, `node` is
     /// `n-{i % 3}` except on every tenth event, which has no node.
     fn numbered(i: u64) -> Event {
-        let data = if i % 10 == 0 {
+        let data = if i.is_multiple_of(10) {
             json!({"frame": i})
         } else {
             json!({"frame": i, "node": format!("n-{}", i % 3)})

@@ -12,7 +12,7 @@
 //! may be missing from it, so it reads the stream's headers from the checkpoint's sequence on and
 //! takes the highest id of its origin and instance found there. Then:
 //! - same bus instance: it subscribes from the next id; what the bus's history no longer holds
-//!   comes as a loss, reported on stderr with its count and in the [`header::LOST`](super::mapping::header::LOST)
+//!   comes as a loss, reported on stderr with its count and in the [`header::LOST`]
 //!   header of the next event forwarded;
 //! - another instance (the bus restarted, its ids start over): it forwards everything the new bus
 //!   holds; what the old one published after the checkpoint was never forwarded, in a number no one

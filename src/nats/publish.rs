@@ -27,6 +27,9 @@ pub struct Acked {
     pub duplicate: bool,
 }
 
+/// What a [`Publisher`] calls when it runs into trouble it retries.
+type Trouble = Box<dyn Fn(&str) + Send + Sync>;
+
 /// One published event whose ack has not been settled.
 struct InFlight {
     instance: Arc<str>,
@@ -50,7 +53,7 @@ pub struct Publisher {
     in_flight: VecDeque<InFlight>,
     give_up_after: Option<Duration>,
     last_acked: Option<Acked>,
-    trouble: Option<Box<dyn Fn(&str) + Send + Sync>>,
+    trouble: Option<Trouble>,
     resent: u64,
 }
 

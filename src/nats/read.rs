@@ -333,9 +333,7 @@ impl StreamReader {
     }
 
     fn take(&mut self, message: &async_nats::Message) {
-        let Some((seq, pending, stored)) =
-            message.reply.as_deref().and_then(|reply| reply_info(reply))
-        else {
+        let Some((seq, pending, stored)) = message.reply.as_deref().and_then(reply_info) else {
             return;
         };
         self.read += 1;

@@ -115,10 +115,10 @@ async fn follow(
             link = links.recv() => match link {
                 Some(Link::Retrying(retry_in)) => msgs.push(SourceMsg::Disconnected { retry_in }),
                 Some(Link::Disconnected) => msgs.push(SourceMsg::Disconnected { retry_in: retry_delay(1) }),
-                Some(Link::Connected) => if reader.is_some() {
+                Some(Link::Connected) if reader.is_some() => {
                     msgs.push(SourceMsg::Connected { socket: label.clone(), hosted: false });
-                },
-                None => {}
+                }
+                Some(Link::Connected) | None => {}
             },
             _ = stats.tick() => {
                 if let Some(s) = &stream {

@@ -145,7 +145,7 @@ impl State {
         self.received += events.len() as u64;
         for event in events {
             let seq = self.log.end();
-            if seq % CHECKPOINT_EVERY == 0 && seq > 0 {
+            if seq.is_multiple_of(CHECKPOINT_EVERY) && seq > 0 {
                 self.checkpoints.push_back((seq, self.gauges.clone()));
             }
             self.gauges.apply(&event);
