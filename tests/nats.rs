@@ -97,6 +97,13 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// Sends `signal` to the server by PID.
+    fn signal(&self, signal: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
     /// SIGKILL by PID, and wait.
     fn kill(mut self) -> (PathBuf, u16) {
         unsafe {
@@ -341,6 +348,42 @@ fn nats_killed_and_restarted_while_events_are_published_loses_and_repeats_nothin
         "{log}"
     );
     drop((bus, nats));
+}
+
+#[test]
+fn events_nats_stored_but_did_not_acknowledge_in_time_are_sent_again_and_dropped_by_message_id() {
+    if nats_server_binary().is_none() {
+        return;
+    }
+    let dir = TempDir::new();
+    let nats = Nats::start(&dir.0);
+    let url = nats.url();
+    let sock = dir.0.join("bus.sock");
+    let bus = ServerProcess::start(&sock, &[]);
+    let bridge = Bridge::start(&sock, &url, "frozen", dir.0.join("bridge.log"), &[]);
+    publish_to_bus(&sock, "task.started", 1, 50);
+    wait_until("50 events", || stream_events(&url, &[]).0.len() >= 50);
+    // Frozen: the bridge's next publishes wait in the server's socket, unacknowledged, past the
+    // ack timeout (5 s); thawed, the server stores them, then gets them again from the bridge.
+    nats.signal(libc::SIGSTOP);
+    publish_to_bus(&sock, "task.started", 51, 50);
+    std::thread::sleep(Duration::from_secs(7));
+    nats.signal(libc::SIGCONT);
+    wait_until("100 events", || stream_events(&url, &[]).0.len() >= 100);
+    let log = bridge.terminate();
+    let (events, stderr, code) = stream_events(&url, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let ids = ids_by_origin(&events)["frozen"].clone();
+    assert_eq!(
+        ids,
+        (1..=100).collect::<Vec<u64>>(),
+        "each once, in order: {log}"
+    );
+    assert!(
+        log.contains("did not acknowledge") && !log.contains("(0 it had already)"),
+        "the resends happened and the server dropped them: {log}"
+    );
+    drop(bus);
 }
 
 #[test]
