@@ -320,7 +320,7 @@ mod tests {
         assert_eq!(n(""), None);
         assert_eq!(n("task.started"), Some(vec!["ipckit.task.started".into()]));
         assert_eq!(n("log.std???"), Some(vec!["ipckit.log.>".into()]));
-        assert_eq!(n("a b.*"), Some(vec!["ipckit.a%20b.>".into()]));
+        assert_eq!(n("\"a b.*\""), Some(vec!["ipckit.a%20b.>".into()]));
         assert_eq!(n("task.* task.started"), Some(vec!["ipckit.task.>".into()]));
         assert_eq!(n("task*"), None);
         assert_eq!(n("task.* *.x"), None);
