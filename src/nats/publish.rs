@@ -3,6 +3,7 @@
 use super::mapping::{self, header, Mapping};
 use super::NatsError;
 use crate::event_stream::{Event, EventId, Loss};
+use async_nats::header::HeaderName;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -143,18 +144,28 @@ impl Publisher {
         let payload = Bytes::from(
             serde_json::to_vec(event).map_err(|e| NatsError::request("encoding an event", e))?,
         );
+        let name = HeaderName::from_static;
         let mut headers = HeaderMap::new();
-        headers.insert(header::ORIGIN, mapping::header_value(&self.origin).as_ref());
-        headers.insert(header::ORIGIN_ID, event.id.to_string());
-        headers.insert(header::INSTANCE, mapping::header_value(instance).as_ref());
-        headers.insert(header::TIME, mapping::time_value(event.timestamp));
+        headers.insert(
+            name(header::ORIGIN),
+            mapping::header_value(&self.origin).as_ref(),
+        );
+        headers.insert(name(header::ORIGIN_ID), event.id.to_string());
+        headers.insert(
+            name(header::INSTANCE),
+            mapping::header_value(instance).as_ref(),
+        );
+        headers.insert(name(header::TIME), mapping::time_value(event.timestamp));
         if let Some(resource) = &event.resource_id {
-            headers.insert(header::RESOURCE, mapping::header_value(resource).as_ref());
+            headers.insert(
+                name(header::RESOURCE),
+                mapping::header_value(resource).as_ref(),
+            );
         }
         if let Some(loss) = lost {
-            headers.insert(header::LOST, mapping::encode_loss(loss));
+            headers.insert(name(header::LOST), mapping::encode_loss(loss));
         }
-        headers.insert(header::MSG_ID, format!("{instance}:{}", event.id));
+        headers.insert(name(header::MSG_ID), format!("{instance}:{}", event.id));
         let mut item = InFlight {
             instance: Arc::clone(instance),
             origin_id: event.id,

@@ -366,17 +366,30 @@ impl StreamReader {
         self.expected = Some(seq + 1);
         self.last_seq = seq;
         self.last_pending = pending;
-        let headers = message.headers.as_ref();
-        let value = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
-        let origin = match value(header::ORIGIN) {
+        // One pass over the headers, nothing allocated for them.
+        let (mut origin_value, mut origin_id_value, mut lost_value, mut resource_value) =
+            (None, None, None, None);
+        if let Some(headers) = message.headers.as_ref() {
+            for (name, values) in headers.iter() {
+                let slot = match AsRef::<str>::as_ref(name) {
+                    header::ORIGIN => &mut origin_value,
+                    header::ORIGIN_ID => &mut origin_id_value,
+                    header::LOST => &mut lost_value,
+                    header::RESOURCE => &mut resource_value,
+                    _ => continue,
+                };
+                *slot = values.first().map(|v| v.as_str());
+            }
+        }
+        let origin = match origin_value {
             Some(name) => {
-                let name = mapping::header_text(name).into_owned();
+                let name = mapping::header_text(name);
                 self.intern(&name)
             }
             None => Arc::clone(&self.unknown_origin),
         };
-        let origin_id = value(header::ORIGIN_ID).and_then(|v| v.parse().ok());
-        if let Some(loss) = value(header::LOST).and_then(mapping::decode_loss) {
+        let origin_id = origin_id_value.and_then(|v| v.parse().ok());
+        if let Some(loss) = lost_value.and_then(mapping::decode_loss) {
             self.queue.push_back(NatsItem::OriginLost {
                 origin: Arc::clone(&origin),
                 loss,
@@ -386,7 +399,7 @@ impl StreamReader {
             &message.payload,
             &message.subject,
             self.mapping.prefix(),
-            value(header::RESOURCE),
+            resource_value,
             stored,
         );
         event.id = seq;
@@ -404,9 +417,17 @@ impl StreamReader {
 /// (`$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<nanos>.<pending>`, or the form with a
 /// domain and account hash before the stream).
 fn reply_info(reply: &str) -> Option<(u64, u64, SystemTime)> {
-    let tokens: Vec<&str> = reply.strip_prefix("$JS.ACK.")?.split('.').collect();
+    let rest = reply.strip_prefix("$JS.ACK.")?;
+    let mut tokens = [""; 12];
+    let mut count = 0;
+    for token in rest.split('.') {
+        if count < tokens.len() {
+            tokens[count] = token;
+        }
+        count += 1;
+    }
     // The old form has 7 tokens after the prefix; the new one 9 or more, two before the stream.
-    let at = match tokens.len() {
+    let at = match count {
         7 => 0,
         n if n >= 9 => 2,
         _ => return None,
