@@ -62,8 +62,9 @@
 //! [`EventBus::stats`] counts, and [`EventFilter::parse`] reads the text filter syntax
 //! (`task.* !task.progress res:render-*`).
 //!
-//! Features: `transport` (serve and attach over a local socket) and `tui` (the monitor) are on by
-//! default; with `default-features = false` only the bus is built.
+//! Features: `transport` (serve and attach over a local socket), `tui` (the monitor) and `nats`
+//! (the monitor, the command line and `bridge` on a NATS JetStream stream) are on by default; with
+//! `default-features = false` only the bus is built.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
@@ -73,6 +74,8 @@ pub mod demo;
 pub mod event_stream;
 #[cfg(all(feature = "transport", unix))]
 pub mod mcp;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod store;
 #[cfg(feature = "tui")]
 pub mod top;

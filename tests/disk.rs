@@ -52,7 +52,7 @@ fn record(id: u64) -> Record {
         id,
         time_micros: BASE_TIME + id as i64 * 1_000,
         event_type: "task.progress".into(),
-        resource: (id % 5 != 0).then(|| format!("job-{}", id % 4)),
+        resource: (!id.is_multiple_of(5)).then(|| format!("job-{}", id % 4)),
         data: format!(r#"{{"i":{id},"pad":"{pad}"}}"#).into_bytes(),
     }
 }
@@ -679,7 +679,7 @@ const CHILD_MODE: &str = "IPCKIT_DISK_CHILD_MODE";
 /// may land in the middle of copying one.
 fn child_record(id: u64) -> Record {
     let mut record = record(id);
-    if id % 20 == 0 {
+    if id.is_multiple_of(20) {
         record.data = format!(r#"{{"i":{id},"big":"{}"}}"#, "y".repeat(30_000)).into_bytes();
     }
     record

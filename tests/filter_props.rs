@@ -141,6 +141,11 @@ fn term() -> impl Strategy<Value = String> {
         value.prop_map(|v| v.replace(' ', "")),
         value.prop_map(|v| format!("type:\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))),
         value.prop_map(|v| format!("res:\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))),
+        value.prop_map(|v| format!(
+            "origin:\"{}\"",
+            v.replace('\\', "\\\\").replace('"', "\\\"")
+        )),
+        "[a-z*?-]{1,6}".prop_map(|v| format!("origin:{v}")),
         value.prop_map(|v| format!("text:\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))),
         (0u64..1_000).prop_map(|n| format!("since:id:{n}")),
         (0u64..4_000_000_000).prop_map(|s| format!("until:@{s}.5")),

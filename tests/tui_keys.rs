@@ -978,3 +978,44 @@ fn a_data_filter_over_events_of_known_data_counts_exactly() {
     let counts: Vec<u64> = state.term_counts().iter().map(|t| t.count).collect();
     assert_eq!(counts, [10, 25]);
 }
+
+/// Events read from NATS carry an origin: `origin:GLOB` filters on it in the monitor too, in the
+/// count, the rows and the per-term counts, live and when a filter is applied to what is held.
+#[test]
+fn an_origin_filter_selects_the_events_of_that_origin() {
+    let mut state = state_with(1000, None);
+    let from = |origin: &str, ids: std::ops::Range<u64>| Action::EventsFrom {
+        origin: origin.into(),
+        events: ids
+            .map(|i| stamped(Event::stdout("job", "line"), i, i as f64))
+            .collect(),
+        at: at(0.0),
+    };
+    update(&mut state, from("farm-a", 1..4));
+    update(&mut state, from("farm-b", 4..6));
+    key(&mut state, KeyCode::Char('/'));
+    typed(&mut state, "origin:farm-b");
+    key(&mut state, KeyCode::Enter);
+    while state.has_background_work() {
+        update(&mut state, Action::Scan);
+    }
+    assert_eq!(state.match_count(), 2);
+    let ids: Vec<u64> = state.visible_events().iter().map(|e| e.id).collect();
+    assert_eq!(ids, [4, 5]);
+    // Live: a new event of each origin; only farm-b's is a match.
+    update(&mut state, from("farm-a", 6..7));
+    update(&mut state, from("farm-b", 7..8));
+    assert_eq!(state.match_count(), 3);
+    // Excluded, and counted alone while editing.
+    key(&mut state, KeyCode::Char('/'));
+    for _ in 0.."origin:farm-b".len() {
+        key(&mut state, KeyCode::Backspace);
+    }
+    typed(&mut state, "log.* !origin:farm-b");
+    while state.has_background_work() {
+        update(&mut state, Action::Scan);
+    }
+    assert_eq!(state.match_count(), 4, "farm-a's 1, 2, 3 and 6");
+    let counts: Vec<u64> = state.term_counts().iter().map(|t| t.count).collect();
+    assert_eq!(counts, [7, 4]);
+}

@@ -207,7 +207,9 @@ async fn the_socket_source_attaches_reports_loss_and_resumes_without_gap_or_dupl
     while ids.len() < 3 {
         match next_msg(&mut rx).await {
             SourceMsg::Connected { .. } => reconnected = true,
-            SourceMsg::Events(batch) => ids.extend(batch.iter().map(|e| e.id)),
+            SourceMsg::Events(batch) | SourceMsg::EventsFrom { events: batch, .. } => {
+                ids.extend(batch.iter().map(|e| e.id))
+            }
             SourceMsg::Stats(_) | SourceMsg::Disconnected { .. } => {}
             SourceMsg::Lost(loss) => panic!("the bus held everything, yet {loss:?}"),
             other => panic!("unexpected {other:?}"),

@@ -1,7 +1,13 @@
 //! The `ipckit-top` command line: argument parsing (clap) and one function per subcommand.
 //!
 //! `src/bin/ipckit-top.rs` only calls [`main`]. Every failure is one line on stderr and a non-zero
-//! exit status; `pipe` exits with its child's status.
+//! exit status; `pipe` exits with its child's status. With `--nats URL` the monitor and the client
+//! subcommands run on a NATS JetStream stream instead of the socket (`nats.rs`).
+
+#[cfg(feature = "nats")]
+mod nats;
+#[cfg(feature = "nats")]
+pub use nats::{BridgeArgs, NatsArgs};
 
 use crate::event_stream::{parse_bound, Bound};
 use crate::transport::frame::NewEvent;
@@ -37,6 +43,10 @@ pub struct Cli {
     /// prints it and `w` writes it (gzip or zstd compressed too), `-` for stdin, or a data dir
     #[arg(long, value_name = "PATH", conflicts_with = "demo")]
     pub open: Option<PathBuf>,
+    /// Where NATS is, for the monitor and the client subcommands, and `bridge`
+    #[cfg(feature = "nats")]
+    #[command(flatten)]
+    pub nats: NatsArgs,
     /// What to do; without a subcommand, run the monitor
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -72,6 +82,15 @@ lost (a line on stderr says how many and their ids: the bus no longer kept them)
     /// Run an MCP stdio server behind a transparent proxy that publishes its calls, progress and logs
     #[cfg(unix)]
     Mcp(McpArgs),
+    /// Forward every event of the bus at --socket to the NATS stream (--nats), resuming after either
+    /// side restarts with no duplicate and no silent gap
+    #[cfg(feature = "nats")]
+    #[command(
+        after_help = "Where it got to is kept in the KV bucket ipckit-bridges (key STREAM.ORIGIN). \
+Events the bus no longer holds when the bridge resumes are reported on stderr with their count, and \
+in the Ipckit-Lost header of the next event forwarded."
+    )]
+    Bridge(BridgeArgs),
 }
 
 /// `mcp` arguments.
@@ -227,6 +246,10 @@ pub enum CliError {
     #[cfg(unix)]
     #[error(transparent)]
     Mcp(#[from] crate::mcp::McpError),
+    /// NATS failed.
+    #[cfg(feature = "nats")]
+    #[error(transparent)]
+    Nats(#[from] crate::nats::NatsError),
 }
 
 /// Parses the arguments, runs the command, prints an error as one line; the process exit status.
@@ -248,20 +271,40 @@ pub fn main() -> ExitCode {
 /// The command's failure.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let socket = cli.socket.clone().unwrap_or_else(default_socket_path);
+    #[cfg(feature = "nats")]
+    let nats = cli.nats.options();
+    let history = cli.history.unwrap_or(if cli.open.is_some() {
+        RECORDING_HISTORY
+    } else {
+        DEFAULT_HISTORY
+    });
+    // A recording is shown whatever --nats says.
+    #[cfg(feature = "nats")]
+    if let (None, None, Some(nats)) = (&cli.command, &cli.open, &nats) {
+        return run_monitor_nats(
+            nats.clone(),
+            MonitorOptions {
+                socket,
+                filter: cli.filter,
+                demo: cli.demo,
+                history,
+                open: None,
+            },
+        );
+    }
     let Some(command) = cli.command else {
         return run_monitor(MonitorOptions {
             socket,
             filter: cli.filter,
             demo: cli.demo,
-            history: cli.history.unwrap_or(if cli.open.is_some() {
-                RECORDING_HISTORY
-            } else {
-                DEFAULT_HISTORY
-            }),
+            history,
             open: cli.open,
         });
     };
+    #[cfg(not(feature = "nats"))]
     let multi = matches!(command, Command::Serve(_));
+    #[cfg(feature = "nats")]
+    let multi = matches!(command, Command::Serve(_) | Command::Bridge(_));
     let runtime = if multi {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -277,6 +320,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         source,
     })?;
     runtime.block_on(async move {
+        #[cfg(feature = "nats")]
+        let command = match nats::run_command(nats, socket.clone(), command).await {
+            Ok(done) => return done,
+            Err(command) => command,
+        };
         match command {
             Command::Serve(args) => serve(socket, args).await,
             Command::Publish(args) => publish(socket, args).await,
@@ -291,8 +339,41 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 command: args.command,
             })
             .await?),
+            // Taken by the NATS path above, which refuses it without --nats.
+            #[cfg(feature = "nats")]
+            Command::Bridge(_) => Err(CliError::Usage(
+                "bridge needs --nats URL (or IPCKIT_NATS)".into(),
+            )),
         }
     })
+}
+
+/// The full-screen monitor on a NATS stream ([`crate::top::run_on_nats`]).
+///
+/// # Errors
+///
+/// The monitor's failure (a bad filter, NATS refusing the stream or the credentials, no terminal).
+#[cfg(feature = "nats")]
+pub fn run_monitor_nats(
+    nats: crate::nats::NatsOptions,
+    options: MonitorOptions,
+) -> Result<ExitCode, CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Io {
+            context: "cannot start the async runtime".into(),
+            source,
+        })?;
+    let top = crate::top::TopOptions {
+        socket_label: nats.label(),
+        filter: options.filter,
+        history: options.history,
+        ..Default::default()
+    };
+    runtime.block_on(crate::top::run_on_nats(nats, top, options.demo))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The full-screen monitor: attaches to the bus at the socket, or hosts one there
@@ -350,6 +431,15 @@ async fn publish(socket: PathBuf, args: PublishArgs) -> Result<ExitCode, CliErro
     if args.stdin {
         return publish_stdin(socket).await;
     }
+    let event = publish_event(args)?;
+    let client = Client::connect(&socket).await?;
+    let id = client.publish(&event).await?;
+    println!("{id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The event `publish TYPE --resource ID --data JSON` asks for.
+fn publish_event(args: PublishArgs) -> Result<Event, CliError> {
     let event_type = args
         .event_type
         .ok_or_else(|| CliError::Usage("an event TYPE or --stdin is required".into()))?;
@@ -365,11 +455,7 @@ async fn publish(socket: PathBuf, args: PublishArgs) -> Result<ExitCode, CliErro
         resource_id: args.resource,
         data,
     };
-    let event = new.into_event().map_err(CliError::Usage)?;
-    let client = Client::connect(&socket).await?;
-    let id = client.publish(&event).await?;
-    println!("{id}");
-    Ok(ExitCode::SUCCESS)
+    new.into_event().map_err(CliError::Usage)
 }
 
 /// Lines from stdin on a thread of their own (stdin reads block), as (line number, text). A line
@@ -785,6 +871,15 @@ fn exit_event(resource: &str, status: std::process::ExitStatus) -> (Event, u8) {
 }
 
 async fn progress(socket: PathBuf, args: ProgressArgs) -> Result<ExitCode, CliError> {
+    let event = progress_event(&args)?;
+    let client = Client::connect(&socket).await?;
+    let id = client.publish(&event).await?;
+    println!("{id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The MCP progress event `progress` asks for, its numbers checked.
+fn progress_event(args: &ProgressArgs) -> Result<Event, CliError> {
     if !args.progress.is_finite() || args.progress < 0.0 {
         return Err(CliError::Usage(format!(
             "PROGRESS must be a finite number of at least 0, got {}",
@@ -798,22 +893,39 @@ async fn progress(socket: PathBuf, args: ProgressArgs) -> Result<ExitCode, CliEr
             )));
         }
     }
-    let event = Event::mcp_progress(
+    Ok(Event::mcp_progress(
         &args.token,
         args.progress,
         args.total,
         args.message.as_deref(),
-    );
-    let client = Client::connect(&socket).await?;
-    let id = client.publish(&event).await?;
-    println!("{id}");
-    Ok(ExitCode::SUCCESS)
+    ))
 }
 
 fn bound(flag: &str, value: Option<&str>) -> Result<Option<Bound>, CliError> {
     value
         .map(|v| parse_bound(v).map_err(|e| CliError::Usage(format!("{flag} {v:?}: {e}"))))
         .transpose()
+}
+
+/// Refuses an `--until` before `--since`.
+fn check_bounds(
+    since: Option<Bound>,
+    until: Option<Bound>,
+    args: &EventsArgs,
+) -> Result<(), CliError> {
+    let backwards = match (since, until) {
+        (Some(Bound::Time(s)), Some(Bound::Time(u))) => u < s,
+        (Some(Bound::Id(s)), Some(Bound::Id(u))) => u < s,
+        _ => false,
+    };
+    if backwards {
+        return Err(CliError::Usage(format!(
+            "--until {:?} is before --since {:?}: no event can match",
+            args.until.as_deref().unwrap_or_default(),
+            args.since.as_deref().unwrap_or_default()
+        )));
+    }
+    Ok(())
 }
 
 /// The exit status of `events` when events it should have printed were lost.
@@ -828,18 +940,7 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
     };
     let since = bound("--since", args.since.as_deref())?;
     let until = bound("--until", args.until.as_deref())?;
-    let backwards = match (since, until) {
-        (Some(Bound::Time(s)), Some(Bound::Time(u))) => u < s,
-        (Some(Bound::Id(s)), Some(Bound::Id(u))) => u < s,
-        _ => false,
-    };
-    if backwards {
-        return Err(CliError::Usage(format!(
-            "--until {:?} is before --since {:?}: no event can match",
-            args.until.as_deref().unwrap_or_default(),
-            args.since.as_deref().unwrap_or_default()
-        )));
-    }
+    check_bounds(since, until, &args)?;
     let client = Client::connect(&socket).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

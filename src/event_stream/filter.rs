@@ -474,6 +474,9 @@ pub enum Term {
     Until(Bound),
     /// The event's data has a field at the path, and its value passes the test.
     Field(FieldPath, FieldTest),
+    /// The event came from an origin (a machine or bus label, for events read from NATS) that
+    /// matches the glob. An event with no origin never matches it.
+    Origin(Glob),
 }
 
 impl Bound {
@@ -495,9 +498,10 @@ impl Term {
         }
     }
 
-    fn matches(&self, event: &Event) -> bool {
+    fn matches(&self, event: &Event, origin: Option<&str>) -> bool {
         match self {
             Term::Type(glob) => glob.matches(&event.event_type),
+            Term::Origin(glob) => origin.is_some_and(|o| glob.matches(o)),
             Term::Resource(glob) => event
                 .resource_id
                 .as_deref()
@@ -528,6 +532,7 @@ impl Term {
 pub struct EventFilter {
     types: Vec<Glob>,
     resources: Vec<Glob>,
+    origins: Vec<Glob>,
     texts: Vec<String>,
     /// `=` and comparison conditions, one group per path in the order paths first appear.
     fields: Vec<FieldGroup>,
@@ -650,11 +655,46 @@ impl EventFilter {
         *self == Self::default()
     }
 
-    /// Whether `event` passes the filter.
+    /// Adds an origin glob (`render-*`): the event came from a matching origin (a machine or bus
+    /// label, for events read from NATS); any of the origin globs may match. See
+    /// [`EventFilter::matches_from`].
+    pub fn origin(mut self, pattern: &str) -> Self {
+        self.origins.push(Glob::new(pattern));
+        self
+    }
+
+    /// Whether `event` passes the filter. The event has no origin here, so a filter with an
+    /// `origin:` condition matches nothing (see [`EventFilter::matches_from`]).
     pub fn matches(&self, event: &Event) -> bool {
-        (self.since.is_empty() || self.since.iter().any(|b| Term::Since(*b).matches(event)))
-            && (self.until.is_empty() || self.until.iter().any(|b| Term::Until(*b).matches(event)))
+        self.matches_from(event, None)
+    }
+
+    /// Whether `event`, which came from `origin` (a machine or bus label, for events read from
+    /// NATS; `None` for a bus's own events), passes the filter. An event with no origin never
+    /// matches a positive `origin:` condition, and is never excluded by one.
+    ///
+    /// ```
+    /// let filter = ipckit::EventFilter::parse("task.* origin:render-*")?;
+    /// let event = ipckit::Event::new("task.started", serde_json::json!({}));
+    /// assert!(filter.matches_from(&event, Some("render-07")));
+    /// assert!(!filter.matches_from(&event, Some("build-1")));
+    /// assert!(!filter.matches(&event));
+    /// # Ok::<(), ipckit::FilterError>(())
+    /// ```
+    pub fn matches_from(&self, event: &Event, origin: Option<&str>) -> bool {
+        (self.since.is_empty()
+            || self
+                .since
+                .iter()
+                .any(|b| Term::Since(*b).matches(event, origin)))
+            && (self.until.is_empty()
+                || self
+                    .until
+                    .iter()
+                    .any(|b| Term::Until(*b).matches(event, origin)))
             && (self.types.is_empty() || self.types.iter().any(|g| g.matches(&event.event_type)))
+            && (self.origins.is_empty()
+                || origin.is_some_and(|o| self.origins.iter().any(|g| g.matches(o))))
             && (self.resources.is_empty()
                 || event
                     .resource_id
@@ -671,7 +711,39 @@ impl EventFilter {
                 path.lookup(&event.data)
                     .is_some_and(|v| !glob.matches(&value_text(v)))
             })
-            && !self.excluded.iter().any(|term| term.matches(event))
+            && !self.excluded.iter().any(|term| term.matches(event, origin))
+    }
+
+    /// Whether the filter has an `origin:` condition, positive or excluded.
+    pub fn has_origin_terms(&self) -> bool {
+        !self.origins.is_empty()
+            || self
+                .excluded
+                .iter()
+                .any(|term| matches!(term, Term::Origin(_)))
+    }
+
+    /// Whether an event from `origin` passes the filter's `origin:` conditions (the others are not
+    /// looked at): [`EventFilter::matches_from`] is [`EventFilter::without_origin`]'s `matches` and
+    /// this.
+    pub fn origin_ok(&self, origin: Option<&str>) -> bool {
+        (self.origins.is_empty()
+            || origin.is_some_and(|o| self.origins.iter().any(|g| g.matches(o))))
+            && !self.excluded.iter().any(|term| match term {
+                Term::Origin(glob) => origin.is_some_and(|o| glob.matches(o)),
+                _ => false,
+            })
+    }
+
+    /// The filter without its `origin:` conditions, for a store that keeps origins beside events
+    /// and judges them with [`EventFilter::origin_ok`].
+    pub fn without_origin(&self) -> EventFilter {
+        let mut filter = self.clone();
+        filter.origins.clear();
+        filter
+            .excluded
+            .retain(|term| !matches!(term, Term::Origin(_)));
+        filter
     }
 
     /// Whether testing an event needs its data: the filter has a `text:` or data-field condition,
@@ -721,6 +793,7 @@ impl EventFilter {
                 .cloned()
                 .map(Term::Type)
                 .chain(self.resources.iter().cloned().map(Term::Resource))
+                .chain(self.origins.iter().cloned().map(Term::Origin))
                 .chain(self.texts.iter().cloned().map(Term::Text))
                 .chain(self.fields.iter().flat_map(|group| {
                     group
@@ -763,6 +836,7 @@ impl EventFilter {
     /// matches: the filter holds its index key and nothing else, so publishing need not test it.
     pub(crate) fn index_implies_match(&self) -> bool {
         let only_globs = self.texts.is_empty()
+            && self.origins.is_empty()
             && self.fields.is_empty()
             && self.differs.is_empty()
             && self.since.is_empty()
@@ -785,6 +859,7 @@ impl EventFilter {
         match term {
             Term::Type(g) => self.types.push(g),
             Term::Resource(g) => self.resources.push(g),
+            Term::Origin(g) => self.origins.push(g),
             Term::Text(t) => self.texts.push(t),
             Term::Since(b) => self.since.push(b),
             Term::Until(b) => self.until.push(b),
@@ -848,8 +923,8 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 pub enum FilterError {
     /// `key:value` with a key that is not a field.
     #[error(
-        "unknown field `{key}` in `{term}` at column {column} (prefixes: type, res, text, since, \
-         until; a data field is written {key}=VALUE)"
+        "unknown field `{key}` in `{term}` at column {column} (prefixes: type, res, origin, text, \
+         since, until; a data field is written {key}=VALUE)"
     )]
     UnknownField {
         /// The unknown key.
@@ -1176,6 +1251,7 @@ fn parse(expression: &str, now: SystemTime) -> Result<EventFilter, FilterError> 
         let parsed = match token.key {
             None | Some("type") => Term::Type(Glob::new(&token.value)),
             Some("res" | "resource") => Term::Resource(Glob::new(&token.value)),
+            Some("origin") => Term::Origin(Glob::new(&token.value)),
             Some("text") => Term::Text(token.value.to_lowercase()),
             Some(key @ ("since" | "until")) => {
                 let bound =
@@ -1336,6 +1412,10 @@ impl fmt::Display for Term {
                 f.write_str("res:")?;
                 write_value(f, g.as_str())
             }
+            Term::Origin(g) => {
+                f.write_str("origin:")?;
+                write_value(f, g.as_str())
+            }
             Term::Text(t) => {
                 f.write_str("text:")?;
                 write_value(f, t)
@@ -1479,6 +1559,7 @@ mod tests {
             "type:\"a b\" res:\"\\\"q\\\\\"",
             "type:\"!x\"",
             "node=n-1 frame>89 node=n-2 frame<=-2.5 a.b!=x !c.0=\"y z\" !d>=1e300 e==x f=\"\"",
+            "origin:render-* !origin:\"a b\" origin:x",
             "g=\"!x\" h!=\"\\\"\" big>170141183460469231731687303715884105728 t>=-0 u<0.000001",
         ] {
             let f = EventFilter::parse(text).unwrap();
@@ -1487,6 +1568,34 @@ mod tests {
         }
         let odd = EventFilter::new().since(UNIX_EPOCH - Duration::from_nanos(1_500_000_001));
         assert_eq!(EventFilter::parse(&odd.to_string()).unwrap(), odd);
+    }
+
+    #[test]
+    fn origin_terms_match_the_origin_given_and_never_an_event_without_one() {
+        let e = event("task.started", Some("job-1"));
+        let f = EventFilter::parse("origin:render-*").unwrap();
+        assert!(f.matches_from(&e, Some("render-07")));
+        assert!(!f.matches_from(&e, Some("build-1")));
+        assert!(!f.matches_from(&e, None));
+        assert!(!f.matches(&e), "no origin: no match");
+        // Alternatives among origins; all kinds must hold.
+        let f = EventFilter::parse("origin:a origin:b task.*").unwrap();
+        assert!(f.matches_from(&e, Some("b")));
+        assert!(!f.matches_from(&event("log.info", None), Some("b")));
+        // An exclusion keeps events without an origin.
+        let f = EventFilter::parse("!origin:a").unwrap();
+        assert!(!f.matches_from(&e, Some("a")));
+        assert!(f.matches_from(&e, Some("b")));
+        assert!(f.matches(&e));
+        assert_eq!(
+            EventFilter::new().origin("a*"),
+            EventFilter::parse("origin:a*").unwrap()
+        );
+        // An origin term is no index key: the bus must test it.
+        assert!(!EventFilter::parse("origin:a")
+            .unwrap()
+            .index_implies_match());
+        assert!(!EventFilter::parse("origin:a").unwrap().needs_data());
     }
 
     #[test]
@@ -1521,7 +1630,7 @@ mod tests {
     /// The data of the `i`th of the 100 events the acceptance case filters: `frame` is `i`, `node` is
     /// `n-{i % 3}` except on every tenth event, which has no node.
     fn numbered(i: u64) -> Event {
-        let data = if i % 10 == 0 {
+        let data = if i.is_multiple_of(10) {
             json!({"frame": i})
         } else {
             json!({"frame": i, "node": format!("n-{}", i % 3)})
@@ -1796,8 +1905,8 @@ mod tests {
         assert_eq!(err.column(), 1);
         assert_eq!(
             err.to_string(),
-            "unknown field `exit_code` in `exit_code:2` at column 1 (prefixes: type, res, text, \
-             since, until; a data field is written exit_code=VALUE)"
+            "unknown field `exit_code` in `exit_code:2` at column 1 (prefixes: type, res, origin, \
+             text, since, until; a data field is written exit_code=VALUE)"
         );
         let path: Result<FieldPath, _> = "a.b*".parse();
         assert_eq!(path.unwrap_err().column(), 4);

@@ -144,7 +144,7 @@ impl EventLog {
         Self {
             store: Store::new(config),
             history,
-            compiled: StoreFilter::new(&filter),
+            compiled: StoreFilter::new(&filter.without_origin()),
             filter,
             matches,
             scan_low: 0,
@@ -280,7 +280,7 @@ impl EventLog {
         let after = self.base();
         self.evict_below(after);
         if let MatchIndex::Listed { .. } = self.matches {
-            if self.filter.matches(event) {
+            if self.filter.matches_from(event, origin.map(|o| &**o)) {
                 self.push_match(seq);
             }
         }
@@ -322,7 +322,7 @@ impl EventLog {
     /// Applies a new filter: new events are tested against it at once, held ones by [`EventLog::scan`]
     /// (none when the filter is empty: everything matches).
     pub fn set_filter(&mut self, filter: EventFilter) {
-        self.compiled = StoreFilter::new(&filter);
+        self.compiled = StoreFilter::new(&filter.without_origin());
         self.matches = Self::empty_index(&filter, self.base());
         self.scan_low = match self.matches {
             MatchIndex::All => self.base(),
@@ -358,6 +358,11 @@ impl EventLog {
             usize::MAX,
             &mut self.hits,
         );
+        if self.filter.has_origin_terms() {
+            let (filter, origins) = (&self.filter, &self.origins);
+            self.hits
+                .retain(|&seq| filter.origin_ok(origins.get(seq).map(|o| &**o)));
+        }
         if let MatchIndex::Listed { epoch, offsets } = &mut self.matches {
             for &seq in &self.hits {
                 // Hits come newest first, each older than every match held.

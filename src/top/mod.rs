@@ -39,6 +39,8 @@ mod export;
 mod keymap;
 mod log;
 mod loss;
+#[cfg(feature = "nats")]
+mod nats_source;
 pub mod progress;
 mod recording;
 mod remote;
@@ -56,6 +58,8 @@ pub use keymap::{
     KEYMAP,
 };
 pub use log::Seq;
+#[cfg(feature = "nats")]
+pub use nats_source::{run_on_nats, spawn_nats_source};
 pub use recording::{open_recording, run_recording, Recording, RecordingError};
 pub use remote::{socket_label, spawn_socket_source};
 pub use runtime::{run, run_loop, run_on_bus, run_with_source, TICK};
@@ -130,4 +134,8 @@ pub enum TopError {
     /// The recording to open (`--open`) cannot be read.
     #[error(transparent)]
     Recording(#[from] RecordingError),
+    /// NATS refused the stream, the URL or the credentials.
+    #[cfg(feature = "nats")]
+    #[error(transparent)]
+    Nats(#[from] crate::nats::NatsError),
 }

@@ -122,7 +122,7 @@ impl TermCounts {
             self.terms.push(TermCount {
                 text: text.to_owned(),
                 column,
-                compiled: StoreFilter::new(&matcher),
+                compiled: StoreFilter::new(&matcher.without_origin()),
                 matcher,
                 bits: Bits::new(log.base()),
                 count: 0,
@@ -137,10 +137,10 @@ impl TermCounts {
         self.terms.clear();
     }
 
-    /// Tests a new event (at `seq`) against every term.
-    pub(crate) fn pushed(&mut self, seq: Seq, event: &Event) {
+    /// Tests a new event (at `seq`, from `origin`) against every term.
+    pub(crate) fn pushed(&mut self, seq: Seq, event: &Event, origin: Option<&str>) {
         for term in &mut self.terms {
-            if term.matcher.matches(event) {
+            if term.matcher.matches_from(event, origin) {
                 term.bits.set(seq);
                 term.count += 1;
             }
@@ -191,6 +191,11 @@ impl TermCounts {
                 usize::MAX,
                 &mut self.hits,
             );
+            if term.matcher.has_origin_terms() {
+                let matcher = &term.matcher;
+                self.hits
+                    .retain(|&seq| matcher.origin_ok(log.origin(seq).map(|o| &**o)));
+            }
             for &seq in &self.hits {
                 term.bits.set(seq);
             }
@@ -261,7 +266,7 @@ mod tests {
         for i in 150..260 {
             let pushed = log.push(&event(i), None);
             counts.left(pushed.left);
-            counts.pushed(i, &event(i));
+            counts.pushed(i, &event(i), None);
         }
         let views = counts.views(log.base());
         assert_eq!(views[0].count, expect(&log, &|s| s % 3 == 0));

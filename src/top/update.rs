@@ -182,7 +182,7 @@ impl State {
         let mut rebuild_timeline = false;
         for event in events {
             let seq = self.log.end();
-            let snapshot_due = seq % self.checkpoint_every == 0
+            let snapshot_due = seq.is_multiple_of(self.checkpoint_every)
                 && seq > 0
                 && self.checkpoints.back().is_none_or(|c| c.0 != seq);
             let pushed = self.log.push(&event, origin.as_ref());
@@ -203,7 +203,7 @@ impl State {
             }
             rebuild_timeline |= pushed.dropped_early;
             self.terms.left(pushed.left);
-            self.terms.pushed(seq, &event);
+            self.terms.pushed(seq, &event, origin.as_deref());
             let base = self.log.base();
             // The first snapshot stays the last one at or before the base.
             while self.checkpoints.len() > 1 && self.checkpoints[1].0 <= base {

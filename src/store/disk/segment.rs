@@ -137,7 +137,7 @@ impl Segment {
     /// Notes the record whose frame starts at `offset` and ends at `end`.
     #[inline]
     pub fn note(&mut self, offset: usize, end: usize, id: u64, time_micros: i64) {
-        if self.records % INDEX_EVERY == 0 {
+        if self.records.is_multiple_of(INDEX_EVERY) {
             self.index.push(IndexEntry {
                 id,
                 offset,
