@@ -242,7 +242,7 @@ mod tests {
     fn counts_are_exact_through_arrivals_scans_and_evictions() {
         let mut log = EventLog::new(100, 10, EventFilter::new());
         let event = |i: u64| {
-            let kind = if i % 3 == 0 {
+            let kind = if i.is_multiple_of(3) {
                 "task.started"
             } else {
                 "log.info"
