@@ -133,6 +133,26 @@ impl Drop for Serve {
     }
 }
 
+/// Runs the binary with `args`, killing it if it is still running after 30 s (a server that should
+/// have refused to start): its exit code (`None` if killed) and stderr.
+fn run_briefly(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("IPCKIT_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8(out.stderr).unwrap())
+}
+
 fn data(tmp: &TempDir) -> PathBuf {
     tmp.0.join("data")
 }
@@ -583,18 +603,14 @@ fn a_second_server_on_the_same_data_dir_is_refused_in_one_line_and_the_first_ser
     publish_lines(&sock(&tmp), &(1..=3).map(line).collect::<Vec<_>>());
     let before = listing(&data(&tmp));
     let other = tmp.0.join("other.sock");
-    let out = run(
-        &[
-            "--socket",
-            other.to_str().unwrap(),
-            "serve",
-            "--data-dir",
-            data(&tmp).to_str().unwrap(),
-        ],
-        "",
-    );
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = run_briefly(&[
+        "--socket",
+        other.to_str().unwrap(),
+        "serve",
+        "--data-dir",
+        data(&tmp).to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(
         stderr,
         format!(
@@ -627,17 +643,13 @@ fn a_data_dir_of_another_version_or_unsafe_is_refused_in_one_line_and_left_untou
     assert!(text.contains("format 1"), "{text}");
     std::fs::write(&format, text.replace("format 1", "format 2")).unwrap();
     let serve = |dir: &Path| {
-        let out = run(
-            &[
-                "--socket",
-                &sock(&tmp),
-                "serve",
-                "--data-dir",
-                dir.to_str().unwrap(),
-            ],
-            "",
-        );
-        (out.status.code(), String::from_utf8(out.stderr).unwrap())
+        run_briefly(&[
+            "--socket",
+            &sock(&tmp),
+            "serve",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ])
     };
     let before = listing(&data(&tmp));
     let (code, stderr) = serve(&data(&tmp));
@@ -1043,7 +1055,7 @@ fn memory_stays_bounded_and_catch_up_reads_older_events_from_disk() {
 }
 
 #[test]
-fn a_replay_from_a_time_starts_at_the_first_event_on_disk_that_late() {
+fn a_replay_from_a_time_reads_what_is_on_disk_from_that_time() {
     let tmp = TempDir::new();
     let (bus, _) = EventBus::open(config(10), data(&tmp), options()).unwrap();
     let base = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
