@@ -444,7 +444,7 @@ async fn serve(socket: PathBuf, args: ServeArgs) -> Result<ExitCode, CliError> {
     );
     #[cfg(unix)]
     let maintenance = bus
-        .is_durable()
+        .has_data_dir()
         .then(|| tokio::spawn(maintain_disk(bus.clone())));
     let demo = args.demo.then(|| crate::demo::spawn(bus.publisher()));
     server.run().await?;

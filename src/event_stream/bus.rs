@@ -789,8 +789,8 @@ impl EventBus {
         }
     }
 
-    /// Whether history reaches past memory, to a data dir.
-    pub(crate) fn is_durable(&self) -> bool {
+    /// Whether the bus keeps its history in a data dir too (it was opened with [`EventBus::open`]).
+    pub fn has_data_dir(&self) -> bool {
         self.inner.core.durable
     }
 
@@ -849,7 +849,9 @@ impl EventBus {
         None
     }
 
-    /// Forgets all kept events. Ids keep counting from where they were.
+    /// Forgets all kept events. Ids keep counting from where they were. On a bus with a data dir only
+    /// memory is cleared: the events on disk stay readable through [`EventBus::history_page`] (what
+    /// the data dir keeps is up to its retention limits).
     pub fn clear_history(&self) {
         let cleared = self.inner.state().history.clear();
         drop(cleared);
