@@ -14,6 +14,12 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant, SystemTime};
 
+/// Why [`Core::send`] did not publish an event as asked (only a bus with a data dir refuses).
+#[cfg(unix)]
+type Refusal = PublishError;
+#[cfg(not(unix))]
+type Refusal = std::convert::Infallible;
+
 /// What a subscriber does when its buffer is full. See [slow consumers](crate::event_stream#slow-consumers) for the exact rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SlowConsumerPolicy {
@@ -255,18 +261,20 @@ impl Core {
     fn publish(&self, event: Event) -> EventId {
         match self.send(event, false) {
             Ok(id) => id,
-            // Not refused when not strict: a failed append is counted and the event kept in memory.
+            // Never when not strict: a failed append is counted and the event kept in memory.
             #[cfg(unix)]
             Err(PublishError::NotSynced { id, .. }) => id,
             #[cfg(unix)]
             Err(PublishError::NotStored { .. }) => self.state.lock().last_id,
+            #[cfg(not(unix))]
+            Err(never) => match never {},
         }
     }
 
     /// Publishes `event`. On a bus with a data dir the record is appended first, under the lock;
     /// when that fails, a `strict` publish is refused (nothing delivered, no id taken, the event handed
     /// back) and any other goes on in memory, the failure counted for [`EventBus::maintain_disk`].
-    fn send(&self, mut event: Event, strict: bool) -> Result<EventId, PublishError> {
+    fn send(&self, mut event: Event, strict: bool) -> Result<EventId, Refusal> {
         #[cfg(not(unix))]
         let _ = strict;
         // Times are kept to the microsecond, what the JSON form carries exactly.
