@@ -1257,6 +1257,34 @@ mod tests {
     }
 
     #[test]
+    fn sizes_and_ages_read_as_people_write_them() {
+        for (text, bytes) in [
+            ("4096", 4096),
+            ("64K", 64 << 10),
+            ("512M", 512 << 20),
+            ("10G", 10 << 30),
+            ("2T", 2 << 40),
+            ("1.5G", 3 << 29),
+            ("10GiB", 10 << 30),
+            ("10gb", 10 << 30),
+            (" 7m ", 7 << 20),
+            ("100B", 100),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "G", "10X", "-1", "1e3", "ten", "10 G B", "99999999999T"] {
+            let err = parse_size(bad).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+        }
+        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_age("1h 30m"), Ok(Duration::from_secs(5_400)));
+        assert!(parse_age("7").unwrap_err().contains("7d, 12h or 90m"));
+        assert!(parse_age("10ms")
+            .unwrap_err()
+            .contains("less than a second"));
+    }
+
+    #[test]
     fn lines_split_across_chunks_keep_their_bytes_and_the_last_line_counts() {
         let lines = split(&[b"ab", b"c\r\n\nde\xff", b"f\ng", b"h"], 100);
         assert_eq!(
