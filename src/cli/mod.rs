@@ -110,13 +110,122 @@ pub struct McpArgs {
 
 /// `serve` arguments.
 #[derive(Debug, Args)]
+#[command(after_long_help = SERVE_AFTER_HELP)]
 pub struct ServeArgs {
-    /// Events kept for replay and history queries
+    /// Events kept in memory for replay and history queries (with --data-dir: the newest ones; older
+    /// ones are read from the data dir)
     #[arg(long, value_name = "N", default_value_t = DEFAULT_HISTORY)]
     pub history: usize,
+    /// Bytes history may hold in memory, whichever of --history and this is reached first (10G,
+    /// 512M, 64K: powers of 1024)
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    pub history_bytes: u64,
+    /// Keep every event in DIR (created 0700 if absent) across restarts: ids go on, and history,
+    /// replay and `events --since` reach everything on disk
+    #[cfg(unix)]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// With --data-dir: delete the oldest segments (whole files) while the data dir holds more than
+    /// SIZE (10G, 512M) [default: no limit]
+    #[cfg(unix)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "data_dir")]
+    pub retain: Option<u64>,
+    /// With --data-dir: delete the segments whose events are all older than DURATION (7d, 12h, 90m)
+    /// [default: no limit]
+    #[cfg(unix)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_age, requires = "data_dir")]
+    pub retain_age: Option<Duration>,
+    /// With --data-dir: when appended events are forced to the disk: `always`, `interval` (every
+    /// second), `interval=DURATION`, or `never`
+    ///
+    /// Every mode keeps each event a publisher got an id for through a crash or `kill -9` of the
+    /// server (it is in the kernel's page cache before the id is returned). A power loss or kernel
+    /// crash keeps: with `always`, every event acknowledged (a disk flush per event: slow);
+    /// with `interval` (the default), all but about the last second's; with `never`, what the
+    /// kernel had written back (typically all but the last 30 seconds).
+    #[cfg(unix)]
+    #[arg(long, value_name = "WHEN", default_value = "interval", value_parser = parse_fsync, requires = "data_dir")]
+    pub fsync: crate::store::disk::FsyncPolicy,
+    /// With --data-dir: start a new segment file every SIZE (4K to 4G)
+    #[cfg(unix)]
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size, requires = "data_dir")]
+    pub segment_size: u64,
     /// Add the built-in demo workload
     #[arg(long)]
     pub demo: bool,
+}
+
+/// The end of `serve --help`.
+const SERVE_AFTER_HELP: &str = "\
+With --data-dir, each event is appended to a segment file of DIR (records framed with their length \
+and a CRC-32C) before its id is returned. On start the server checks every record, cuts off a torn \
+last record, keeps everything before a damaged one (the damaged segment is kept as found and \
+reported), goes on with ids after the last one stored, loads the newest --history events into \
+memory, and prints one line saying what it found. It refuses, in one line and without touching \
+it, a DIR another server holds, a DIR of another format version, one not owned by you or writable \
+by others, and a non-empty directory that is not a data dir. When the disk is full a publish gets \
+an error and nothing stored before is lost; publishing works again once there is space. Retention \
+runs at start, whenever a segment fills, and every second.";
+
+/// A size such as `10G`, `512M`, `64K`, `1.5G` or `4096` (bytes): K, M, G, T are powers of 1024; a
+/// trailing `B` or `iB` is accepted.
+///
+/// # Errors
+///
+/// A sentence saying what was expected.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!("{text:?} is not a size: expected a number of bytes, or one with K, M, G or T (10G, 512M)")
+    };
+    let trimmed = text.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let lower = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (number, shift) = match lower.char_indices().last() {
+        Some((at, unit)) if unit.is_ascii_alphabetic() => {
+            let shift = match unit {
+                'k' => 10,
+                'm' => 20,
+                'g' => 30,
+                't' => 40,
+                _ => return Err(bad()),
+            };
+            (&lower[..at], shift)
+        }
+        _ => (lower, 0),
+    };
+    let number = number.trim();
+    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(bad());
+    }
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let bytes = (value * (1u64 << shift) as f64).round();
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("{text:?} is too large"));
+    }
+    Ok(bytes as u64)
+}
+
+/// A duration of at least a second, such as `7d`, `12h`, `90m`, `1h 30m`.
+fn parse_age(text: &str) -> Result<Duration, String> {
+    let age = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("{text:?} is not a duration ({e}): expected something like 7d, 12h or 90m")
+    })?;
+    if age < Duration::from_secs(1) {
+        return Err(format!("{text:?} is less than a second"));
+    }
+    Ok(age)
+}
+
+#[cfg(unix)]
+fn parse_fsync(text: &str) -> Result<crate::store::disk::FsyncPolicy, String> {
+    text.parse()
+        .map_err(|e: crate::store::disk::DiskError| match e {
+            crate::store::disk::DiskError::Options(message) => message,
+            other => other.to_string(),
+        })
 }
 
 /// `publish` arguments.
@@ -250,6 +359,10 @@ pub enum CliError {
     #[cfg(feature = "nats")]
     #[error(transparent)]
     Nats(#[from] crate::nats::NatsError),
+    /// The data dir could not be used.
+    #[cfg(unix)]
+    #[error(transparent)]
+    Disk(#[from] crate::store::disk::DiskError),
 }
 
 /// Parses the arguments, runs the command, prints an error as one line; the process exit status.
@@ -411,20 +524,107 @@ pub use crate::transport::DEFAULT_HISTORY;
 pub const SERVE_SUBSCRIBER_BUFFER: usize = 16 * 1024;
 
 async fn serve(socket: PathBuf, args: ServeArgs) -> Result<ExitCode, CliError> {
-    let bus = EventBus::new(EventBusConfig {
+    let config = EventBusConfig {
         history_size: args.history,
+        history_bytes: usize::try_from(args.history_bytes).unwrap_or(usize::MAX),
         subscriber_buffer: SERVE_SUBSCRIBER_BUFFER,
         ..Default::default()
-    });
+    };
+    #[cfg(unix)]
+    let bus = match &args.data_dir {
+        Some(dir) => open_data_dir(dir, config, &args)?,
+        None => EventBus::new(config),
+    };
+    #[cfg(not(unix))]
+    let bus = EventBus::new(config);
     let server = Server::bind(bus.clone(), ServerConfig::new(&socket))?;
     eprintln!(
         "ipckit-top: serving a bus at {} (Ctrl-C to stop)",
         socket.display()
     );
+    #[cfg(unix)]
+    let maintenance = bus
+        .has_data_dir()
+        .then(|| tokio::spawn(maintain_disk(bus.clone())));
     let demo = args.demo.then(|| crate::demo::spawn(bus.publisher()));
     server.run().await?;
     drop(demo);
+    #[cfg(unix)]
+    if let Some(task) = maintenance {
+        task.abort();
+        let _ = task.await;
+        if let Some(report) = bus.maintain_disk() {
+            say_disk_report(&report);
+        }
+        if let Err(e) = bus.sync_disk() {
+            eprintln!("ipckit-top: data dir: {e}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens `serve`'s bus on its data dir and says in one line what was found there.
+#[cfg(unix)]
+fn open_data_dir(
+    dir: &std::path::Path,
+    config: EventBusConfig,
+    args: &ServeArgs,
+) -> Result<EventBus, CliError> {
+    let options = crate::store::disk::DiskOptions {
+        segment_bytes: args.segment_size,
+        fsync: args.fsync,
+        retain_bytes: args.retain,
+        retain_age: args.retain_age,
+        ..Default::default()
+    };
+    let (bus, recovery) = EventBus::open(config, dir, options)?;
+    let stats = bus.stats();
+    eprintln!(
+        "ipckit-top: data dir {}: {recovery}; {} events loaded into memory; ids go on from {} (fsync {})",
+        dir.display(),
+        stats.history_len,
+        stats.published + 1,
+        args.fsync
+    );
+    Ok(bus)
+}
+
+/// Every second: applies the data dir's retention and says on stderr what it deleted and which
+/// errors happened.
+#[cfg(unix)]
+async fn maintain_disk(bus: EventBus) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let bus = bus.clone();
+        // Retention deletes files under the bus lock: off the runtime's workers.
+        match tokio::task::spawn_blocking(move || bus.maintain_disk()).await {
+            Ok(Some(report)) => say_disk_report(&report),
+            Ok(None) => return,
+            Err(_) => {}
+        }
+    }
+}
+
+#[cfg(unix)]
+fn say_disk_report(report: &crate::event_stream::DiskReport) {
+    if !report.retained.is_empty() {
+        eprintln!("ipckit-top: data dir: {}", report.retained);
+    }
+    if report.failed_appends > 0 {
+        eprintln!(
+            "ipckit-top: data dir: {} events could not be written to disk (refused to their publisher, or kept in memory only){}",
+            report.failed_appends,
+            report
+                .last_append_error
+                .as_deref()
+                .map_or(String::new(), |e| format!("; last: {e}"))
+        );
+    }
+    for error in &report.errors {
+        eprintln!("ipckit-top: data dir: {error}");
+    }
 }
 
 async fn publish(socket: PathBuf, args: PublishArgs) -> Result<ExitCode, CliError> {
@@ -978,6 +1178,16 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
             _ => 0,
         };
         const PAGE: usize = 2000;
+        let gap = |first: EventId, last: EventId| crate::event_stream::Loss {
+            count: Some(last - first + 1),
+            first_id: Some(first),
+            last_id: Some(last),
+            reason: crate::event_stream::LossReason::HistoryEvicted,
+        };
+        // Without a filter every id up to `end` should come, in order: a jump is a loss too (a
+        // damaged range of a data dir, say). The next id expected:
+        let consecutive = exact && !matches!(until, Some(Bound::Time(_)));
+        let mut expect = 0;
         loop {
             let (page, oldest) = client.history_page(&filter, from.max(1), PAGE).await?;
             let held_from = oldest.unwrap_or(end + 1);
@@ -993,7 +1203,12 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
                     reason: crate::event_stream::LossReason::HistoryEvicted,
                 });
             }
+            expect = expect.max(from).max(held_from);
             for event in &page {
+                if consecutive && event.id > expect && expect <= end {
+                    say(&gap(expect, (event.id - 1).min(end)));
+                }
+                expect = expect.max(event.id + 1);
                 if !print_event(&mut out, event, args.format) {
                     return Ok(exit_status(lost.get()));
                 }
@@ -1003,6 +1218,9 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
                 _ => break,
             }
         }
+        if consecutive && expect <= end {
+            say(&gap(expect, end));
+        }
         return Ok(exit_status(lost.get()));
     }
     let replay = match since {
@@ -1010,6 +1228,8 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
         Some(Bound::Id(id)) => Replay::FromId(id),
         None => Replay::None,
     };
+    // Events up to this one were kept before we came (replayed); later ones are live.
+    let live_from = client.hello().last_id;
     let mut sub = client.subscribe(&filter, replay).await?;
     let deadline = match until {
         Some(Bound::Time(t)) => Some(
@@ -1033,7 +1253,9 @@ async fn events(socket: PathBuf, args: EventsArgs) -> Result<ExitCode, CliError>
                         None => false,
                     };
                     past || write_ref(&mut out, &event, args.format).is_err()
-                        || event.event_type == crate::event_types::SYSTEM_SHUTDOWN
+                        // A live shutdown, not one replayed from a server's earlier run.
+                        || (event.event_type == crate::event_types::SYSTEM_SHUTDOWN
+                            && event.id > live_from)
                         || matches!(until, Some(Bound::Id(id)) if event.id >= id)
                 }
                 RemoteRef::Lost(loss) => {
@@ -1152,6 +1374,34 @@ mod tests {
             kept: kept.to_vec(),
             len,
         }
+    }
+
+    #[test]
+    fn sizes_and_ages_read_as_people_write_them() {
+        for (text, bytes) in [
+            ("4096", 4096),
+            ("64K", 64 << 10),
+            ("512M", 512 << 20),
+            ("10G", 10 << 30),
+            ("2T", 2 << 40),
+            ("1.5G", 3 << 29),
+            ("10GiB", 10 << 30),
+            ("10gb", 10 << 30),
+            (" 7m ", 7 << 20),
+            ("100B", 100),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "G", "10X", "-1", "1e3", "ten", "10 G B", "99999999999T"] {
+            let err = parse_size(bad).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+        }
+        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_age("1h 30m"), Ok(Duration::from_secs(5_400)));
+        assert!(parse_age("7").unwrap_err().contains("7d, 12h or 90m"));
+        assert!(parse_age("10ms")
+            .unwrap_err()
+            .contains("less than a second"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The bus: id stamping, history, the subscriber index and delivery. The rules are documented on
 //! [`crate::event_stream`].
 
+#[cfg(unix)]
+use super::durable::{DiskReport, DiskState, Failure, PublishError};
 use super::event::{epoch_seconds, Event, EventId};
 use super::filter::{EventFilter, IndexKey};
 use super::history::{Encoded, History};
@@ -11,6 +13,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant, SystemTime};
+
+/// Why [`Core::send`] did not publish an event as asked (only a bus with a data dir refuses).
+#[cfg(unix)]
+type Refusal = PublishError;
+#[cfg(not(unix))]
+type Refusal = std::convert::Infallible;
 
 /// What a subscriber does when its buffer is full. See [slow consumers](crate::event_stream#slow-consumers) for the exact rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -101,15 +109,35 @@ pub struct BusStats {
     pub dropped: u64,
     /// Subscribers attached now.
     pub subscribers: usize,
-    /// Events in history now.
+    /// Events in history in memory now (on a bus with a data dir, more are on disk: [`BusStats::disk`]).
     pub history_len: usize,
-    /// The oldest id in history, if any.
+    /// The oldest id history can still give, if any: in memory or, for a bus with a data dir
+    /// ([`EventBus::open`]), on disk.
     pub oldest_id: Option<EventId>,
     /// How many of the events in history are in compressed blocks (see [`EventBusConfig::hot_history`]).
     pub history_packed: usize,
     /// Bytes history holds: rows, payloads, interned strings and buffers (what
     /// [`EventBusConfig::history_bytes`] bounds).
     pub history_bytes: usize,
+    /// The data dir's figures, for a bus opened on one ([`EventBus::open`]); `None` otherwise.
+    pub disk: Option<DiskStats>,
+}
+
+/// Figures of a bus's data dir, in [`BusStats::disk`] (and, over the wire, in the `stats` frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct DiskStats {
+    /// Records readable on disk.
+    pub records: u64,
+    /// Bytes the segment files hold (headers, records, damaged bytes kept as evidence).
+    pub bytes: u64,
+    /// The oldest id readable on disk, if any.
+    pub oldest_id: Option<EventId>,
+    /// Segment files.
+    pub segments: usize,
+    /// Disk errors so far: appends that failed (the event was refused, or kept in memory only, or
+    /// not synced), records that failed their checksum when read back, and errors of the background
+    /// flush and of retention (counted when [`EventBus::maintain_disk`] collects them).
+    pub errors: u64,
 }
 
 /// One subscriber as [`EventBus::subscribers`] reports it.
@@ -149,6 +177,8 @@ pub(crate) struct Inner {
 /// is left in their queues).
 pub(crate) struct Core {
     config: EventBusConfig,
+    /// Whether the bus keeps its history on disk too (the data dir is in the state).
+    durable: bool,
     state: Mutex<State>,
 }
 
@@ -156,8 +186,11 @@ pub(crate) struct Core {
 /// queue. A publish takes this lock once, however many subscribers receive the event; readers take it
 /// once per read or per batch.
 pub(crate) struct State {
-    last_id: EventId,
-    history: History,
+    pub(super) last_id: EventId,
+    pub(super) history: History,
+    /// The data dir, for a bus opened on one.
+    #[cfg(unix)]
+    pub(super) disk: Option<DiskState>,
     next_subscriber: u64,
     /// Subscribers by key (their index here); a free key is reused.
     subs: Vec<Option<SubState>>,
@@ -188,7 +221,7 @@ impl Inner {
         self.core.subscribe(filter, replay)
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
         self.core.state.lock()
     }
 }
@@ -205,8 +238,13 @@ impl Drop for Inner {
         state.by_type.clear();
         state.by_resource.clear();
         state.anything.clear();
+        // The data dir is closed (written, synced, unlocked) with the last handle, not the last reader.
+        #[cfg(unix)]
+        let disk = state.disk.take();
         drop(state);
         drop(history);
+        #[cfg(unix)]
+        drop(disk);
         wakers.into_iter().for_each(Waker::wake);
     }
 }
@@ -220,31 +258,89 @@ impl Core {
         self.state.lock()
     }
 
-    fn publish(&self, mut event: Event) -> EventId {
+    fn publish(&self, event: Event) -> EventId {
+        match self.send(event, false) {
+            Ok(id) => id,
+            // Never when not strict: a failed append is counted and the event kept in memory.
+            #[cfg(unix)]
+            Err(PublishError::NotSynced { id, .. }) => id,
+            #[cfg(unix)]
+            Err(PublishError::NotStored { .. }) => self.state.lock().last_id,
+            #[cfg(not(unix))]
+            Err(never) => match never {},
+        }
+    }
+
+    /// Publishes `event`. On a bus with a data dir the record is appended first, under the lock;
+    /// when that fails, a `strict` publish is refused (nothing delivered, no id taken, the event handed
+    /// back) and any other goes on in memory, the failure counted for [`EventBus::maintain_disk`].
+    fn send(&self, mut event: Event, strict: bool) -> Result<EventId, Refusal> {
+        #[cfg(not(unix))]
+        let _ = strict;
         // Times are kept to the microsecond, what the JSON form carries exactly.
         event.timestamp = epoch_seconds::to_micros(event.timestamp);
-        // The data is serialized for history before taking the lock; under it history copies the
-        // bytes in. The one shared copy is allocated under the lock, once the id is in place, so
-        // nothing has to check that it is unshared; with no subscriber there is none. Either way the
-        // event (or this reference to it) is freed after the lock is released.
-        // A bus that keeps no history has nothing to encode.
-        let encoded = (self.config.history_size > 0).then(|| Encoded::of(&event));
+        // The data is serialized for history and the disk before taking the lock; under it they
+        // copy the bytes in. The one shared copy is allocated under the lock, once the id is in
+        // place, so nothing has to check that it is unshared; with no subscriber there is none.
+        // Either way the event (or this reference to it) is freed after the lock is released.
+        // A bus that keeps no history and no data dir has nothing to encode.
+        let encoded = (self.config.history_size > 0 || self.durable).then(|| Encoded::of(&event));
         let mut tickets: Vec<BlockTicket> = Vec::new();
         let mut wakers: Vec<Waker> = Vec::new();
         let job;
         let id;
         let published: Result<Arc<Event>, Event>;
         let displaced;
+        #[cfg(unix)]
+        let mut not_synced = None;
         {
             let mut guard = self.state.lock();
             let state = &mut *guard;
-            state.last_id += 1;
-            id = state.last_id;
+            id = state.last_id + 1;
+            #[cfg(unix)]
+            let refused = match (state.disk.as_mut(), encoded.as_ref()) {
+                (Some(disk), Some(encoded)) => {
+                    let record = crate::store::disk::RecordRef {
+                        id,
+                        time_micros: encoded.time_micros,
+                        event_type: &event.event_type,
+                        resource: event.resource_id.as_deref(),
+                        data: &encoded.data,
+                    };
+                    match disk.append(record) {
+                        Ok(()) => None,
+                        Err(Failure::NotStored(source)) => {
+                            disk.note_failure(&source);
+                            strict.then_some(source)
+                        }
+                        Err(Failure::NotSynced(source)) => {
+                            disk.note_failure(&source);
+                            not_synced = strict.then_some(source);
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            #[cfg(unix)]
+            if let Some(source) = refused {
+                drop(guard);
+                if let Some(encoded) = encoded {
+                    encoded.recycle();
+                }
+                return Err(PublishError::NotStored {
+                    event: Box::new(event),
+                    source,
+                });
+            }
+            state.last_id = id;
             event.id = id;
             let pos;
             (pos, job) = match &encoded {
-                Some(encoded) => state.history.push(&event, encoded),
-                None => (None, None),
+                Some(encoded) if self.config.history_size > 0 => {
+                    state.history.push(&event, encoded)
+                }
+                _ => (None, None),
             };
             (published, displaced) = if state.subscribers == 0 {
                 (Err(event), None)
@@ -268,7 +364,11 @@ impl Core {
         if !tickets.is_empty() {
             self.wait_for_room(tickets);
         }
-        id
+        #[cfg(unix)]
+        if let Some(source) = not_synced {
+            return Err(PublishError::NotSynced { id, source });
+        }
+        Ok(id)
     }
 
     fn deliver_all(
@@ -474,6 +574,19 @@ impl State {
         Some(sub)
     }
 
+    /// The oldest id history can still give: in memory or, for a bus with a data dir, on disk.
+    pub(super) fn oldest_readable(&self) -> Option<EventId> {
+        let memory = self.history.first_id();
+        #[cfg(unix)]
+        if let Some(disk) = &self.disk {
+            return match (memory, disk.dir.first_id()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        memory
+    }
+
     fn first_held(&self) -> EventId {
         self.history.first_id().unwrap_or(self.last_id + 1)
     }
@@ -506,14 +619,87 @@ impl State {
 impl EventBus {
     /// A bus with `config`.
     pub fn new(config: EventBusConfig) -> Self {
+        Self::build(
+            config,
+            #[cfg(unix)]
+            None,
+        )
+    }
+
+    /// A bus with `config` whose history is also kept in the data dir at `path`, created if absent:
+    /// see [the data dir's rules](crate::event_stream#history-on-disk). Ids go on after the last one
+    /// the data dir ever stored, and its newest `history_size` events (within `history_bytes`) are
+    /// loaded into memory at once. What opening found and repaired is in the [`Recovery`]
+    /// (`Display` gives it in one line).
+    ///
+    /// [`Recovery`]: crate::store::disk::Recovery
+    ///
+    /// ```
+    /// use ipckit::store::disk::DiskOptions;
+    /// use ipckit::{Event, EventBus, EventBusConfig, EventFilter, Replay};
+    /// use ipckit::event_stream::{CatchUp, Delivery};
+    /// # let dir = std::env::temp_dir().join(format!("ipckit-doc-bus-open-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let config = EventBusConfig { history_size: 10, ..Default::default() };
+    /// let (bus, _) = EventBus::open(config.clone(), &dir, DiskOptions::default())?;
+    /// for i in 0..100 {
+    ///     bus.try_publish(Event::new("tick", serde_json::json!(i)))?;
+    /// }
+    /// drop(bus);
+    /// // After a restart: ids go on, memory holds the newest 10, and a replay reads the rest from disk.
+    /// let (bus, recovery) = EventBus::open(config, &dir, DiskOptions::default())?;
+    /// assert_eq!((recovery.records, bus.last_id(), bus.history(&EventFilter::new()).len()), (100, 100, 10));
+    /// let mut reader = CatchUp::new(&bus, EventFilter::new(), Replay::FromId(1));
+    /// let mut ids = Vec::new();
+    /// while let Some(Delivery::Event(event)) = reader.try_next() {
+    ///     ids.push(event.id);
+    /// }
+    /// assert_eq!(ids, (1..=100).collect::<Vec<_>>());
+    /// # drop((reader, bus));
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The data dir's refusals and I/O errors ([`DataDir::open`](crate::store::disk::DataDir::open)):
+    /// another process holds it, another format version, an unsafe directory, a directory that is not
+    /// a data dir. Nothing is written into a refused directory.
+    #[cfg(unix)]
+    pub fn open(
+        config: EventBusConfig,
+        path: impl AsRef<std::path::Path>,
+        options: crate::store::disk::DiskOptions,
+    ) -> Result<(EventBus, crate::store::disk::Recovery), crate::store::disk::DiskError> {
+        let (dir, recovery) = crate::store::disk::DataDir::open(path, options)?;
+        let history_size = config.history_size;
+        let bus = Self::build(config, Some(DiskState::new(dir)));
+        {
+            let mut guard = bus.inner.state();
+            let state = &mut *guard;
+            if let Some(disk) = &mut state.disk {
+                state.last_id = disk.dir.next_id().saturating_sub(1);
+                disk.load_newest(&mut state.history, history_size);
+            }
+        }
+        Ok((bus, recovery))
+    }
+
+    fn build(config: EventBusConfig, #[cfg(unix)] disk: Option<DiskState>) -> Self {
         let history = History::new(
             config.history_size,
             config.history_bytes,
             config.hot_history,
         );
+        #[cfg(unix)]
+        let durable = disk.is_some();
+        #[cfg(not(unix))]
+        let durable = false;
         let state = State {
             last_id: 0,
             history,
+            #[cfg(unix)]
+            disk,
             next_subscriber: 0,
             subs: Vec::new(),
             free: Vec::new(),
@@ -528,6 +714,7 @@ impl EventBus {
             inner: Arc::new(Inner {
                 core: Arc::new(Core {
                     config,
+                    durable,
                     state: Mutex::new(state),
                 }),
             }),
@@ -560,16 +747,75 @@ impl EventBus {
 
     /// Stamps `event` with the next id of this bus (and cuts its time to the microsecond, the precision
     /// of the JSON form), keeps it in history and delivers it; returns the id.
+    ///
+    /// On a bus with a data dir ([`EventBus::open`]) the event is written to the data dir first. This
+    /// method cannot say when that fails (a full disk, an I/O error): the event is then delivered and
+    /// kept in memory only, and the failure is counted in [`DiskStats::errors`] and reported by
+    /// [`EventBus::maintain_disk`]; after a restart its id is missing. Use [`EventBus::try_publish`]
+    /// to have such an event refused instead.
     pub fn publish(&self, event: Event) -> EventId {
         self.inner.publish(event)
     }
 
-    /// Kept events that match `filter`, oldest first, as owned copies.
+    /// Publishes `event` as [`EventBus::publish`] does, except that on a bus with a data dir an event
+    /// whose record cannot be written is refused: nothing is delivered, no id is taken (the next event
+    /// gets the id this one would have had), and the event comes back in the error. On a bus without
+    /// a data dir it always succeeds.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::NotStored`] when the record could not be written (nothing stored before is
+    /// touched, and a later publish works once the cause is gone); [`PublishError::NotSynced`] when,
+    /// under `FsyncPolicy::Always`, it was written and delivered but the sync to the disk failed.
+    #[cfg(unix)]
+    pub fn try_publish(&self, event: Event) -> Result<EventId, PublishError> {
+        self.inner.core.send(event, true)
+    }
+
+    /// Applies the data dir's retention limits now (the age limit needs this now and then on a quiet
+    /// bus; the size limit is also applied whenever a segment starts) and collects what happened since
+    /// the last call: segments retention deleted, appends that failed, errors of the background
+    /// flush, of retention and of reading segments. `None` for a bus without a data dir.
+    #[cfg(unix)]
+    pub fn maintain_disk(&self) -> Option<DiskReport> {
+        let mut state = self.inner.state();
+        state.disk.as_mut().map(DiskState::report)
+    }
+
+    /// Forces everything published so far to the disk, whatever the fsync policy (a server calls it
+    /// when it shuts down; closing the bus also syncs, silently). `Ok` for a bus without a data dir.
+    ///
+    /// # Errors
+    ///
+    /// When a write or a sync fails.
+    #[cfg(unix)]
+    pub fn sync_disk(&self) -> Result<(), crate::store::disk::DiskError> {
+        let mut state = self.inner.state();
+        match state.disk.as_mut() {
+            Some(disk) => disk.dir.sync(),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the bus keeps its history in a data dir too (it was opened with [`EventBus::open`]).
+    pub fn has_data_dir(&self) -> bool {
+        self.inner.core.durable
+    }
+
+    /// Whether the bus keeps anything to catch up from: history in memory or a data dir.
+    pub(crate) fn keeps_history(&self) -> bool {
+        self.inner.core.config.history_size > 0 || self.inner.core.durable
+    }
+
+    /// Kept events that match `filter`, oldest first, as owned copies. Only the events held in memory
+    /// (the newest `history_size`): on a bus with a data dir, older ones are read a page at a time with
+    /// [`EventBus::history_page`] or [`CatchUp`](crate::event_stream::CatchUp).
     pub fn history(&self, filter: &EventFilter) -> Vec<Event> {
         self.inner.state().history.owned(filter)
     }
 
-    /// Kept events that match `filter`, oldest first, shared rather than copied.
+    /// Kept events that match `filter`, oldest first, shared rather than copied. Memory only, as
+    /// [`EventBus::history`].
     pub fn history_arc(&self, filter: &EventFilter) -> Vec<Arc<Event>> {
         let mut state = self.inner.state();
         state.history.shared(filter, filter.min_id())
@@ -580,19 +826,40 @@ impl EventBus {
     /// the oldest id history held when the page was read (`None` when it held nothing). Ids in `ids`
     /// below that oldest one are no longer kept; a page shorter than `limit` covers the whole range.
     /// The events are the shared copies subscribers received, where history still has them.
+    ///
+    /// On a bus with a data dir the page reaches the events on disk older than memory: they are read
+    /// from the segments without holding the bus lock (publishers go on meanwhile), the filter's
+    /// type and resource terms judged before any data is parsed.
     pub fn history_page(
         &self,
         filter: &EventFilter,
         ids: std::ops::RangeInclusive<EventId>,
         limit: usize,
     ) -> (Vec<Arc<Event>>, Option<EventId>) {
+        #[cfg(unix)]
+        if self.inner.core.durable {
+            return super::durable::page(self, filter, *ids.start(), *ids.end(), limit);
+        }
         let mut state = self.inner.state();
         let oldest = state.history.first_id();
         let page = state.history.page(filter, *ids.start(), *ids.end(), limit);
         (page, oldest)
     }
 
-    /// Forgets all kept events. Ids keep counting from where they were.
+    /// Where a replay of the events stamped at or after `time` can start reading: every readable
+    /// event with a smaller id is older. `None` for a bus without a data dir (memory is scanned whole).
+    pub(crate) fn first_id_since(&self, time: SystemTime) -> Option<EventId> {
+        #[cfg(unix)]
+        if self.inner.core.durable {
+            return Some(super::durable::first_id_since(&self.inner.state(), time));
+        }
+        let _ = time;
+        None
+    }
+
+    /// Forgets all kept events. Ids keep counting from where they were. On a bus with a data dir only
+    /// memory is cleared: the events on disk stay readable through [`EventBus::history_page`] (what
+    /// the data dir keeps is up to its retention limits).
     pub fn clear_history(&self) {
         let cleared = self.inner.state().history.clear();
         drop(cleared);
@@ -615,7 +882,13 @@ impl EventBus {
             oldest_id: state.history.first_id(),
             history_packed: state.history.packed_len(),
             history_bytes: state.history.bytes(),
+            disk: None,
         };
+        #[cfg(unix)]
+        {
+            stats.oldest_id = state.oldest_readable();
+            stats.disk = state.disk.as_ref().map(DiskState::stats);
+        }
         for sub in state.live_subs() {
             stats.delivered += sub.delivered;
             stats.dropped += sub.dropped;

@@ -253,7 +253,11 @@ impl CatchUp {
                 }
                 Some(range(from, filter.clone()))
             }
-            Replay::FromTime(t) => Some(range(oldest, filter.clone().since(t))),
+            // On a bus with a data dir, from the first event that late (every earlier id is older).
+            Replay::FromTime(t) => {
+                let from = bus.first_id_since(t).map_or(oldest, |id| id.max(oldest));
+                Some(range(from, filter.clone().since(t)))
+            }
         };
         let fill = fill.filter(|f| f.cursor <= f.end);
         let next = match (&fill, replay) {
@@ -273,7 +277,7 @@ impl CatchUp {
             held: VecDeque::new(),
             pending: VecDeque::new(),
             drop_oldest: config.slow_consumer == SlowConsumerPolicy::DropOldest,
-            keeps_history: config.history_size > 0,
+            keeps_history: bus.keeps_history(),
             gap,
             scratch: Vec::new(),
         };
@@ -511,14 +515,41 @@ impl CatchUp {
             // The bus is gone, and its history with it.
             None => (Vec::new(), None),
         };
+        let mut events = events;
         let held_from = oldest.unwrap_or(EventId::MAX);
         if held_from > fill.cursor {
             let evicted_end = held_from.saturating_sub(1).min(fill.end);
             self.evicted(fill, fill.cursor, evicted_end);
             fill.cursor = evicted_end.saturating_add(1);
         }
+        let full = events.len() >= PAGE;
+        if fill.filter.is_empty() && fill.cursor <= fill.end {
+            // Every id matches and ids are given without gaps, so a jump in what history gives back
+            // is a loss too (a damaged range of a data dir, an event history could not keep). It is
+            // said when reading reaches it, after every event before it.
+            let first = events.first().map_or(fill.end.saturating_add(1), |e| e.id);
+            if first > fill.cursor {
+                self.evicted(fill, fill.cursor, (first - 1).min(fill.end));
+            }
+            let jump = events
+                .windows(2)
+                .position(|pair| pair[1].id != pair[0].id.saturating_add(1));
+            let last = match jump {
+                Some(at) => {
+                    events.truncate(at + 1);
+                    Some(events[at].id)
+                }
+                None if !full => events.last().map(|e| e.id).filter(|&id| id < fill.end),
+                None => None,
+            };
+            if let Some(last) = last {
+                fill.cursor = last + 1;
+                fill.page.extend(events);
+                return;
+            }
+        }
         fill.cursor = match events.last() {
-            Some(last) if events.len() >= PAGE => last.id + 1,
+            Some(last) if full => last.id + 1,
             _ => fill.end.saturating_add(1),
         };
         fill.page.extend(events);

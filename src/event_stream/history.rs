@@ -34,8 +34,10 @@ thread_local! {
 
 /// An event's data serialized before the bus lock is taken.
 pub(crate) struct Encoded {
-    data: Vec<u8>,
-    time_micros: i64,
+    /// The data as compact JSON.
+    pub(crate) data: Vec<u8>,
+    /// The time in microseconds since the epoch.
+    pub(crate) time_micros: i64,
 }
 
 impl Encoded {
@@ -117,6 +119,21 @@ impl History {
         match self.store.push(parts) {
             Ok(pushed) => (Some(pushed.pos), pushed.job),
             Err(_) => (None, None),
+        }
+    }
+
+    /// Appends an event read back from a data dir (its id, time and data already in stored form),
+    /// compressing a sealed block at once; false when the store cannot keep it.
+    #[cfg(unix)]
+    pub(crate) fn load(&mut self, parts: EventParts<'_>) -> bool {
+        match self.store.push(parts) {
+            Ok(pushed) => {
+                if let Some(job) = pushed.job {
+                    self.store.install(job.run());
+                }
+                true
+            }
+            Err(_) => false,
         }
     }
 

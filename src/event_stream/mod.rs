@@ -43,6 +43,33 @@
 //! shared copies subscribers got are remembered weakly for the last few hundred events, so history
 //! hands out the same `Arc` while someone holds it.
 //!
+//! ## History on disk
+//!
+//! [`EventBus::open`] opens a bus on a data dir ([`crate::store::disk`]): segment files of checksummed
+//! records, kept across restarts. History is then the data dir plus memory: memory holds the newest
+//! `history_size` events (within `history_bytes`) as above, the data dir everything its retention
+//! limits keep.
+//!
+//! - **Publishing.** Under the bus lock, before the event is delivered or kept in memory, its record
+//!   is appended to the data dir's active segment (a copy into a memory map, no system call), so ids
+//!   are in file order and an id returned is in the OS's page cache: killing the process, even with
+//!   `kill -9`, loses nothing acknowledged; the data dir's `FsyncPolicy` decides what a power loss
+//!   may lose. When the append fails (a full disk, an I/O error), [`EventBus::try_publish`] refuses
+//!   the event: nothing delivered, no id taken, the event handed back in
+//!   [`PublishError::NotStored`], nothing stored before touched. [`EventBus::publish`] cannot return
+//!   an error, so it delivers the event and keeps it in memory only; the failure is counted in
+//!   [`DiskStats::errors`] and reported by [`EventBus::maintain_disk`].
+//! - **Starting.** Ids go on after the highest id the data dir ever stored, and its newest
+//!   `history_size` events are loaded into memory, so replay and the monitor see them at once.
+//! - **Reading.** [`EventBus::history_page`], and so [`CatchUp`] (a reader that fell behind, or a
+//!   replay [`Replay::All`], [`Replay::FromId`] or [`Replay::FromTime`]), reads what is older than
+//!   memory from the segments, without holding the bus lock and without keeping what it read:
+//!   memory stays bounded by `history_size`. A replay from a time starts at the first record stamped
+//!   that late. [`EventBus::history`], [`EventBus::history_arc`] and the replay of
+//!   [`EventBus::subscribe_with_replay`] build their whole answer at once, so they read memory only.
+//! - **Oldest.** [`BusStats::oldest_id`] (and the oldest id a page reports) is the oldest id readable
+//!   in memory or on disk: once retention deletes a segment, its ids are no longer claimed.
+//!
 //! ## Filter expressions
 //!
 //! The text syntax shared by the monitor's filter bar, `--filter`, and [`EventFilter::parse`]:
@@ -84,6 +111,8 @@
 
 mod bus;
 mod catch_up;
+#[cfg(unix)]
+mod durable;
 mod event;
 mod filter;
 #[cfg(feature = "tui")]
@@ -93,10 +122,12 @@ mod subscriber;
 mod sync;
 
 pub use bus::{
-    BusStats, EventBus, EventBusConfig, EventPublisher, Replay, ReplayGap, SlowConsumerPolicy,
-    SubscriberStats,
+    BusStats, DiskStats, EventBus, EventBusConfig, EventPublisher, Replay, ReplayGap,
+    SlowConsumerPolicy, SubscriberStats,
 };
 pub use catch_up::{CatchUp, Delivery, Loss, LossReason};
+#[cfg(unix)]
+pub use durable::{DiskReport, PublishError};
 pub(crate) use event::epoch_seconds;
 pub use event::{event_types, Event, EventId, EventRef, McpProgressPayload};
 pub use filter::{

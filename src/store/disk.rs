@@ -97,7 +97,7 @@ mod scan;
 mod segment;
 mod sys;
 
-pub use read::Records;
+pub use read::{Cursor, Records};
 pub use record::{micros_since_epoch, time_from_micros, Record, RecordRef};
 pub use retain::{DeletedSegment, RetainReason, Retained};
 pub use scan::{Damage, DamageKind, Recovery, Torn};
@@ -728,12 +728,13 @@ impl DataDir {
             Writer::Map => {
                 let at = segment.len;
                 let end = at + n;
-                // SAFETY: `&mut self`: no reader borrows the segment, and the background thread only
-                // prefaults the map, never touching its bytes.
-                let bytes = unsafe { segment.map.bytes_mut_unchecked() };
-                let Some(out) = bytes.get_mut(at..end) else {
+                // SAFETY: `at..end` lies past the records served (`segment.len`): no borrowing reader
+                // exists (`&mut self`), a `Cursor` on another thread reads only records served when
+                // it was made, and the background thread only prefaults the map.
+                let out = unsafe { segment.map.range_mut_unchecked(at, end) };
+                if out.len() != n {
                     return Err(DiskError::Options("segment map too short".into()));
-                };
+                }
                 format::write_frame(out, record);
                 segment.note(at, end, record.id, record.time_micros);
                 if let Some(background) = &mut self.background {

@@ -252,14 +252,18 @@ pub struct RemoteStats {
     pub dropped: u64,
     /// Subscribers attached (in-process and remote).
     pub subscribers: usize,
-    /// Events in history.
+    /// Events in history in memory.
     pub history_len: usize,
-    /// The oldest id in history.
+    /// The oldest id history can give (in memory or in the server's data dir).
     pub oldest_id: Option<EventId>,
     /// Client connections open.
     pub connections: usize,
     /// Events serialized for the wire so far.
     pub encoded: u64,
+    /// Bytes history holds in memory (0 from a server that does not say).
+    pub history_bytes: usize,
+    /// The server's data dir, if it has one.
+    pub disk: Option<crate::event_stream::DiskStats>,
 }
 
 impl From<StatsFrame> for RemoteStats {
@@ -273,6 +277,8 @@ impl From<StatsFrame> for RemoteStats {
             oldest_id: s.oldest_id,
             connections: s.connections,
             encoded: s.encoded,
+            history_bytes: s.history_bytes,
+            disk: s.disk,
         }
     }
 }

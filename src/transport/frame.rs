@@ -6,7 +6,7 @@
 //! server frames are [`Reply`] values except event frames, which the server writes from bytes it
 //! encoded once per event (see [`encode_event_frame`]). The full description is `docs/protocol.md`.
 
-use crate::event_stream::{Event, EventId, Loss, LossReason, Replay, ReplayGap};
+use crate::event_stream::{DiskStats, Event, EventId, Loss, LossReason, Replay, ReplayGap};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
@@ -519,14 +519,20 @@ pub struct StatsFrame {
     pub dropped: u64,
     /// Subscribers attached now (each remote subscription is one).
     pub subscribers: usize,
-    /// Events in history.
+    /// Events in history in memory.
     pub history_len: usize,
-    /// The oldest id in history.
+    /// The oldest id history can give (in memory or in the data dir).
     pub oldest_id: Option<EventId>,
     /// Client connections open now.
     pub connections: usize,
     /// Events serialized for the wire so far (each at most once, whatever the number of receivers).
     pub encoded: u64,
+    /// Bytes history holds in memory (0 from a server that does not say).
+    #[serde(default)]
+    pub history_bytes: usize,
+    /// The data dir's figures; `null` for a server without one.
+    #[serde(default)]
+    pub disk: Option<DiskStats>,
 }
 
 /// An `error` frame.
@@ -566,6 +572,11 @@ pub enum ErrorCode {
     TooManySubscriptions,
     /// `unsubscribe` named no open subscription.
     UnknownSubscription,
+    /// The event's record could not be written to the server's data dir (a full disk, an I/O error):
+    /// it was not published (in a batch, neither were the events after it).
+    NotStored,
+    /// The event was published, but syncing its record to the disk failed (`--fsync always`).
+    NotSynced,
     /// A code this version does not know (sent by a newer server).
     #[serde(other)]
     Other,
@@ -592,6 +603,8 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::UnknownSubscription => "unknown_subscription",
+            ErrorCode::NotStored => "not_stored",
+            ErrorCode::NotSynced => "not_synced",
             ErrorCode::Other => "other",
         }
     }

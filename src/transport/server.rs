@@ -941,28 +941,25 @@ impl Connection {
                 }
             }
         }
-        let ids = if self.shared.bus.config().slow_consumer == SlowConsumerPolicy::Block {
+        let published = if self.shared.bus.config().slow_consumer == SlowConsumerPolicy::Block {
             // A `Block` publish may wait for a slow reader: on a blocking thread, never on one of
             // the runtime's workers.
             let bus = self.shared.bus.clone();
-            match tokio::task::spawn_blocking(move || {
-                ready
-                    .into_iter()
-                    .map(|e| bus.publish(e))
-                    .collect::<Vec<_>>()
-            })
-            .await
-            {
-                Ok(ids) => ids,
+            match tokio::task::spawn_blocking(move || publish_all(&bus, ready, batch)).await {
+                Ok(published) => published,
                 Err(_) => return false,
             }
         } else {
-            ready
-                .into_iter()
-                .map(|e| self.shared.bus.publish(e))
-                .collect()
+            publish_all(&self.shared.bus, ready, batch)
         };
-        self.outbox.reply(&Reply::Published { id, ids }).await
+        match published {
+            Ok(ids) => self.outbox.reply(&Reply::Published { id, ids }).await,
+            Err((code, message)) => {
+                self.outbox
+                    .error(ErrorFrame::new(Some(id), code, message))
+                    .await
+            }
+        }
     }
 
     async fn subscribe(
@@ -1144,9 +1141,67 @@ impl Connection {
                 oldest_id: stats.oldest_id,
                 connections: self.shared.counters.connections(),
                 encoded: self.shared.counters.encoded(),
+                history_bytes: stats.history_bytes,
+                disk: stats.disk,
             }))
             .await
     }
+}
+
+/// Publishes `events` in order; on a bus with a data dir, stops at the first one whose record cannot
+/// be written (see [`EventBus::try_publish`]) and says which were published.
+fn publish_all(
+    bus: &EventBus,
+    events: Vec<Event>,
+    batch: bool,
+) -> Result<Vec<EventId>, (ErrorCode, String)> {
+    let mut ids = Vec::with_capacity(events.len());
+    #[cfg(not(unix))]
+    let _ = batch;
+    for (index, event) in events.into_iter().enumerate() {
+        #[cfg(unix)]
+        match bus.try_publish(event) {
+            Ok(id) => ids.push(id),
+            Err(err) => {
+                let before = match (ids.first(), ids.last()) {
+                    (Some(first), Some(last)) => {
+                        format!(
+                            "; events 0 to {} were published as ids {first} to {last}",
+                            index - 1
+                        )
+                    }
+                    _ => String::new(),
+                };
+                return Err(match err {
+                    crate::event_stream::PublishError::NotStored { source, .. } => {
+                        let message = if batch {
+                            format!("event {index} was not published, nor any after it: {source}{before}")
+                        } else {
+                            err_text(&source)
+                        };
+                        (ErrorCode::NotStored, message)
+                    }
+                    crate::event_stream::PublishError::NotSynced { id, source } => {
+                        let message = if batch {
+                            format!("event {index} was published as id {id}, but syncing it to the disk failed, and none after it was published: {source}{before}")
+                        } else {
+                            format!("the event was published as id {id}, but syncing it to the disk failed: {source}")
+                        };
+                        (ErrorCode::NotSynced, message)
+                    }
+                });
+            }
+        }
+        #[cfg(not(unix))]
+        ids.push(bus.publish(event));
+    }
+    Ok(ids)
+}
+
+/// The refusal of a single event whose record could not be written.
+#[cfg(unix)]
+fn err_text(source: &crate::store::disk::DiskError) -> String {
+    format!("the event was not published: {source}")
 }
 
 /// Moves one subscription's events (and losses) to the socket in batches until cancelled, the

@@ -158,8 +158,7 @@ impl Segment {
 
     /// The bytes of the records served.
     pub fn bytes(&self) -> &[u8] {
-        let bytes = self.map.bytes();
-        &bytes[..self.len.min(bytes.len())]
+        self.map.prefix(self.len)
     }
 
     /// Where the first record with an id at or above `id` starts (`len` if none).

@@ -18,8 +18,10 @@ pub(super) struct Mapping {
 }
 
 // SAFETY: a Mapping owns its pages as a Box<[u8]> owns its heap memory. Its contents are read
-// through `bytes` and written only through `bytes_mut_unchecked`, whose callers promise exclusive
-// access; `populate`, `seal` and the advices hand the range to the kernel without touching a byte.
+// through `bytes` and `prefix` and written only through `range_mut_unchecked`, whose callers promise
+// that nothing else reads or writes that range meanwhile (appends write past the records served;
+// readers on other threads read only the records served); `populate`, `seal` and the advices hand
+// the range to the kernel without touching a byte.
 unsafe impl Send for Mapping {}
 // SAFETY: as above.
 unsafe impl Sync for Mapping {}
@@ -134,20 +136,28 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
-    /// The mapped bytes, to write; empty for a read-only mapping.
+    /// The first `len` bytes mapped (all of them if fewer).
+    pub fn prefix(&self, len: usize) -> &[u8] {
+        // SAFETY: as `bytes`, over a part of the mapping.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), len.min(self.len)) }
+    }
+
+    /// The mapped bytes `start..end`, to write; empty for a read-only mapping or a range outside it.
     ///
     /// # Safety
     ///
-    /// While the returned borrow lives, nothing else may read or write the mapping's bytes (the data
-    /// dir's appends hold `&mut DataDir`, which no reader's borrow can outlive; the background thread
-    /// never touches the bytes).
+    /// While the returned borrow lives, nothing else may read or write those bytes: the data dir's
+    /// appends hold `&mut DataDir` and write only past the records served, and readers (a borrowed
+    /// [`Records`](super::Records) or a [`Cursor`](super::Cursor) on another thread) read only the
+    /// records served when they were made; the background thread never touches the bytes.
     #[allow(clippy::mut_from_ref)]
-    pub unsafe fn bytes_mut_unchecked(&self) -> &mut [u8] {
-        if !self.writable.load(Ordering::Relaxed) {
+    pub unsafe fn range_mut_unchecked(&self, start: usize, end: usize) -> &mut [u8] {
+        if !self.writable.load(Ordering::Relaxed) || start > end || end > self.len {
             return &mut [];
         }
-        // SAFETY: a writable mapping of `len` bytes; exclusive access is the caller's promise.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+        // SAFETY: a writable mapping holding `start..end`; exclusive access to that range is the
+        // caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(start), end - start) }
     }
 
     /// How many bytes are mapped.
@@ -159,7 +169,7 @@ impl Mapping {
     pub fn seal(&self) {
         if self.writable.swap(false, Ordering::Relaxed) && self.len > 0 {
             // SAFETY: the range is this mapping's own. On failure the pages stay writable; nothing
-            // writes them any more (bytes_mut_unchecked now gives nothing), so only the guard is lost.
+            // writes them any more (range_mut_unchecked now gives nothing), so only the guard is lost.
             unsafe {
                 libc::mprotect(self.ptr.as_ptr().cast(), self.len, libc::PROT_READ);
             }
@@ -201,6 +211,18 @@ impl Mapping {
         // On a private copy that would zero the pages: they are the data.
         if !self.copy {
             self.advise(libc::MADV_DONTNEED);
+        }
+    }
+
+    /// As [`Mapping::release_pages`], for the whole pages of `..end` only (the page `end` falls in
+    /// is left alone: appends may be filling it).
+    pub fn release_before(&self, end: usize) {
+        let end = end.min(self.len) / page_size() * page_size();
+        if end > 0 {
+            // SAFETY: the start of this mapping; on a shared file mapping the advice loses no data.
+            unsafe {
+                libc::madvise(self.ptr.as_ptr().cast(), end, libc::MADV_DONTNEED);
+            }
         }
     }
 
