@@ -493,7 +493,7 @@ impl Ours {
 
     fn encoded(&mut self) -> (u64, u64) {
         let stats = self.runtime.block_on(self.client.stats()).expect("stats");
-        (stats.published, stats.encoded)
+        (stats.bus.published, stats.encoded)
     }
 }
 

@@ -71,6 +71,7 @@
 #[cfg(feature = "tui")]
 pub mod cli;
 pub mod demo;
+pub mod epoch;
 pub mod event_stream;
 #[cfg(all(feature = "transport", unix))]
 pub mod mcp;

@@ -177,7 +177,7 @@ async fn one_slow_subscription_holds_up_neither_another_nor_a_stats_request() {
     let stats = within(client.stats())
         .await
         .expect("answered, not timed out");
-    assert_eq!(stats.published, 200_000);
+    assert_eq!(stats.bus.published, 200_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -633,7 +633,7 @@ fn retention_by_age_deletes_segments_whose_records_are_all_old() {
     let tmp = TempDir::new("retain-age");
     let mut opts = options(8 << 10, WriteMode::Map);
     opts.retain_age = Some(Duration::from_secs(24 * 3600));
-    let now = ipckit::store::disk::micros_since_epoch(SystemTime::now()).unwrap();
+    let now = ipckit::epoch::micros(SystemTime::now()).unwrap();
     let three_days = 3 * 24 * 3600 * 1_000_000;
     let aged = |id: u64| {
         let mut r = record(id);

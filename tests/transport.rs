@@ -143,7 +143,7 @@ async fn round_trip_with_filters_and_replay() {
         [10, 11, 12]
     );
     let stats = within(publisher.stats()).await.unwrap();
-    assert_eq!(stats.published, 12);
+    assert_eq!(stats.bus.published, 12);
     assert!(stats.connections >= 2);
 }
 
@@ -257,7 +257,7 @@ async fn reconnect_after_restart_resumes_with_no_gap_and_no_duplicate() {
     let handle = sub.handle();
     assert!(handle.is_connected());
     let stats = within(handle.stats()).await.unwrap();
-    assert_eq!((stats.published, stats.subscribers), (5, 1));
+    assert_eq!((stats.bus.published, stats.bus.subscribers), (5, 1));
     stop.send(()).unwrap();
     task.await.unwrap();
     // system.shutdown (id 6) is delivered before the connection closes.

@@ -539,10 +539,11 @@ fn a_loss_row_leaves_with_the_events_around_it_and_the_count_stays() {
 fn the_bus_dropped_count_is_measured_from_when_the_monitor_attached() {
     let mut state = state_with(10, None);
     let stats = |dropped| {
-        Action::Stats(ipckit::top::SourceStats {
+        Action::Stats(ipckit::BusStats {
             published: 1000,
             subscribers: 2,
             dropped,
+            ..Default::default()
         })
     };
     let connected = || Action::Connected {

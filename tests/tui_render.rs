@@ -2,7 +2,8 @@
 
 mod tui_support;
 
-use ipckit::top::{update, Action, SourceStats, KEYMAP};
+use ipckit::top::{update, Action, KEYMAP};
+use ipckit::BusStats;
 use ipckit::Event;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::KeyCode;
@@ -30,10 +31,11 @@ fn live_state() -> ipckit::top::State {
     );
     update(
         &mut state,
-        Action::Stats(SourceStats {
+        Action::Stats(BusStats {
             published: 48_210,
             subscribers: 3,
             dropped: 0,
+            ..Default::default()
         }),
     );
     feed(&mut state, workload(48));
@@ -95,10 +97,11 @@ fn dropped_count_is_red_when_non_zero() {
     let mut state = live_state();
     update(
         &mut state,
-        Action::Stats(SourceStats {
+        Action::Stats(BusStats {
             published: 10,
             subscribers: 1,
             dropped: 5,
+            ..Default::default()
         }),
     );
     let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
@@ -504,10 +507,11 @@ fn a_loss_row_stands_out_between_the_events_around_it_and_the_header_counts_it()
 fn the_bus_dropped_count_is_labelled_as_the_bus_s_and_red_only_when_it_grew_since_attaching() {
     let mut state = live_state();
     let stats = |dropped| {
-        Action::Stats(SourceStats {
+        Action::Stats(BusStats {
             published: 300_000,
             subscribers: 2,
             dropped,
+            ..Default::default()
         })
     };
     // Attached afresh to a bus that dropped events for someone else before.

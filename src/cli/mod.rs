@@ -365,6 +365,14 @@ pub enum CliError {
     Disk(#[from] crate::store::disk::DiskError),
 }
 
+/// [`crate::transport::runtime`], its failure as a [`CliError`].
+fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, CliError> {
+    crate::transport::runtime(workers).map_err(|source| CliError::Io {
+        context: "cannot start the async runtime".into(),
+        source,
+    })
+}
+
 /// Parses the arguments, runs the command, prints an error as one line; the process exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -418,20 +426,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let multi = matches!(command, Command::Serve(_));
     #[cfg(feature = "nats")]
     let multi = matches!(command, Command::Serve(_) | Command::Bridge(_));
-    let runtime = if multi {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    }
-    .map_err(|source| CliError::Io {
-        context: "cannot start the async runtime".into(),
-        source,
-    })?;
+    let runtime = runtime(if multi { 2 } else { 1 })?;
     runtime.block_on(async move {
         #[cfg(feature = "nats")]
         let command = match nats::run_command(nats, socket.clone(), command).await {
@@ -471,14 +466,7 @@ pub fn run_monitor_nats(
     nats: crate::nats::NatsOptions,
     options: MonitorOptions,
 ) -> Result<ExitCode, CliError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| CliError::Io {
-            context: "cannot start the async runtime".into(),
-            source,
-        })?;
+    let runtime = runtime(2)?;
     let top = crate::top::TopOptions {
         socket_label: nats.label(),
         filter: options.filter,
@@ -496,14 +484,7 @@ pub fn run_monitor_nats(
 ///
 /// The monitor's failure (a bad filter, a socket that cannot be served, no terminal).
 pub fn run_monitor(options: MonitorOptions) -> Result<ExitCode, CliError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| CliError::Io {
-            context: "cannot start the async runtime".into(),
-            source,
-        })?;
+    let runtime = runtime(2)?;
     let top = crate::top::TopOptions {
         socket_label: crate::top::socket_label(&options.socket),
         filter: options.filter,

@@ -3,7 +3,7 @@
 
 #[cfg(unix)]
 use super::durable::{DiskReport, DiskState, Failure, PublishError};
-use super::event::{epoch_seconds, Event, EventId};
+use super::event::{Event, EventId};
 use super::filter::{EventFilter, IndexKey};
 use super::history::{Encoded, History};
 use super::subscriber::{EventSubscriber, Shared, SubState};
@@ -98,8 +98,11 @@ pub struct ReplayGap {
     pub oldest_held: EventId,
 }
 
-/// Counters of a bus, read with [`EventBus::stats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Counters of a bus, read with [`EventBus::stats`]: the one stats type, used as is by the
+/// monitor's header and, with the server's own counters beside it, in the wire's `stats` frame
+/// ([`crate::transport::RemoteStats`]). Fields a peer leaves out read as 0 / `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct BusStats {
     /// Events published (also the id of the last one).
     pub published: u64,
@@ -278,7 +281,7 @@ impl Core {
         #[cfg(not(unix))]
         let _ = strict;
         // Times are kept to the microsecond, what the JSON form carries exactly.
-        event.timestamp = epoch_seconds::to_micros(event.timestamp);
+        event.timestamp = crate::epoch::cut_to_micros(event.timestamp);
         // The data is serialized for history and the disk before taking the lock; under it they
         // copy the bytes in. The one shared copy is allocated under the lock, once the id is in
         // place, so nothing has to check that it is unshared; with no subscriber there is none.
@@ -609,7 +612,7 @@ impl State {
                 (self.history.shared(filter, Some(from)).into(), gap)
             }
             Replay::FromTime(t) => {
-                let since = epoch_seconds::to_micros(t);
+                let since = crate::epoch::cut_to_micros(t);
                 (self.history.since_time(filter, since).into(), None)
             }
         }

@@ -6,7 +6,7 @@ use super::bus::{EventBus, State};
 use super::event::{Event, EventId};
 use super::filter::{Bound, EventFilter, Term};
 use super::history::History;
-use crate::store::disk::{micros_since_epoch, Cursor, DataDir, DiskError, RecordRef, Retained};
+use crate::store::disk::{Cursor, DataDir, DiskError, RecordRef, Retained};
 use crate::store::{EventParts, Order, Store, StoreConfig, StoreFilter};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -179,24 +179,14 @@ fn parts_of<'a>(r: &RecordRef<'a>) -> EventParts<'a> {
     }
 }
 
-/// Microseconds since the epoch for a time bound, saturating.
-fn micros(time: SystemTime) -> i64 {
-    micros_since_epoch(time).unwrap_or(if time > SystemTime::UNIX_EPOCH {
-        i64::MAX
-    } else {
-        i64::MIN
-    })
-}
-
 /// The first id a replay of events stamped at or after `time` must read: the first such record on
 /// disk, or memory's first id if that is lower (memory may hold what the disk refused).
 pub(crate) fn first_id_since(state: &State, time: SystemTime) -> EventId {
     let memory = state.history.first_id().unwrap_or(state.last_id + 1);
-    match state
-        .disk
-        .as_ref()
-        .and_then(|d| d.dir.first_id_at_or_after(micros(time)))
-    {
+    match state.disk.as_ref().and_then(|d| {
+        d.dir
+            .first_id_at_or_after(crate::epoch::micros_saturating(time))
+    }) {
         Some(id) => id.min(memory),
         None => memory,
     }
@@ -210,7 +200,7 @@ fn since_time(filter: &EventFilter) -> Option<i64> {
         if let (true, Term::Since(bound)) = (positive, term) {
             match bound {
                 Bound::Time(t) => {
-                    let t = micros(t);
+                    let t = crate::epoch::micros_saturating(t);
                     lowest = Some(lowest.map_or(t, |l| l.min(t)));
                 }
                 Bound::Id(_) => return None,

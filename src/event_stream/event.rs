@@ -19,7 +19,7 @@ pub struct Event {
     /// The id the bus gave the event when it was published (a provisional one before that).
     pub id: EventId,
     /// When the event was created.
-    #[serde(with = "epoch_seconds")]
+    #[serde(with = "crate::epoch::seconds")]
     pub timestamp: SystemTime,
     /// What happened, dotted: `task.started`, `log.stderr`, `mcp.notifications.progress`.
     pub event_type: String,
@@ -27,61 +27,6 @@ pub struct Event {
     pub resource_id: Option<String>,
     /// The payload.
     pub data: serde_json::Value,
-}
-
-/// Seconds since the Unix epoch as a float, both ways, refusing values no `SystemTime` can hold.
-pub(crate) mod epoch_seconds {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-    /// Seconds since the epoch, negative before it.
-    pub fn to_secs(time: &SystemTime) -> f64 {
-        match time.duration_since(UNIX_EPOCH) {
-            Ok(after) => after.as_secs_f64(),
-            Err(before) => -before.duration().as_secs_f64(),
-        }
-    }
-
-    /// The time `secs` seconds after (or before, if negative) the epoch, if representable, rounded to
-    /// the microsecond: an `f64` of today's epoch seconds holds no finer digits, and rounding makes a
-    /// second JSON round trip exact.
-    pub fn from_secs(secs: f64) -> Option<SystemTime> {
-        let micros = (secs.abs() * 1e6).round();
-        if !micros.is_finite() || micros >= u64::MAX as f64 {
-            return None;
-        }
-        let magnitude = Duration::from_micros(micros as u64);
-        if secs >= 0.0 {
-            UNIX_EPOCH.checked_add(magnitude)
-        } else {
-            UNIX_EPOCH.checked_sub(magnitude)
-        }
-    }
-
-    /// `time` cut to the microsecond, toward the epoch: the precision the JSON form carries exactly, so
-    /// a time read from any event the bus holds survives a round trip through JSON unchanged.
-    pub fn to_micros(time: SystemTime) -> SystemTime {
-        let cut = |d: Duration| Duration::new(d.as_secs(), d.subsec_micros() * 1_000);
-        match time.duration_since(UNIX_EPOCH) {
-            Ok(after) => UNIX_EPOCH + cut(after),
-            Err(before) => UNIX_EPOCH
-                .checked_sub(cut(before.duration()))
-                .unwrap_or(time),
-        }
-    }
-
-    pub fn serialize<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(to_secs(time))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
-        let secs = f64::deserialize(deserializer)?;
-        from_secs(secs).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "timestamp {secs} is outside the representable range"
-            ))
-        })
-    }
 }
 
 /// Provisional ids for events that have not been published yet: positive, as the reference design gives.
@@ -172,7 +117,7 @@ impl Event {
 
     /// Seconds since the Unix epoch, as in the JSON form.
     pub fn timestamp_secs(&self) -> f64 {
-        epoch_seconds::to_secs(&self.timestamp)
+        crate::epoch::to_secs(self.timestamp)
     }
 }
 
@@ -211,7 +156,7 @@ pub struct EventRef<'a> {
 #[derive(Deserialize)]
 struct EventFields<'a> {
     id: EventId,
-    #[serde(deserialize_with = "epoch_seconds::deserialize")]
+    #[serde(deserialize_with = "crate::epoch::seconds::deserialize")]
     timestamp: SystemTime,
     #[serde(borrow)]
     event_type: Cow<'a, str>,
@@ -452,25 +397,6 @@ mod tests {
         assert!(
             err.to_string().contains("outside the representable range"),
             "{err}"
-        );
-    }
-
-    #[test]
-    fn microsecond_times_survive_json_exactly() {
-        for nanos in [
-            0u64,
-            999,
-            1_732_500_000_123_456_789,
-            4_102_444_800_999_999_999,
-        ] {
-            let t = epoch_seconds::to_micros(UNIX_EPOCH + Duration::from_nanos(nanos));
-            let back = epoch_seconds::from_secs(epoch_seconds::to_secs(&t));
-            assert_eq!(back, Some(t), "{nanos}");
-        }
-        let before = UNIX_EPOCH - Duration::from_nanos(1_500);
-        assert_eq!(
-            epoch_seconds::to_micros(before),
-            UNIX_EPOCH - Duration::from_micros(1)
         );
     }
 

@@ -483,7 +483,7 @@ impl Bound {
     /// A time bound cut to the microsecond, as the bus cuts event times.
     fn to_micros(self) -> Self {
         match self {
-            Bound::Time(t) => Bound::Time(super::event::epoch_seconds::to_micros(t)),
+            Bound::Time(t) => Bound::Time(crate::epoch::cut_to_micros(t)),
             id => id,
         }
     }

@@ -128,7 +128,6 @@ pub use bus::{
 pub use catch_up::{CatchUp, Delivery, Loss, LossReason};
 #[cfg(unix)]
 pub use durable::{DiskReport, PublishError};
-pub(crate) use event::epoch_seconds;
 pub use event::{event_types, Event, EventId, EventRef, McpProgressPayload};
 pub use filter::{
     Bound, Comparison, EventFilter, FieldPath, FieldTest, FilterError, Glob, Number, Term,

@@ -241,7 +241,7 @@ pub fn header_text(value: &str) -> Cow<'_, str> {
 
 /// RFC 3339 in UTC with microseconds, as [`header::TIME`] carries it.
 pub fn time_value(time: SystemTime) -> String {
-    let micros = crate::event_stream::epoch_seconds::to_micros(time);
+    let micros = crate::epoch::cut_to_micros(time);
     humantime::format_rfc3339_micros(micros).to_string()
 }
 

@@ -490,9 +490,7 @@ fn decode_event(
                         loose.event_type.unwrap_or_else(type_of_subject),
                         loose.resource_id.or_else(resource),
                         loose.data,
-                        loose
-                            .timestamp
-                            .and_then(crate::event_stream::epoch_seconds::from_secs),
+                        loose.timestamp.and_then(crate::epoch::from_secs),
                     ),
                     Err(_) => (
                         type_of_subject(),

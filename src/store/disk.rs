@@ -98,7 +98,7 @@ mod segment;
 mod sys;
 
 pub use read::{Cursor, Records};
-pub use record::{micros_since_epoch, time_from_micros, Record, RecordRef};
+pub use record::{Record, RecordRef};
 pub use retain::{DeletedSegment, RetainReason, Retained};
 pub use scan::{Damage, DamageKind, Recovery, Torn};
 
@@ -1042,7 +1042,7 @@ impl DataDir {
             .options
             .retain_age
             .and_then(|age| now.checked_sub(age))
-            .and_then(micros_since_epoch);
+            .and_then(crate::epoch::micros);
         let mut out = Retained::default();
         let mut total = self.total_bytes();
         while self.segments.len() > 1 {

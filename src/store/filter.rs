@@ -5,8 +5,8 @@
 
 use super::block::NO_RESOURCE;
 use super::intern::{Interner, Sym};
-use super::json::{micros_of, time_of};
 use super::text::Needle;
+use crate::epoch;
 use crate::event_stream::{Bound, EventFilter, Glob, Term};
 use std::time::SystemTime;
 
@@ -23,8 +23,8 @@ impl RowBound {
         match bound {
             Bound::Id(id) => Some(RowBound::Id(id)),
             Bound::Time(t) => {
-                let micros = micros_of(t);
-                (time_of(micros) == t).then_some(RowBound::Time(micros))
+                let micros = epoch::micros_saturating(t);
+                (epoch::from_micros_or_epoch(micros) == t).then_some(RowBound::Time(micros))
             }
         }
     }
@@ -153,7 +153,7 @@ impl StoreFilter {
     /// Also requires events stamped at or after `time` (on top of the filter's own bounds), compared
     /// to the microsecond: `time` is cut toward the epoch first, as the bus cuts event times.
     pub fn at_or_after(mut self, time: SystemTime) -> Self {
-        self.min_time = Some(micros_of(time));
+        self.min_time = Some(epoch::micros_saturating(time));
         self
     }
 

@@ -1,8 +1,9 @@
 //! An event's parts as the store holds them, back to an [`Event`] or straight to its JSON form.
 
+use crate::epoch;
 use crate::event_stream::{Event, EventId};
 use std::io::{self, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// One event in the form the store keeps it: the row's fields and the data as compact JSON bytes
 /// (what `serde_json::to_writer(&event.data)` writes).
@@ -32,7 +33,7 @@ impl<'a> EventParts<'a> {
         }
         Self {
             id: event.id,
-            time_micros: micros_of(event.timestamp),
+            time_micros: epoch::micros_saturating(event.timestamp),
             event_type: &event.event_type,
             resource: event.resource_id.as_deref(),
             data: buf,
@@ -41,7 +42,7 @@ impl<'a> EventParts<'a> {
 
     /// The event's time.
     pub fn timestamp(&self) -> SystemTime {
-        time_of(self.time_micros)
+        epoch::from_micros_or_epoch(self.time_micros)
     }
 
     /// The owned event, its data parsed.
@@ -70,7 +71,7 @@ impl<'a> EventParts<'a> {
         out.write_all(b"{\"id\":")?;
         serde_json::to_writer(&mut *out, &self.id).map_err(io::Error::other)?;
         out.write_all(b",\"timestamp\":")?;
-        let secs = crate::event_stream::epoch_seconds::to_secs(&self.timestamp());
+        let secs = crate::epoch::to_secs(self.timestamp());
         serde_json::to_writer(&mut *out, &secs).map_err(io::Error::other)?;
         out.write_all(b",\"event_type\":")?;
         serde_json::to_writer(&mut *out, self.event_type).map_err(io::Error::other)?;
@@ -103,32 +104,12 @@ pub(crate) fn parse_data(bytes: &[u8]) -> Result<serde_json::Value, serde_json::
     }
 }
 
-/// Microseconds since the epoch of `time`, cut toward the epoch, clamped to the `i64` range.
-pub(crate) fn micros_of(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_micros()).unwrap_or(i64::MAX),
-        Err(before) => i64::try_from(before.duration().as_micros())
-            .map(|m| -m)
-            .unwrap_or(i64::MIN),
-    }
-}
-
-/// The time `micros` microseconds after (before, if negative) the epoch.
-pub(crate) fn time_of(micros: i64) -> SystemTime {
-    let magnitude = Duration::from_micros(micros.unsigned_abs());
-    let time = if micros >= 0 {
-        UNIX_EPOCH.checked_add(magnitude)
-    } else {
-        UNIX_EPOCH.checked_sub(magnitude)
-    };
-    time.unwrap_or(UNIX_EPOCH)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::{json, Value};
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn parts_json(event: &Event) -> Vec<u8> {
         let mut data = Vec::new();
@@ -153,7 +134,7 @@ mod tests {
             (10, 253_402_300_799_999_999),
         ] {
             event.id = id;
-            event.timestamp = time_of(micros);
+            event.timestamp = epoch::from_micros_or_epoch(micros);
             assert_eq!(
                 String::from_utf8(parts_json(&event)).unwrap(),
                 serde_json::to_string(&event).unwrap()
@@ -174,12 +155,15 @@ mod tests {
             -86_400_000_000,
             i64::MAX / 2,
         ] {
-            assert_eq!(micros_of(time_of(micros)), micros);
+            assert_eq!(
+                epoch::micros_saturating(epoch::from_micros_or_epoch(micros)),
+                micros
+            );
         }
         let nanos = UNIX_EPOCH + Duration::from_nanos(1_999);
-        assert_eq!(micros_of(nanos), 1, "cut toward the epoch");
+        assert_eq!(epoch::micros_saturating(nanos), 1, "cut toward the epoch");
         let before = UNIX_EPOCH - Duration::from_nanos(1_999);
-        assert_eq!(micros_of(before), -1, "cut toward the epoch");
+        assert_eq!(epoch::micros_saturating(before), -1, "cut toward the epoch");
     }
 
     #[test]
@@ -228,7 +212,7 @@ mod tests {
         ) {
             let event = Event {
                 id,
-                timestamp: time_of(micros),
+                timestamp: epoch::from_micros_or_epoch(micros),
                 event_type,
                 resource_id: resource,
                 data,

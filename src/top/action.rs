@@ -1,7 +1,8 @@
 //! Everything that can change the monitor's [`State`](super::State), and the pure function that turns
 //! source messages into it (keys become actions through the [key table](super::KEYMAP)).
 
-use super::source::{Loss, RecordingStatus, SourceMsg, SourceStats};
+use super::source::{Loss, RecordingStatus, SourceMsg};
+use crate::event_stream::BusStats;
 use crate::event_stream::Event;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -110,7 +111,7 @@ pub enum Action {
         retry_in: Duration,
     },
     /// New bus counters.
-    Stats(SourceStats),
+    Stats(BusStats),
     /// Time passed: rates, spinners, staleness, replay and the retry countdown move on.
     Tick {
         /// The wall clock now.

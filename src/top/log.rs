@@ -21,7 +21,7 @@ use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Position of an event in the order the monitor received it, from 0.
 pub type Seq = u64;
@@ -214,12 +214,16 @@ impl EventLog {
         if seq < self.base() {
             return None;
         }
-        self.store.time_micros_at(seq).map(time_of_micros)
+        self.store
+            .time_micros_at(seq)
+            .map(crate::epoch::from_micros_or_epoch)
     }
 
     /// The time of the event at `seq` if the store still holds it.
     pub(crate) fn stored_time(&self, seq: Seq) -> Option<SystemTime> {
-        self.store.time_micros_at(seq).map(time_of_micros)
+        self.store
+            .time_micros_at(seq)
+            .map(crate::epoch::from_micros_or_epoch)
     }
 
     /// The bus id of the shown event at `seq`, read from its row.
@@ -413,25 +417,6 @@ impl EventLog {
     }
 }
 
-/// The time `micros` microseconds after (before, if negative) the epoch.
-pub(crate) fn time_of_micros(micros: i64) -> SystemTime {
-    let magnitude = Duration::from_micros(micros.unsigned_abs());
-    let time = if micros >= 0 {
-        UNIX_EPOCH.checked_add(magnitude)
-    } else {
-        UNIX_EPOCH.checked_sub(magnitude)
-    };
-    time.unwrap_or(UNIX_EPOCH)
-}
-
-/// Milliseconds since the epoch (negative before it).
-pub fn epoch_millis(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
-        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
-    }
-}
-
 /// How many bins the timeline keeps at most before it halves its resolution.
 const MAX_BINS: usize = 2048;
 
@@ -455,7 +440,7 @@ impl Default for Timeline {
 impl Timeline {
     /// Counts an event stamped `time`.
     pub fn add(&mut self, time: SystemTime) {
-        let bin = epoch_millis(time).div_euclid(self.width_ms);
+        let bin = crate::epoch::millis(time).div_euclid(self.width_ms);
         match self.bins.back_mut() {
             Some(last) if last.0 == bin => last.1 += 1,
             Some(last) if last.0 > bin => match self.bins.binary_search_by_key(&bin, |b| b.0) {
@@ -471,7 +456,7 @@ impl Timeline {
 
     /// Uncounts an event stamped `time` (one that left the ring).
     pub fn remove(&mut self, time: SystemTime) {
-        let bin = epoch_millis(time).div_euclid(self.width_ms);
+        let bin = crate::epoch::millis(time).div_euclid(self.width_ms);
         if let Ok(i) = self.bins.binary_search_by_key(&bin, |b| b.0) {
             self.bins[i].1 -= 1;
             if self.bins[i].1 == 0 {
@@ -533,7 +518,7 @@ impl Timeline {
     /// The column (of `columns`) that `time` falls in.
     pub fn column_of(&self, time: SystemTime, columns: usize) -> Option<usize> {
         let (start, end) = self.span()?;
-        let t = epoch_millis(time).clamp(start, end - 1);
+        let t = crate::epoch::millis(time).clamp(start, end - 1);
         let col = (t - start) as i128 * columns as i128 / (end - start).max(1) as i128;
         Some((col as usize).min(columns.saturating_sub(1)))
     }
@@ -542,6 +527,7 @@ impl Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn ev(kind: &str) -> Event {
         Event::new(kind, serde_json::Value::Null)

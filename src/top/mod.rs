@@ -64,8 +64,7 @@ pub use recording::{open_recording, run_recording, Recording, RecordingError};
 pub use remote::{socket_label, spawn_socket_source};
 pub use runtime::{run, run_loop, run_on_bus, run_with_source, TICK};
 pub use source::{
-    spawn_bus_source, Loss, LossReason, RecordingStatus, SourceMsg, SourceStats, CHANNEL_CAPACITY,
-    MAX_BATCH,
+    spawn_bus_source, Loss, LossReason, RecordingStatus, SourceMsg, CHANNEL_CAPACITY, MAX_BATCH,
 };
 pub use state::{Connection, Detail, Focus, Mode, Paused, Row, State};
 pub use terms::TermCountView;

@@ -13,8 +13,9 @@
 //! stream while scrubbing is not done.
 
 use super::runtime::run_with_source;
-use super::source::{LossReason as TopReason, SourceMsg, SourceStats, CHANNEL_CAPACITY, MAX_BATCH};
+use super::source::{LossReason as TopReason, SourceMsg, CHANNEL_CAPACITY, MAX_BATCH};
 use super::{State, TopError, TopOptions};
+use crate::event_stream::BusStats;
 use crate::event_stream::{Event, EventBus, EventBusConfig, EventFilter};
 use crate::nats::{
     connect, ensure_stream, jetstream, retry_delay, Link, NatsItem, NatsOptions, Publisher, Start,
@@ -124,10 +125,11 @@ async fn follow(
                 if let Some(s) = &stream {
                     if client.connection_state() == async_nats::connection::State::Connected {
                         if let Ok(info) = s.get_info().await {
-                            msgs.push(SourceMsg::Stats(SourceStats {
+                            msgs.push(SourceMsg::Stats(BusStats {
                                 published: info.state.last_sequence,
                                 subscribers: info.state.consumer_count,
                                 dropped: info.state.first_sequence.saturating_sub(1),
+                                ..BusStats::default()
                             }));
                         }
                     }

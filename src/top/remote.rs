@@ -1,7 +1,7 @@
 //! The socket source: the monitor attached to a bus served by another process, through
 //! [`ReconnectingSubscriber`], which resumes after the last id it delivered when the bus comes back.
 
-use super::source::{SourceMsg, SourceStats, CHANNEL_CAPACITY, MAX_BATCH};
+use super::source::{SourceMsg, CHANNEL_CAPACITY, MAX_BATCH};
 use crate::event_stream::{EventFilter, Replay};
 use crate::transport::{ReconnectingSubscriber, SubscriptionItem};
 use std::path::PathBuf;
@@ -44,11 +44,7 @@ pub fn spawn_socket_source(
                 biased;
                 _ = stats.tick() => {
                     if let Some(remote) = sub.stats().await {
-                        msgs.push(SourceMsg::Stats(SourceStats {
-                            published: remote.published,
-                            subscribers: remote.subscribers,
-                            dropped: remote.dropped,
-                        }));
+                        msgs.push(SourceMsg::Stats(remote.bus));
                     }
                 }
                 item = sub.next() => match item {

@@ -233,9 +233,5 @@ pub async fn run_on_bus(bus: &EventBus, options: TopOptions) -> Result<(), TopEr
 ///
 /// As [`run_with_source`], or the runtime could not be built.
 pub fn run(bus: &EventBus, options: TopOptions) -> Result<(), TopError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(run_on_bus(bus, options))
+    crate::transport::runtime(2)?.block_on(run_on_bus(bus, options))
 }

@@ -31,27 +31,6 @@ pub const MAX_BATCH: usize = 4096;
 /// Capacity (in messages) of the channel [`spawn_bus_source`] makes.
 pub const CHANNEL_CAPACITY: usize = 64;
 
-/// Bus counters as the header shows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SourceStats {
-    /// Events published on the bus so far.
-    pub published: u64,
-    /// Subscribers attached to the bus (the monitor included).
-    pub subscribers: usize,
-    /// Events the bus's slow-consumer policies discarded.
-    pub dropped: u64,
-}
-
-impl From<BusStats> for SourceStats {
-    fn from(stats: BusStats) -> Self {
-        Self {
-            published: stats.published,
-            subscribers: stats.subscribers,
-            dropped: stats.dropped,
-        }
-    }
-}
-
 /// Events this monitor did not get.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loss {
@@ -167,7 +146,7 @@ pub enum SourceMsg {
     /// sent before this message and before those sent after it.
     Lost(Loss),
     /// Counters of the bus.
-    Stats(SourceStats),
+    Stats(BusStats),
     /// The bus went away; the source tries again after `retry_in`.
     Disconnected {
         /// Time until the next attempt.
@@ -212,7 +191,7 @@ pub fn spawn_bus_source(
             tokio::select! {
                 biased;
                 // First, so that a flood of events cannot starve the counters.
-                _ = stats.tick() => msgs.push(SourceMsg::Stats(bus.stats().into())),
+                _ = stats.tick() => msgs.push(SourceMsg::Stats(bus.stats())),
                 open = reader.recv_batch(&mut items, MAX_BATCH) => {
                     let mut batch = Vec::with_capacity(items.len());
                     for item in items.drain(..) {

@@ -1,12 +1,13 @@
 //! The monitor's state: plain data, changed only by [`update`](super::update), read by the views.
 
 use super::export::{Export, Notice};
-use super::log::{epoch_millis, EventLog, Seq, Timeline};
+use super::log::{EventLog, Seq, Timeline};
 use super::loss::LossMarks;
 use super::progress::{Gauge, Gauges};
-use super::source::{Loss, RecordingStatus, SourceStats};
+use super::source::{Loss, RecordingStatus};
 use super::terms::{TermCountView, TermCounts};
 use super::TopOptions;
+use crate::event_stream::BusStats;
 use crate::event_stream::{Event, EventFilter, EventId, FilterError};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -249,7 +250,7 @@ pub struct State {
     /// Set while not following (paused, or scrubbing from a paused view).
     pub(super) paused_at: Option<PauseMark>,
     pub(super) connection: Connection,
-    pub(super) stats: SourceStats,
+    pub(super) stats: BusStats,
     /// The bus's dropped count when this monitor attached (its first counters after attaching).
     pub(super) dropped_at_attach: Option<u64>,
     /// (arrival time, events) over the last second or so.
@@ -312,7 +313,7 @@ impl State {
             drill: None,
             paused_at: None,
             connection: Connection::Connecting,
-            stats: SourceStats::default(),
+            stats: BusStats::default(),
             dropped_at_attach: None,
             arrivals: VecDeque::new(),
             rate: 0.0,
@@ -403,7 +404,7 @@ impl State {
     }
 
     /// The latest bus counters.
-    pub fn stats(&self) -> SourceStats {
+    pub fn stats(&self) -> BusStats {
         self.stats
     }
 
@@ -813,6 +814,6 @@ impl State {
 
     /// Event time of the `index`th match, epoch millis.
     pub(super) fn match_millis(&self, index: usize) -> Option<i64> {
-        self.log.match_time(index).map(epoch_millis)
+        self.log.match_time(index).map(crate::epoch::millis)
     }
 }

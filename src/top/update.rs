@@ -2,7 +2,7 @@
 
 use super::action::Action;
 use super::export::{default_name, Export, Notice, NOTICE_FOR};
-use super::log::{epoch_millis, Seq, Timeline};
+use super::log::{Seq, Timeline};
 use super::loss::{reason_long, Mark};
 use super::state::{
     Connection, Detail, Drill, Overlay, Pane, PauseMark, Replay, RowAt, RowKey, Scrub, State,
@@ -627,7 +627,7 @@ impl State {
             let at_or_before = self
                 .log
                 .match_time(mid)
-                .is_some_and(|t| epoch_millis(t) <= millis);
+                .is_some_and(|t| crate::epoch::millis(t) <= millis);
             if at_or_before {
                 lo = mid + 1;
             } else {
@@ -640,7 +640,7 @@ impl State {
     fn replay_start(&self, cursor: Seq) -> f64 {
         self.log
             .time_at(cursor)
-            .map_or(0.0, |t| epoch_millis(t) as f64)
+            .map_or(0.0, |t| crate::epoch::millis(t) as f64)
     }
 
     fn new_replay(&self, speed: u32) -> Replay {

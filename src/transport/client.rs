@@ -6,7 +6,7 @@ use super::frame::{
 };
 use super::io::SharedStream;
 use crate::event_stream::{
-    Event, EventFilter, EventId, EventRef, Loss, LossReason, Replay, ReplayGap,
+    BusStats, Event, EventFilter, EventId, EventRef, Loss, LossReason, Replay, ReplayGap,
 };
 use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::GenericFilePath;
@@ -241,45 +241,25 @@ impl ClientError {
     }
 }
 
-/// Bus and server counters, from [`Client::stats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A served bus's counters, from [`Client::stats`]: the bus's own ([`BusStats`], the same type
+/// [`crate::EventBus::stats`] gives in process) and the server's beside them. On the wire, in the
+/// `stats` frame, all are fields of one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct RemoteStats {
-    /// Events published (also the id of the last one).
-    pub published: u64,
-    /// Events handed to subscribers.
-    pub delivered: u64,
-    /// Events discarded by the slow-consumer policy.
-    pub dropped: u64,
-    /// Subscribers attached (in-process and remote).
-    pub subscribers: usize,
-    /// Events in history in memory.
-    pub history_len: usize,
-    /// The oldest id history can give (in memory or in the server's data dir).
-    pub oldest_id: Option<EventId>,
-    /// Client connections open.
+    /// The bus's counters (the subscribers include each remote subscription).
+    #[serde(flatten)]
+    pub bus: BusStats,
+    /// Client connections open now.
+    #[serde(default)]
     pub connections: usize,
-    /// Events serialized for the wire so far.
+    /// Events serialized for the wire so far (each at most once, whatever the number of receivers).
+    #[serde(default)]
     pub encoded: u64,
-    /// Bytes history holds in memory (0 from a server that does not say).
-    pub history_bytes: usize,
-    /// The server's data dir, if it has one.
-    pub disk: Option<crate::event_stream::DiskStats>,
 }
 
 impl From<StatsFrame> for RemoteStats {
-    fn from(s: StatsFrame) -> Self {
-        Self {
-            published: s.published,
-            delivered: s.delivered,
-            dropped: s.dropped,
-            subscribers: s.subscribers,
-            history_len: s.history_len,
-            oldest_id: s.oldest_id,
-            connections: s.connections,
-            encoded: s.encoded,
-            history_bytes: s.history_bytes,
-            disk: s.disk,
-        }
+    fn from(frame: StatsFrame) -> Self {
+        frame.stats
     }
 }
 

@@ -6,7 +6,8 @@
 //! server frames are [`Reply`] values except event frames, which the server writes from bytes it
 //! encoded once per event (see [`encode_event_frame`]). The full description is `docs/protocol.md`.
 
-use crate::event_stream::{DiskStats, Event, EventId, Loss, LossReason, Replay, ReplayGap};
+use super::client::RemoteStats;
+use crate::event_stream::{Event, EventId, Loss, LossReason, Replay, ReplayGap};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
@@ -506,33 +507,15 @@ impl From<GapFrame> for ReplayGap {
     }
 }
 
-/// The `stats` frame: the bus's counters and the server's.
+/// The `stats` frame: the request id and the counters, the bus's and the server's, as fields of
+/// one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub struct StatsFrame {
     /// Request id.
     pub id: u64,
-    /// Events published (also the id of the last one).
-    pub published: u64,
-    /// Events handed to subscribers, in-process and remote.
-    pub delivered: u64,
-    /// Events discarded by the slow-consumer policy.
-    pub dropped: u64,
-    /// Subscribers attached now (each remote subscription is one).
-    pub subscribers: usize,
-    /// Events in history in memory.
-    pub history_len: usize,
-    /// The oldest id history can give (in memory or in the data dir).
-    pub oldest_id: Option<EventId>,
-    /// Client connections open now.
-    pub connections: usize,
-    /// Events serialized for the wire so far (each at most once, whatever the number of receivers).
-    pub encoded: u64,
-    /// Bytes history holds in memory (0 from a server that does not say).
-    #[serde(default)]
-    pub history_bytes: usize,
-    /// The data dir's figures; `null` for a server without one.
-    #[serde(default)]
-    pub disk: Option<DiskStats>,
+    /// The counters.
+    #[serde(flatten)]
+    pub stats: RemoteStats,
 }
 
 /// An `error` frame.
@@ -903,6 +886,48 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stats_frame_is_one_flat_object_and_older_servers_still_read() {
+        let stats = RemoteStats {
+            bus: crate::BusStats {
+                published: 45,
+                delivered: 90,
+                subscribers: 2,
+                history_len: 45,
+                oldest_id: Some(1),
+                history_bytes: 29_001,
+                ..Default::default()
+            },
+            connections: 2,
+            encoded: 45,
+        };
+        let line = serde_json::to_string(&Reply::Stats(StatsFrame { id: 6, stats })).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["type"], "stats");
+        assert_eq!(value["published"], 45, "{line}");
+        assert_eq!(value["connections"], 2, "{line}");
+        assert_eq!(value["disk"], serde_json::Value::Null, "{line}");
+        let ServerFrame::Reply(Reply::Stats(back)) = decode_server_frame(line.as_bytes()).unwrap()
+        else {
+            panic!("not a stats frame: {line}");
+        };
+        assert_eq!(back, StatsFrame { id: 6, stats });
+        // A version 2 server before history_bytes and disk: the missing fields read as 0 / none.
+        let old = br#"{"type":"stats","id":7,"published":3,"delivered":3,"dropped":0,"subscribers":1,"history_len":3,"oldest_id":1,"connections":1,"encoded":3}"#;
+        let ServerFrame::Reply(Reply::Stats(back)) = decode_server_frame(old).unwrap() else {
+            panic!("not a stats frame");
+        };
+        assert_eq!(
+            (
+                back.id,
+                back.stats.bus.published,
+                back.stats.bus.history_bytes
+            ),
+            (7, 3, 0)
+        );
+        assert_eq!(back.stats.bus.disk, None);
+    }
 
     #[test]
     fn requests_decode_and_bad_ones_are_named() {

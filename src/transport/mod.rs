@@ -28,8 +28,26 @@ pub use server::{shutdown_signal, ServeError, Server, ServerConfig, ServerCounte
 use std::path::PathBuf;
 
 /// Events the monitor and a served bus keep by default: close to a minute of a bus publishing 1,000
-/// events a second, in about 60 MB for events of a few fields (measured with `serve` and the monitor).
+/// events a second, in about 4 MB for events of a few fields (the compact store keeps 60-80 bytes
+/// an event; measured in `benches/store.rs`).
 pub const DEFAULT_HISTORY: usize = 50_000;
+
+/// The one tokio runtime builder of the command line and the monitor: all drivers (I/O, time)
+/// enabled; `workers` 1 runs everything on the calling thread, more runs that many worker threads.
+///
+/// # Errors
+///
+/// The runtime could not be built (no threads, no epoll).
+pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut multi = tokio::runtime::Builder::new_multi_thread();
+        multi.worker_threads(workers);
+        multi
+    };
+    builder.enable_all().build()
+}
 
 /// The environment variable that overrides the default socket path.
 pub const SOCKET_ENV: &str = "IPCKIT_SOCKET";

@@ -38,13 +38,14 @@
 //! waiting per connection (`max_queued_bytes`), and an idle timeout for connections with no
 //! subscription that send nothing (`idle_timeout`).
 
+#[cfg(unix)]
+use super::client::RemoteStats;
 use super::frame::{
     decode_request, encode_line, event_frame_prefix, ErrorCode, ErrorFrame, GapFrame, LostFrame,
     NewEvent, ReadLine, ReplaySpec, Reply, Request, ServerHello, StatsFrame, DEFAULT_MAX_FRAME,
     PROTOCOL_NAME, PROTOCOL_VERSION,
 };
 use super::io::SharedStream;
-#[cfg(unix)]
 use super::ownership::{current_uid, peer_uid};
 use super::ownership::{parent_of, prepare_socket_dir};
 use crate::event_stream::{
@@ -1133,16 +1134,11 @@ impl Connection {
         self.outbox
             .reply(&Reply::Stats(StatsFrame {
                 id,
-                published: stats.published,
-                delivered: stats.delivered,
-                dropped: stats.dropped,
-                subscribers: stats.subscribers,
-                history_len: stats.history_len,
-                oldest_id: stats.oldest_id,
-                connections: self.shared.counters.connections(),
-                encoded: self.shared.counters.encoded(),
-                history_bytes: stats.history_bytes,
-                disk: stats.disk,
+                stats: RemoteStats {
+                    bus: stats,
+                    connections: self.shared.counters.connections(),
+                    encoded: self.shared.counters.encoded(),
+                },
             }))
             .await
     }

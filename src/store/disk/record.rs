@@ -2,8 +2,8 @@
 //! to and from an [`Event`].
 
 use super::DiskError;
+use crate::epoch;
 use crate::event_stream::Event;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One record as it is written and read: an event with its data kept as compact JSON bytes.
 ///
@@ -59,7 +59,7 @@ impl RecordRef<'_> {
     pub fn to_event(&self) -> Result<Event, DiskError> {
         Ok(Event {
             id: self.id,
-            timestamp: time_from_micros(self.time_micros).ok_or(DiskError::TimeOutOfRange)?,
+            timestamp: epoch::from_micros(self.time_micros).ok_or(DiskError::TimeOutOfRange)?,
             event_type: self.event_type.to_owned(),
             resource_id: self.resource.map(str::to_owned),
             data: serde_json::from_slice(self.data).map_err(DiskError::BadData)?,
@@ -77,7 +77,7 @@ impl Record {
     pub fn from_event(event: &Event) -> Result<Record, DiskError> {
         Ok(Record {
             id: event.id,
-            time_micros: micros_since_epoch(event.timestamp).ok_or(DiskError::TimeOutOfRange)?,
+            time_micros: epoch::micros(event.timestamp).ok_or(DiskError::TimeOutOfRange)?,
             event_type: event.event_type.clone(),
             resource: event.resource_id.clone(),
             data: serde_json::to_vec(&event.data).map_err(DiskError::BadData)?,
@@ -113,32 +113,11 @@ impl TryFrom<&Event> for Record {
     }
 }
 
-/// Microseconds from the Unix epoch to `time` (negative before it), cut toward the epoch; `None`
-/// beyond what an `i64` holds (about 292,000 years either way).
-pub fn micros_since_epoch(time: SystemTime) -> Option<i64> {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_micros()).ok(),
-        Err(before) => i128::try_from(before.duration().as_micros())
-            .ok()
-            .and_then(|m| i64::try_from(-m).ok()),
-    }
-}
-
-/// The time `micros` microseconds after (or before, if negative) the Unix epoch, if this platform's
-/// `SystemTime` holds it.
-pub fn time_from_micros(micros: i64) -> Option<SystemTime> {
-    let magnitude = Duration::from_micros(micros.unsigned_abs());
-    if micros >= 0 {
-        UNIX_EPOCH.checked_add(magnitude)
-    } else {
-        UNIX_EPOCH.checked_sub(magnitude)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn an_event_survives_the_round_trip() {
@@ -162,13 +141,13 @@ mod tests {
     #[test]
     fn times_before_the_epoch_and_out_of_range_are_handled() {
         let before = UNIX_EPOCH - Duration::from_nanos(1_500);
-        assert_eq!(micros_since_epoch(before), Some(-1));
+        assert_eq!(epoch::micros(before), Some(-1));
         assert_eq!(
-            time_from_micros(-1),
+            epoch::from_micros(-1),
             Some(UNIX_EPOCH - Duration::from_micros(1))
         );
         let far = UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
-        assert_eq!(micros_since_epoch(far), None);
+        assert_eq!(epoch::micros(far), None);
         let mut event = Event::new("a", json!(null));
         event.timestamp = far;
         assert!(matches!(
@@ -176,8 +155,8 @@ mod tests {
             Err(DiskError::TimeOutOfRange)
         ));
         for micros in [i64::MIN, i64::MAX, 0] {
-            let time = time_from_micros(micros).unwrap();
-            assert_eq!(micros_since_epoch(time), Some(micros));
+            let time = epoch::from_micros(micros).unwrap();
+            assert_eq!(epoch::micros(time), Some(micros));
         }
     }
 
