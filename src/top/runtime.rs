@@ -3,7 +3,7 @@
 
 use super::action::Action;
 use super::keymap::action_for_terminal_event;
-use super::source::{spawn_bus_source, SourceMsg};
+use super::source::{spawn_bus_source, SourceMsg, MAX_BATCH};
 use super::state::{Connection, State};
 use super::{ui, update, TopError, TopOptions};
 use crate::event_stream::EventBus;
@@ -75,6 +75,7 @@ where
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut dirty = true;
     let mut source_open = true;
+    let mut trim = HeapTrim::default();
     while !state.should_quit() {
         tokio::select! {
             biased;
@@ -101,7 +102,12 @@ where
             }
             msg = source.recv(), if source_open => {
                 match msg {
-                    Some(msg) => update(state, Action::from_source(msg, SystemTime::now())),
+                    Some(msg) => {
+                        if let SourceMsg::Events(events) = &msg {
+                            trim.arrived(events.len());
+                        }
+                        update(state, Action::from_source(msg, SystemTime::now()));
+                    }
                     None => {
                         source_open = false;
                         if !matches!(state.connection(), Connection::Disconnected { .. }) {
@@ -113,6 +119,7 @@ where
             }
             _ = ticks.tick() => {
                 update(state, Action::Tick { now: SystemTime::now() });
+                trim.tick();
                 dirty = true;
             }
             () = std::future::ready(()), if state.has_background_work() => {
@@ -122,6 +129,54 @@ where
         }
     }
     Ok(())
+}
+
+/// Gives the memory the allocator keeps after a burst back to the system. Events arrive as
+/// `Arc<Event>`s in batches and are freed once the log has packed them into its store, so after a
+/// catch-up of a million events glibc's heap holds about three times what the log keeps (measured:
+/// 155-208 MB resident, 50 MB after `malloc_trim`). Trimming walks the free lists (a few ms for
+/// hundreds of MB), so it runs on a tick once [`HeapTrim::EVENTS`] events have arrived since the last
+/// trim and the burst has ended, or every [`HeapTrim::STREAMING`] while they keep coming.
+#[derive(Default)]
+struct HeapTrim {
+    /// Events since the last trim.
+    since_trim: usize,
+    /// Events since the last tick.
+    this_tick: usize,
+    /// Ticks since the last trim.
+    ticks: u32,
+}
+
+impl HeapTrim {
+    /// Events worth a trim (about 13 MB of `Arc<Event>`s of 130 bytes of data).
+    const EVENTS: usize = 100_000;
+    /// Ticks between trims while events keep coming (5 s).
+    const STREAMING: u32 = 50;
+
+    fn arrived(&mut self, events: usize) {
+        self.since_trim = self.since_trim.saturating_add(events);
+        self.this_tick = self.this_tick.saturating_add(events);
+    }
+
+    fn tick(&mut self) {
+        self.ticks = self.ticks.saturating_add(1);
+        let settled = self.this_tick < MAX_BATCH;
+        self.this_tick = 0;
+        if self.since_trim >= Self::EVENTS && (settled || self.ticks >= Self::STREAMING) {
+            trim_heap();
+            self.since_trim = 0;
+            self.ticks = 0;
+        }
+    }
+}
+
+/// `malloc_trim(0)` where the C library is glibc; nothing elsewhere.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer and only returns the allocator's own free pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The real terminal, restored when dropped (also on early returns; `ratatui::try_init` adds a
