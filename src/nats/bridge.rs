@@ -224,20 +224,17 @@ pub async fn run(
             break;
         }
         let item = if publisher.in_flight() > 0 {
-            match tokio::time::timeout(Duration::ZERO, sub.next()).await {
-                Ok(item) => item,
-                Err(_) => {
-                    // Nothing waiting: settle what is in flight, so the checkpoint keeps up.
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        acked = publisher.flush() => {
-                            for acked in acked? {
-                                note_acked(&acked, &mut summary, last_type_shutdown, &mut last_checkpoint);
-                            }
-                        }
-                    }
+            // Events first while the bus has them; otherwise settle acks as they come in, so the
+            // checkpoint keeps up, without letting the window run dry.
+            tokio::select! {
+                biased;
+                item = sub.next() => item,
+                () = publisher.answered() => {
+                    let acked = publisher.settle().await?;
+                    note_acked(&acked, &mut summary, last_type_shutdown && publisher.in_flight() == 0, &mut last_checkpoint);
                     continue;
                 }
+                () = stop.cancelled() => break,
             }
         } else {
             tokio::select! {
