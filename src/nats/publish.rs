@@ -2,7 +2,7 @@
 
 use super::mapping::{self, header, Mapping};
 use super::NatsError;
-use crate::event_stream::{Event, EventId, Loss};
+use crate::event_stream::{Event, EventId, EventRef, Loss};
 use async_nats::header::HeaderName;
 use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::publish::PublishAck;
@@ -50,6 +50,30 @@ enum Ack {
     Waiting(std::sync::Mutex<AckFuture>),
     /// The answer (or the failure) is in, not settled yet.
     Done(Result<PublishAck, String>),
+}
+
+/// An event ready to publish with [`Publisher::send_prepared`]: its JSON form as the payload (not
+/// encoded again) and the fields its subject and headers are made of.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    origin_id: EventId,
+    time: SystemTime,
+    event_type: String,
+    resource: Option<String>,
+    payload: Bytes,
+}
+
+impl Prepared {
+    /// An event read in place ([`EventRef`]), its JSON text copied as it is.
+    pub fn new(event: &EventRef<'_>) -> Self {
+        Self {
+            origin_id: event.id,
+            time: event.timestamp,
+            event_type: event.event_type.clone().into_owned(),
+            resource: event.resource_id.as_deref().map(str::to_owned),
+            payload: Bytes::copy_from_slice(event.json().as_bytes()),
+        }
+    }
 }
 
 /// One published event whose ack has not been settled: what its message is made of, so that it
@@ -162,23 +186,47 @@ impl Publisher {
         event: &Event,
         lost: Option<&Loss>,
     ) -> Result<Option<Acked>, NatsError> {
+        let payload = Bytes::from(
+            serde_json::to_vec(event).map_err(|e| NatsError::request("encoding an event", e))?,
+        );
+        let prepared = Prepared {
+            origin_id: event.id,
+            time: event.timestamp,
+            event_type: event.event_type.clone(),
+            resource: event.resource_id.clone(),
+            payload,
+        };
+        self.send_prepared(instance, prepared, lost).await
+    }
+
+    /// [`Publisher::send`] of an event read in place ([`Prepared::new`]).
+    ///
+    /// # Errors
+    ///
+    /// With [`Publisher::give_up_after`]: NATS did not acknowledge in time.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: an event may be published without its ack being tracked.
+    pub async fn send_prepared(
+        &mut self,
+        instance: &Arc<str>,
+        prepared: Prepared,
+        lost: Option<&Loss>,
+    ) -> Result<Option<Acked>, NatsError> {
         let settled = if self.in_flight.len() >= self.window {
             Some(self.settle_oldest().await?)
         } else {
             None
         };
-        let payload = Bytes::from(
-            serde_json::to_vec(event).map_err(|e| NatsError::request("encoding an event", e))?,
-        );
-        let subject = self.subject(&event.event_type);
         let mut item = InFlight {
             instance: Arc::clone(instance),
-            origin_id: event.id,
-            time: event.timestamp,
-            resource: event.resource_id.clone(),
+            origin_id: prepared.origin_id,
+            time: prepared.time,
+            resource: prepared.resource,
             lost: lost.cloned(),
-            subject,
-            payload,
+            subject: self.subject(&prepared.event_type),
+            payload: prepared.payload,
             ack: Ack::NotSent,
         };
         // A failed send is retried with the ack: `settle_oldest` publishes again whatever has none.
