@@ -23,14 +23,15 @@
 //! window (2 minutes unless the stream says otherwise).
 
 use super::mapping::{self, header, Mapping};
-use super::{ensure_stream, jetstream, NatsError, NatsOptions, Publisher};
+use super::{ensure_stream, jetstream, NatsError, NatsOptions, Prepared, Publisher};
 use crate::event_stream::{event_types, EventFilter, EventId, Loss, LossReason, Replay};
-use crate::transport::{Client, ReconnectingSubscriber, SubscriptionItem};
+use crate::transport::{Client, ReconnectingSubscriber, RemoteRef, SubscriptionItem};
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -224,47 +225,42 @@ pub async fn run(
             break;
         }
         let item = if publisher.in_flight() > 0 {
-            match tokio::time::timeout(Duration::ZERO, sub.next()).await {
-                Ok(item) => item,
-                Err(_) => {
-                    // Nothing waiting: settle what is in flight, so the checkpoint keeps up.
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        acked = publisher.flush() => {
-                            for acked in acked? {
-                                note_acked(&acked, &mut summary, last_type_shutdown, &mut last_checkpoint);
-                            }
-                        }
-                    }
+            // Events first while the bus has them; otherwise settle acks as they come in, so the
+            // checkpoint keeps up, without letting the window run dry.
+            tokio::select! {
+                biased;
+                item = next(&mut sub) => item,
+                () = publisher.answered() => {
+                    let acked = publisher.settle().await?;
+                    note_acked(&acked, &mut summary, last_type_shutdown && publisher.in_flight() == 0, &mut last_checkpoint);
                     continue;
                 }
+                () = stop.cancelled() => break,
             }
         } else {
             tokio::select! {
                 () = stop.cancelled() => break,
-                item = sub.next() => item,
+                item = next(&mut sub) => item,
             }
+        };
+        let item = match item {
+            Next::Event(prepared, shutdown) => {
+                check_instance(&sub, &mut verified, &mut current, &mut pending_loss);
+                last_type_shutdown = shutdown;
+                let lost = pending_loss.take();
+                if let Some(acked) = publisher
+                    .send_prepared(&current, prepared, lost.as_ref())
+                    .await?
+                {
+                    note_acked(&acked, &mut summary, false, &mut last_checkpoint);
+                }
+                continue;
+            }
+            Next::Item(item) => item,
         };
         match item {
             SubscriptionItem::Event(event) => {
-                if !verified {
-                    verified = true;
-                    if let Some(now) = sub.client().map(|c| c.hello().instance.clone()) {
-                        if *now != *current {
-                            // The bus was replaced between our look and the subscription.
-                            current = Arc::from(now);
-                            merge(
-                                &mut pending_loss,
-                                Loss {
-                                    count: None,
-                                    first_id: None,
-                                    last_id: None,
-                                    reason: LossReason::BusRestarted,
-                                },
-                            );
-                        }
-                    }
-                }
+                check_instance(&sub, &mut verified, &mut current, &mut pending_loss);
                 last_type_shutdown = event.event_type == event_types::SYSTEM_SHUTDOWN;
                 let lost = pending_loss.take();
                 if let Some(acked) = publisher.send(&current, &event, lost.as_ref()).await? {
@@ -336,6 +332,69 @@ pub async fn run(
         )),
     }
     Ok(summary)
+}
+
+/// What the bridge reads next from the bus.
+enum Next {
+    /// An event read in place, ready to publish; whether it is the bus's `system.shutdown`.
+    Event(Prepared, bool),
+    /// Anything else the subscription says (or an event it handed over owned).
+    Item(SubscriptionItem),
+}
+
+/// The next event (read in place: its JSON is forwarded as it came) or other item of `sub`.
+///
+/// Cancel-safe, as [`ReconnectingSubscriber::next_refs`].
+async fn next(sub: &mut ReconnectingSubscriber) -> Next {
+    loop {
+        let mut got = None;
+        let other = sub
+            .next_refs(|item| {
+                got = Some(match item {
+                    RemoteRef::Event(event) => Next::Event(
+                        Prepared::new(&event),
+                        event.event_type == event_types::SYSTEM_SHUTDOWN,
+                    ),
+                    RemoteRef::Lost(loss) => Next::Item(SubscriptionItem::Lost(loss)),
+                });
+                ControlFlow::Break(())
+            })
+            .await;
+        if let Some(item) = other {
+            return Next::Item(item);
+        }
+        if let Some(got) = got {
+            return got;
+        }
+    }
+}
+
+/// On the first event: if the bus was replaced between the bridge's look at it and the
+/// subscription, events are now of the new instance, and what the old one published last is lost.
+fn check_instance(
+    sub: &ReconnectingSubscriber,
+    verified: &mut bool,
+    current: &mut Arc<str>,
+    pending_loss: &mut Option<Loss>,
+) {
+    if *verified {
+        return;
+    }
+    *verified = true;
+    if let Some(now) = sub.client().map(|c| c.hello().instance.clone()) {
+        if *now != **current {
+            *current = Arc::from(now);
+            merge(
+                pending_loss,
+                Loss {
+                    count: None,
+                    first_id: None,
+                    last_id: None,
+                    reason: LossReason::BusRestarted,
+                },
+            );
+        }
+    }
 }
 
 /// Adds `loss` to the loss waiting to be said by the next event.

@@ -19,7 +19,7 @@ mod publish;
 mod read;
 
 pub use mapping::{subject_token, Mapping, DEFAULT_STREAM};
-pub use publish::{Acked, Publisher, DEFAULT_WINDOW};
+pub use publish::{Acked, Prepared, Publisher, DEFAULT_WINDOW};
 pub use read::{Narrowing, NatsEvent, NatsItem, Start, StreamReader};
 
 use async_nats::jetstream;

@@ -1239,6 +1239,42 @@ impl ReconnectingSubscriber {
         }
     }
 
+    /// As [`ReconnectingSubscriber::next`], with what has arrived handed to `f` as borrowed views
+    /// (events and losses in place, as [`RemoteSubscriber::recv_refs`] does; `f` may stop early
+    /// with `ControlFlow::Break`): returns `None` once `f` has seen at least one item, or the next
+    /// other item (a disconnection, a reconnection, a loss the reconnection found, or an event of
+    /// a new connection's first read, owned).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`ReconnectingSubscriber::next`].
+    pub async fn next_refs(
+        &mut self,
+        mut f: impl FnMut(RemoteRef<'_>) -> ControlFlow<()>,
+    ) -> Option<SubscriptionItem> {
+        if let Some(sub) = self.current.as_mut() {
+            let last_id = &mut self.last_id;
+            let seen = sub
+                .recv_refs(|item| {
+                    match &item {
+                        RemoteRef::Event(event) => *last_id = Some(event.id),
+                        RemoteRef::Lost(loss) => {
+                            if let Some(last) = loss.last_id {
+                                *last_id = Some(last_id.map_or(last, |id| id.max(last)));
+                            }
+                        }
+                    }
+                    f(item)
+                })
+                .await;
+            if seen.is_some() {
+                return None;
+            }
+        }
+        // Closed (what `next` says as a disconnection), or not attached yet.
+        Some(self.next().await)
+    }
+
     fn disconnected(&mut self) -> SubscriptionItem {
         let retry_in = self.backoff;
         self.retry_at = Some(tokio::time::Instant::now() + retry_in);
