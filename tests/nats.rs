@@ -818,3 +818,70 @@ fn the_monitor_in_a_pty_attached_with_nats_loads_history_follows_and_rides_out_a
     );
     drop(nats);
 }
+
+/// A stdio MCP server in a few lines: answers every request, reporting progress first when the
+/// request carries a token.
+const TINY_MCP_SERVER: &str = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" not in m:
+        continue
+    token = m.get("params", {}).get("_meta", {}).get("progressToken")
+    if token is not None:
+        print(json.dumps({"jsonrpc": "2.0", "method": "notifications/progress",
+                          "params": {"progressToken": token, "progress": 1, "total": 2}}), flush=True)
+    print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {"content": []}}), flush=True)
+"#;
+
+#[test]
+fn mcp_with_nats_puts_each_call_and_its_progress_on_the_stream() {
+    if nats_server_binary().is_none() {
+        return;
+    }
+    let dir = TempDir::new();
+    let nats = Nats::start(&dir.0);
+    let url = nats.url();
+    let call = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"render\",\"arguments\":{}}}\n";
+    let out = run(
+        &[
+            "--nats",
+            &url,
+            "mcp",
+            "--name",
+            "tiny",
+            "--",
+            "python3",
+            "-c",
+            TINY_MCP_SERVER,
+        ],
+        call,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The client gets the answer and not the progress it did not ask for.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"jsonrpc\": \"2.0\", \"id\": 1, \"result\": {\"content\": []}}\n",
+        "{stderr}"
+    );
+    let (events, stderr, code) = stream_events(&url, &["--filter", "mcp.* res:tiny"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "mcp.server.started",
+            "mcp.request",
+            "mcp.notifications.progress",
+            "mcp.response",
+            "mcp.server.exited"
+        ],
+        "{events:?}"
+    );
+    assert_eq!(events[1]["data"]["tool"], "render", "{events:?}");
+    assert_eq!(events[2]["data"]["progress"], 1.0, "{events:?}");
+}

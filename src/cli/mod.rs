@@ -441,7 +441,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Command::Events(args) => events(socket, args).await,
             #[cfg(unix)]
             Command::Mcp(args) => Ok(crate::mcp::run(crate::mcp::McpOptions {
-                socket,
+                destination: crate::mcp::Destination::Socket(socket),
                 name: args.name,
                 inject: !args.no_inject,
                 command: args.command,

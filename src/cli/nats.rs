@@ -158,14 +158,15 @@ pub(super) async fn run_command(
         Command::Pipe(args) => pipe(&nats, args).await,
         Command::Events(args) => events(&nats, args).await,
         Command::Bridge(args) => bridge(&nats, socket, args).await,
-        // Said rather than publishing to the socket while NATS was asked for.
         #[cfg(unix)]
-        Command::Mcp(_) => Err(CliError::Usage(format!(
-            "mcp publishes to the local bus only, not to NATS ({}): drop --nats (or unset \
-             IPCKIT_NATS) and run `ipckit-top bridge --nats URL` beside that bus to see its calls \
-             on the stream",
-            nats.label()
-        ))),
+        Command::Mcp(args) => crate::mcp::run(crate::mcp::McpOptions {
+            destination: crate::mcp::Destination::Nats(nats),
+            name: args.name,
+            inject: !args.no_inject,
+            command: args.command,
+        })
+        .await
+        .map_err(CliError::from),
         other => return Err(other),
     })
 }

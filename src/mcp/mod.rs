@@ -38,10 +38,10 @@ mod relay;
 mod tracker;
 
 pub use gate::Gate;
+pub use publish::Destination;
 pub use relay::{relay, End, Lines, MAX_INSPECTED_LINE};
 pub use tracker::{Action, Side, Tracker, INLINE_LIMIT, MAX_PENDING};
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Published when the proxy has started the server (`{command, pid, inject}`).
@@ -52,8 +52,8 @@ pub const SERVER_EXITED: &str = "mcp.server.exited";
 /// What `ipckit-top mcp` was asked to do.
 #[derive(Debug, Clone)]
 pub struct McpOptions {
-    /// The bus socket.
-    pub socket: PathBuf,
+    /// Where the events go: the bus at a socket, or a NATS stream.
+    pub destination: Destination,
     /// The resource id of the events; the server command's file name when `None`.
     pub name: Option<String>,
     /// Add progress tokens to `tools/call` requests that have none.

@@ -299,7 +299,7 @@ pub(super) async fn run(options: McpOptions) -> Result<ExitCode, McpError> {
     // stdout ends: the client then sees end of file exactly when it would without the proxy.
     let stdout = unsafe { File::from_raw_fd(1) };
 
-    let (publisher, sink) = Publisher::start(options.socket.clone());
+    let (publisher, sink) = Publisher::start(options.destination.clone());
     let prefix = format!("ipckit-{}-", std::process::id());
     let calls = Arc::new(AtomicU64::new(0));
     let gate = Gate::new(&prefix, options.inject, Arc::clone(&calls));

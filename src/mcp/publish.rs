@@ -3,8 +3,9 @@
 //! The relay threads hand events to an [`EventSink`], which never waits: it puts them on a bounded
 //! channel, or counts them as dropped when the channel is full or the bus is known to be away. A
 //! background task ([`Publisher`]) takes them off the channel in batches and publishes each batch
-//! with one [`Client::publish_batch`]; when the bus cannot be reached it retries (100 ms, doubling to
-//! 2 s) and, meanwhile, events are dropped. The first drop is said once on stderr.
+//! with one [`Client::publish_batch`] (or, on NATS, through a JetStream publisher with a window of
+//! acks); when the bus cannot be reached it retries (100 ms, doubling to 2 s) and, meanwhile, events
+//! are dropped. The first drop is said once on stderr.
 
 use crate::event_stream::Event;
 use crate::transport::Client;
@@ -97,6 +98,102 @@ impl EventSink {
     }
 }
 
+/// Where the proxy's events go.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// The bus at this socket.
+    Socket(PathBuf),
+    /// A NATS JetStream stream (checked or created first), as origin this host's name.
+    #[cfg(feature = "nats")]
+    Nats(crate::nats::NatsOptions),
+}
+
+/// An open way to the destination.
+enum Link {
+    Socket(Client),
+    #[cfg(feature = "nats")]
+    Nats {
+        publisher: Box<crate::nats::Publisher>,
+        instance: Arc<str>,
+        /// The id of the last event sent: ids count from 1 per process, as the stream's
+        /// deduplication (origin, instance, id) expects.
+        last_id: u64,
+    },
+}
+
+/// How long a NATS publish may wait for its ack before the stream counts as away.
+#[cfg(feature = "nats")]
+const NATS_GIVE_UP_AFTER: Duration = Duration::from_secs(10);
+
+impl Link {
+    async fn open(destination: &Destination) -> Result<Self, String> {
+        match destination {
+            Destination::Socket(socket) => Client::connect(socket)
+                .await
+                .map(Link::Socket)
+                .map_err(|e| e.to_string()),
+            #[cfg(feature = "nats")]
+            Destination::Nats(nats) => {
+                use crate::nats;
+                let client = nats::connect(nats, None).await.map_err(|e| e.to_string())?;
+                let js = nats::jetstream(client, Duration::from_secs(5));
+                nats::ensure_stream(&js, nats)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let origin = nats::host_name();
+                let instance = nats::process_instance(&origin);
+                let publisher =
+                    nats::Publisher::new(js, nats.mapping(), &origin, nats::DEFAULT_WINDOW)
+                        .give_up_after(NATS_GIVE_UP_AFTER);
+                Ok(Link::Nats {
+                    publisher: Box::new(publisher),
+                    instance,
+                    last_id: 0,
+                })
+            }
+        }
+    }
+
+    /// Sends `batch`; on failure, how many of it were not sent, and why.
+    async fn send(&mut self, batch: &mut [Event]) -> Result<(), (usize, String)> {
+        match self {
+            Link::Socket(client) => client
+                .publish_batch(batch)
+                .await
+                .map(drop)
+                .map_err(|e| (batch.len(), e.to_string())),
+            #[cfg(feature = "nats")]
+            Link::Nats {
+                publisher,
+                instance,
+                last_id,
+            } => {
+                let total = batch.len();
+                for (sent, event) in batch.iter_mut().enumerate() {
+                    *last_id += 1;
+                    event.id = *last_id;
+                    publisher
+                        .send(instance, event, None)
+                        .await
+                        .map_err(|e| (total - sent, e.to_string()))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for what is in flight (NATS acks); nothing to wait for on the socket.
+    async fn settle(&mut self) -> Result<(), String> {
+        match self {
+            Link::Socket(_) => Ok(()),
+            #[cfg(feature = "nats")]
+            Link::Nats { publisher, .. } => {
+                publisher.flush().await.map(drop).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
 /// The background task that publishes what the sink queues.
 #[derive(Debug)]
 pub struct Publisher {
@@ -105,13 +202,13 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Starts publishing to the bus at `socket` (connecting in the background) and returns the sink
-    /// to feed it.
+    /// Starts publishing to `destination` (connecting in the background) and returns the sink to
+    /// feed it.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime.
-    pub fn start(socket: PathBuf) -> (Publisher, EventSink) {
+    pub fn start(destination: Destination) -> (Publisher, EventSink) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let shared = Arc::new(Shared {
             up: AtomicBool::new(true),
@@ -120,7 +217,7 @@ impl Publisher {
             reason: Mutex::new(String::new()),
         });
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(publish(socket, rx, Arc::clone(&shared), stopped));
+        let task = tokio::spawn(publish(destination, rx, Arc::clone(&shared), stopped));
         (
             Publisher {
                 stop: Some(stop),
@@ -142,7 +239,7 @@ impl Publisher {
 }
 
 async fn publish(
-    socket: PathBuf,
+    destination: Destination,
     mut rx: mpsc::Receiver<Event>,
     shared: Arc<Shared>,
     mut stop: oneshot::Receiver<()>,
@@ -150,14 +247,14 @@ async fn publish(
     let mut backoff = MIN_BACKOFF;
     let mut stopping = false;
     loop {
-        let client = match Client::connect(&socket).await {
-            Ok(client) => {
+        let mut link = match Link::open(&destination).await {
+            Ok(link) => {
                 shared.up.store(true, Ordering::Release);
                 backoff = MIN_BACKOFF;
-                client
+                link
             }
             Err(e) => {
-                shared.down(e.to_string());
+                shared.down(e);
                 let mut queued = 0;
                 while rx.try_recv().is_ok() {
                     queued += 1;
@@ -202,13 +299,16 @@ async fn publish(
             }
             if batch.is_empty() {
                 if stopping {
+                    if let Err(e) = link.settle().await {
+                        shared.down(e);
+                    }
                     return;
                 }
                 continue;
             }
-            if let Err(e) = client.publish_batch(&batch).await {
-                shared.down(e.to_string());
-                shared.drop_events(batch.len() as u64, None);
+            if let Err((unsent, e)) = link.send(&mut batch).await {
+                shared.down(e);
+                shared.drop_events(unsent as u64, None);
                 break;
             }
         }
