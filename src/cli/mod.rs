@@ -737,16 +737,58 @@ fn json_line_error(err: &serde_json::Error) -> String {
 /// end of its message, so one event stays well under the wire's frame limit.
 pub const PIPE_LINE_LIMIT: usize = 64 * 1024;
 
+/// Where `pipe` publishes: the bus at the socket, or (with `--nats`) a stream.
+trait PipeSink {
+    /// Publishes one event.
+    async fn publish_one(&mut self, event: Event) -> Result<(), CliError>;
+    /// Publishes the lines from `rx`, in order, until it closes.
+    async fn publish_lines(
+        &mut self,
+        resource: &str,
+        rx: &mut tokio::sync::mpsc::Receiver<(bool, PipedLine)>,
+    ) -> Result<(), CliError>;
+    /// Waits until everything sent is stored.
+    async fn settle(&mut self) -> Result<(), CliError>;
+}
+
+/// `pipe` on the socket.
+struct SocketSink(Client);
+
+impl PipeSink for SocketSink {
+    async fn publish_one(&mut self, event: Event) -> Result<(), CliError> {
+        self.0.publish(&event).await?;
+        Ok(())
+    }
+
+    async fn publish_lines(
+        &mut self,
+        resource: &str,
+        rx: &mut tokio::sync::mpsc::Receiver<(bool, PipedLine)>,
+    ) -> Result<(), CliError> {
+        publish_lines(&self.0, resource, rx).await
+    }
+
+    async fn settle(&mut self) -> Result<(), CliError> {
+        Ok(())
+    }
+}
+
 /// `pipe`: runs the command (or reads stdin), passes the child's stdout and stderr through byte for byte
 /// to its own, and publishes each line as a `log.stdout` / `log.stderr` event.
 async fn pipe(socket: PathBuf, args: PipeArgs) -> Result<ExitCode, CliError> {
     let client = Client::connect(&socket).await?;
+    pipe_to(SocketSink(client), args).await
+}
+
+/// `pipe` to `sink`, the socket's or the stream's.
+async fn pipe_to(mut sink: impl PipeSink, args: PipeArgs) -> Result<ExitCode, CliError> {
     let resource = args.resource;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(bool, PipedLine)>(1024);
     let Some((program, rest)) = args.command.split_first() else {
         // Stdin reads block: on a thread of their own.
         let reader = std::thread::spawn(move || read_stdin_lines(&tx));
-        publish_lines(&client, &resource, &mut rx).await?;
+        sink.publish_lines(&resource, &mut rx).await?;
+        sink.settle().await?;
         return match reader.join() {
             Ok(Ok(())) => Ok(ExitCode::SUCCESS),
             Ok(Err(source)) => Err(CliError::Io {
@@ -767,13 +809,12 @@ async fn pipe(socket: PathBuf, args: PipeArgs) -> Result<ExitCode, CliError> {
             context: format!("cannot run {program}"),
             source,
         })?;
-    client
-        .publish(&Event::with_resource(
-            crate::event_types::TASK_STARTED,
-            &resource,
-            serde_json::json!({ "command": args.command, "pid": child.id() }),
-        ))
-        .await?;
+    sink.publish_one(Event::with_resource(
+        crate::event_types::TASK_STARTED,
+        &resource,
+        serde_json::json!({ "command": args.command, "pid": child.id() }),
+    ))
+    .await?;
     let out = tokio::spawn(relay(
         child.stdout.take(),
         tokio::io::stdout(),
@@ -781,7 +822,7 @@ async fn pipe(socket: PathBuf, args: PipeArgs) -> Result<ExitCode, CliError> {
         tx.clone(),
     ));
     let err = tokio::spawn(relay(child.stderr.take(), tokio::io::stderr(), true, tx));
-    publish_lines(&client, &resource, &mut rx).await?;
+    sink.publish_lines(&resource, &mut rx).await?;
     for (relay, name) in [(out, "stdout"), (err, "stderr")] {
         match relay.await {
             Ok(Ok(())) => {}
@@ -799,7 +840,8 @@ async fn pipe(socket: PathBuf, args: PipeArgs) -> Result<ExitCode, CliError> {
         source,
     })?;
     let (event, code) = exit_event(&resource, status);
-    client.publish(&event).await?;
+    sink.publish_one(event).await?;
+    sink.settle().await?;
     Ok(ExitCode::from(code))
 }
 

@@ -3,8 +3,8 @@
 //! local bus there. Each subcommand's socket path is left as it is; these are taken early instead.
 
 use super::{
-    bound, exit_event, exit_status, json_line_error, line_event, read_stdin_lines, relay,
-    stdin_lines, CliError, Command, EventsArgs, Format, PipeArgs, PipedLine, PublishArgs,
+    bound, exit_status, json_line_error, line_event, stdin_lines, CliError, Command, EventsArgs,
+    Format, PipeArgs, PipeSink, PipedLine, PublishArgs,
 };
 use crate::event_stream::Bound;
 use crate::nats::bridge::{self, BridgeOptions};
@@ -252,103 +252,49 @@ async fn publish(nats: &NatsOptions, args: PublishArgs) -> Result<ExitCode, CliE
 
 /// `pipe --nats`: as `pipe`, publishing to the stream.
 async fn pipe(nats: &NatsOptions, args: PipeArgs) -> Result<ExitCode, CliError> {
-    let (mut publisher, instance) = publisher(nats).await?;
-    let mut next_id = 0u64;
-    let resource = args.resource;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(bool, PipedLine)>(1024);
-    let Some((program, rest)) = args.command.split_first() else {
-        let reader = std::thread::spawn(move || read_stdin_lines(&tx));
-        publish_lines(&mut publisher, &instance, &mut next_id, &resource, &mut rx).await?;
-        return match reader.join() {
-            Ok(Ok(())) => Ok(ExitCode::SUCCESS),
-            Ok(Err(source)) => Err(CliError::Io {
-                context: "cannot read stdin".into(),
-                source,
-            }),
-            Err(_) => Err(CliError::Usage("the stdin reader failed".into())),
-        };
+    let (publisher, instance) = publisher(nats).await?;
+    let sink = StreamSink {
+        publisher,
+        instance,
+        next_id: 0,
     };
-    let mut child = tokio::process::Command::new(program)
-        .args(rest)
-        .stdin(std::process::Stdio::inherit())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| CliError::Io {
-            context: format!("cannot run {program}"),
-            source,
-        })?;
-    let started = Event::with_resource(
-        crate::event_types::TASK_STARTED,
-        &resource,
-        serde_json::json!({ "command": args.command, "pid": child.id() }),
-    );
-    send(&mut publisher, &instance, &mut next_id, started).await?;
-    let out = tokio::spawn(relay(
-        child.stdout.take(),
-        tokio::io::stdout(),
-        false,
-        tx.clone(),
-    ));
-    let err = tokio::spawn(relay(child.stderr.take(), tokio::io::stderr(), true, tx));
-    publish_lines(&mut publisher, &instance, &mut next_id, &resource, &mut rx).await?;
-    for (relay, name) in [(out, "stdout"), (err, "stderr")] {
-        match relay.await {
-            Ok(Ok(())) => {}
-            Ok(Err(source)) => {
-                return Err(CliError::Io {
-                    context: format!("cannot read {program}'s {name}"),
-                    source,
-                })
+    super::pipe_to(sink, args).await
+}
+
+/// `pipe` on the stream: ids from 1 for this process, acks settled whenever no line is waiting.
+struct StreamSink {
+    publisher: Publisher,
+    instance: Arc<str>,
+    next_id: u64,
+}
+
+impl PipeSink for StreamSink {
+    async fn publish_one(&mut self, mut event: Event) -> Result<(), CliError> {
+        self.next_id += 1;
+        event.id = self.next_id;
+        self.publisher.send(&self.instance, &event, None).await?;
+        Ok(())
+    }
+
+    async fn publish_lines(
+        &mut self,
+        resource: &str,
+        rx: &mut tokio::sync::mpsc::Receiver<(bool, PipedLine)>,
+    ) -> Result<(), CliError> {
+        while let Some((is_err, line)) = rx.recv().await {
+            self.publish_one(line_event(resource, is_err, &line))
+                .await?;
+            if rx.is_empty() {
+                self.settle().await?;
             }
-            Err(join) => return Err(CliError::Usage(format!("reading {name} failed: {join}"))),
         }
+        self.settle().await
     }
-    let status = child.wait().await.map_err(|source| CliError::Io {
-        context: format!("cannot wait for {program}"),
-        source,
-    })?;
-    let (event, code) = exit_event(&resource, status);
-    send(&mut publisher, &instance, &mut next_id, event).await?;
-    publisher.flush().await?;
-    Ok(ExitCode::from(code))
-}
 
-async fn send(
-    publisher: &mut Publisher,
-    instance: &Arc<str>,
-    next_id: &mut u64,
-    mut event: Event,
-) -> Result<(), CliError> {
-    *next_id += 1;
-    event.id = *next_id;
-    publisher.send(instance, &event, None).await?;
-    Ok(())
-}
-
-/// Publishes the lines from `rx` in order, settling the acks whenever no line is waiting.
-async fn publish_lines(
-    publisher: &mut Publisher,
-    instance: &Arc<str>,
-    next_id: &mut u64,
-    resource: &str,
-    rx: &mut tokio::sync::mpsc::Receiver<(bool, PipedLine)>,
-) -> Result<(), CliError> {
-    while let Some((is_err, line)) = rx.recv().await {
-        send(
-            publisher,
-            instance,
-            next_id,
-            line_event(resource, is_err, &line),
-        )
-        .await?;
-        if rx.is_empty() {
-            publisher.flush().await?;
-        }
+    async fn settle(&mut self) -> Result<(), CliError> {
+        self.publisher.flush().await?;
+        Ok(())
     }
-    publisher.flush().await?;
-    Ok(())
 }
 
 /// `events --nats`.
