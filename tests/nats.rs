@@ -755,6 +755,26 @@ fn the_monitor_in_a_pty_attached_with_nats_loads_history_follows_and_rides_out_a
             && s.contains("job-11")
             && !s.contains("job-0")
     });
+    // The scrubber reaches back past what the monitor holds: Home goes to the oldest held event
+    // (#3), one more step back reads the page before it from the stream; End comes back to live.
+    writer.write_all(b"\x1b[H").unwrap();
+    writer.flush().unwrap();
+    wait_for_screen(&screen, "the oldest held event under the cursor", |s| {
+        s.contains("SCRUBBING") && s.contains("#3 task.started")
+    });
+    writer.write_all(b"\x1b[D").unwrap();
+    writer.flush().unwrap();
+    wait_for_screen(&screen, "the older page read from the stream", |s| {
+        s.contains("OLDER THAN HELD #1–#2 (stream from #1)")
+            && s.contains("job-0")
+            && s.contains("job-1")
+            && !s.contains("job-2")
+    });
+    writer.write_all(b"\x1b[F").unwrap();
+    writer.flush().unwrap();
+    wait_for_screen(&screen, "live again", |s| {
+        s.contains("LIVE") && !s.contains("OLDER THAN HELD") && s.contains("job-11")
+    });
     // Live: an event published now shows up.
     let out = run(
         &[

@@ -1,6 +1,7 @@
 //! Everything that can change the monitor's [`State`](super::State), and the pure function that turns
 //! source messages into it (keys become actions through the [key table](super::KEYMAP)).
 
+use super::archive::{ArchiveLink, ArchivePage};
 use super::source::{Loss, RecordingStatus, SourceMsg};
 use crate::event_stream::BusStats;
 use crate::event_stream::Event;
@@ -127,6 +128,10 @@ pub enum Action {
     /// Test a slice of history against a new filter (background work, see
     /// [`State::has_background_work`](super::State::has_background_work)).
     Scan,
+    /// The source can read events older than the monitor holds ([`ArchiveLink`]).
+    Archive(ArchiveLink),
+    /// A page of older events arrived.
+    Page(ArchivePage),
 }
 
 impl Action {
@@ -140,6 +145,8 @@ impl Action {
             SourceMsg::Lost(loss) => Action::Lost(loss),
             SourceMsg::Stats(stats) => Action::Stats(stats),
             SourceMsg::Disconnected { retry_in } => Action::Disconnected { retry_in },
+            SourceMsg::Archive(link) => Action::Archive(link),
+            SourceMsg::Page(page) => Action::Page(page),
         }
     }
 }

@@ -382,7 +382,7 @@ pub static KEYMAP: &[Binding] = &[
     Binding {
         focus: PANES,
         keys: &[(Key::Home, Command::ScrubOldest)],
-        help: "history: the oldest kept event",
+        help: "oldest held event; again: the stream's",
         footer: None,
     },
     Binding {
@@ -645,7 +645,7 @@ pub fn action_for_key(state: &State, key: &KeyEvent) -> Option<Action> {
     if key.kind != KeyEventKind::Press {
         return None;
     }
-    command_for(state.focus(), key)?.action(key)
+    command_for(state.shown().focus(), key)?.action(key)
 }
 
 #[cfg(test)]

@@ -34,11 +34,14 @@
 //! ```
 
 mod action;
+mod archive;
 mod attach;
 mod export;
 mod keymap;
 mod log;
 mod loss;
+#[cfg(feature = "nats")]
+mod nats_archive;
 #[cfg(feature = "nats")]
 mod nats_source;
 pub mod progress;
@@ -52,6 +55,7 @@ pub mod ui;
 mod update;
 
 pub use action::Action;
+pub use archive::{Anchor, ArchiveLink, ArchivePage, ArchiveRequest, PageSpan, PAGE_EVENTS};
 pub use attach::{run_at_socket, HOSTED_SUBSCRIBER_BUFFER};
 pub use keymap::{
     action_for_key, action_for_terminal_event, command_for, footer, section, Binding, Command, Key,

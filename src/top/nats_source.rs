@@ -9,8 +9,9 @@
 //! them, a consumer that starts later than asked, and events an origin lost before they reached
 //! NATS all arrive as [`SourceMsg::Lost`] in their place.
 //!
-//! Scrubbing reaches back as far as the monitor holds (`--history`); reading older events from the
-//! stream while scrubbing is not done.
+//! The scrubber reaches back past what the monitor holds: the source hands the monitor an
+//! [`ArchiveLink`](super::ArchiveLink) and reads the stream back a page at a time on request
+//! (`super::nats_archive`).
 
 use super::runtime::run_with_source;
 use super::source::{LossReason as TopReason, SourceMsg, CHANNEL_CAPACITY, MAX_BATCH};
@@ -42,8 +43,11 @@ pub fn spawn_nats_source(
     history: usize,
 ) -> (mpsc::Receiver<SourceMsg>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let archive = super::nats_archive::spawn_archive(options.clone(), tx.clone());
     let task = tokio::spawn(async move {
-        let _ = follow(options, history, &tx).await;
+        if tx.send(SourceMsg::Archive(archive)).await.is_ok() {
+            let _ = follow(options, history, &tx).await;
+        }
     });
     (rx, task)
 }
@@ -176,7 +180,7 @@ async fn next_item(
 }
 
 /// Source messages for `items`, in order: runs of events of one origin, and losses.
-fn batch(items: Vec<NatsItem>, msgs: &mut Vec<SourceMsg>) {
+pub(super) fn batch(items: Vec<NatsItem>, msgs: &mut Vec<SourceMsg>) {
     let mut run: Option<(Arc<str>, Vec<Arc<Event>>)> = None;
     let flush = |run: &mut Option<(Arc<str>, Vec<Arc<Event>>)>, msgs: &mut Vec<SourceMsg>| {
         if let Some((origin, events)) = run.take() {

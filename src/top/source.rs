@@ -152,6 +152,11 @@ pub enum SourceMsg {
         /// Time until the next attempt.
         retry_in: Duration,
     },
+    /// The source keeps more than the monitor holds and reads it back on request: the scrubber
+    /// reaches past the oldest held event through this link ([`crate::top::ArchiveLink`]).
+    Archive(super::archive::ArchiveLink),
+    /// A page of older events, read for a request sent through the [`SourceMsg::Archive`] link.
+    Page(super::archive::ArchivePage),
 }
 
 /// Subscribes to `bus` (taking all kept history first) and forwards its events and, twice a second, its

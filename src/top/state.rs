@@ -261,6 +261,16 @@ pub struct State {
     pub(super) utc: bool,
     pub(super) quit: bool,
     pub(super) received: u64,
+    /// Events kept for the views (`--history`).
+    pub(super) history: usize,
+    /// Where pages older than the held history can be asked for (a source that keeps more).
+    pub(super) archive: Option<super::archive::ArchiveLink>,
+    /// The page asked for and not yet arrived.
+    pub(super) archive_pending: Option<super::archive::ArchiveRequest>,
+    /// The past view, while one is open: keys and drawing go to it.
+    pub(super) past: Option<Box<State>>,
+    /// In a past view: the span of the source it shows.
+    pub(super) page: Option<super::archive::PageSpan>,
 }
 
 impl State {
@@ -322,6 +332,11 @@ impl State {
             utc: options.utc,
             quit: false,
             received: 0,
+            history: options.history,
+            archive: None,
+            archive_pending: None,
+            past: None,
+            page: None,
         })
     }
 
@@ -444,7 +459,8 @@ impl State {
     /// A new filter (or a term of the one being edited) is still being tested against history, or
     /// matching events are being written to a file: send [`Action::Scan`](super::Action::Scan).
     pub fn has_background_work(&self) -> bool {
-        self.log.unscanned() > 0
+        self.past.as_ref().is_some_and(|p| p.has_background_work())
+            || self.log.unscanned() > 0
             || self.terms.has_work(self.log.base())
             || self.export.as_ref().is_some_and(|e| !e.is_done())
     }

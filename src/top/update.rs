@@ -27,8 +27,16 @@ const RECALL_KEPT: usize = 50;
 /// Replay speeds, in the order the replay key cycles through them.
 const SPEEDS: [u32; 3] = [1, 10, 100];
 
-/// Applies `action` to `state`.
+/// Applies `action` to `state`, or to the past view open in it (the scrubber past what the monitor
+/// holds, [`State::page_span`]).
 pub fn update(state: &mut State, action: Action) {
+    if let Some(action) = super::archive::route(state, action) {
+        apply(state, action);
+    }
+}
+
+/// Applies `action` to this view.
+pub(super) fn apply(state: &mut State, action: Action) {
     match action {
         Action::Quit => state.quit = true,
         Action::ToggleHelp => {
@@ -148,6 +156,8 @@ pub fn update(state: &mut State, action: Action) {
         Action::Tick { now } => state.tick(now),
         Action::Resize { width, height } => state.size = (width, height),
         Action::Scan => state.background_step(),
+        // Taken by the router.
+        Action::Archive(_) | Action::Page(_) => {}
     }
 }
 
@@ -299,7 +309,7 @@ impl State {
     }
 
     /// Stops following; what arrives from here on is counted for `PAUSED +N`.
-    fn stop_following(&mut self) {
+    pub(super) fn stop_following(&mut self) {
         if self.follow || self.paused_at.is_none() {
             self.paused_at = Some(PauseMark {
                 seq: self.log.end(),
@@ -460,7 +470,7 @@ impl State {
         });
     }
 
-    fn apply_filter_text(&mut self) {
+    pub(super) fn apply_filter_text(&mut self) {
         let text = self.filter.input.value().to_owned();
         match EventFilter::parse(&text) {
             Ok(filter) => {
@@ -542,7 +552,7 @@ impl State {
 
     /// Index in the matches of the event the cursor (or, not scrubbing, the selection) is on; on a
     /// loss marker, the event before it (or after it, at the top).
-    fn cursor_index(&self) -> Option<usize> {
+    pub(super) fn cursor_index(&self) -> Option<usize> {
         match &self.scrub {
             Some(scrub) => self.log.match_index_after(scrub.cursor).checked_sub(1),
             None => match self.selected_row()? {
@@ -559,7 +569,7 @@ impl State {
         }
     }
 
-    fn scrub_to_index(&mut self, index: usize) {
+    pub(super) fn scrub_to_index(&mut self, index: usize) {
         let Some(cursor) = self.log.match_seq(index) else {
             return;
         };

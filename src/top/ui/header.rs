@@ -66,6 +66,53 @@ fn recording(
     spans
 }
 
+/// The header of a past view (scrubbing older than the monitor holds): the link, the span of the
+/// stream shown, the view's state, and the way back.
+fn past(
+    state: &State,
+    span: crate::top::PageSpan,
+    mut spans: Vec<Span<'static>>,
+) -> Vec<Span<'static>> {
+    let sep = || Span::styled(" ─ ", Style::new().fg(Color::DarkGray));
+    spans.push(Span::styled(
+        "OLDER THAN HELD",
+        Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+    ));
+    spans.push(Span::raw(format!(
+        " #{}–#{} (stream from #{})",
+        thousands(span.first),
+        thousands(span.last),
+        thousands(span.first_kept)
+    )));
+    spans.push(sep());
+    let (label, color) = match state.mode() {
+        Mode::Live | Mode::Scrubbing => ("SCRUBBING", Color::Magenta),
+        Mode::Paused => ("PAUSED", Color::Yellow),
+    };
+    spans.push(Span::styled(
+        label,
+        Style::new().fg(color).add_modifier(Modifier::BOLD),
+    ));
+    spans.push(sep());
+    spans.push(Span::raw("End: live"));
+    // Least needed here, so last: a narrow terminal cuts it first.
+    match state.connection() {
+        Connection::Disconnected { .. } => {
+            spans.push(sep());
+            spans.push(Span::styled(
+                "DISCONNECTED",
+                Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+            ));
+        }
+        Connection::Connected { socket, .. } => {
+            spans.push(sep());
+            spans.push(Span::raw(format!("attached {socket}")));
+        }
+        Connection::Connecting => {}
+    }
+    spans
+}
+
 pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
     let sep = || Span::styled(" ─ ", Style::new().fg(Color::DarkGray));
     let mut spans = vec![Span::styled(
@@ -73,8 +120,17 @@ pub(super) fn render(state: &State, frame: &mut Frame<'_>, area: Rect) {
         Style::new().add_modifier(Modifier::BOLD),
     )];
     spans.push(sep());
+    let past_span = state.page_span();
     if let Some(status) = state.recording() {
         let spans = recording(state, status, spans);
+        frame.render_widget(
+            Paragraph::new(Line::from(spans)).style(Style::new().bg(Color::Black)),
+            area,
+        );
+        return;
+    }
+    if let Some(span) = past_span {
+        let spans = past(state, span, spans);
         frame.render_widget(
             Paragraph::new(Line::from(spans)).style(Style::new().bg(Color::Black)),
             area,

@@ -67,6 +67,8 @@ pub(crate) fn event_rows(width: u16, height: u16) -> usize {
 
 /// Draws `state` into `frame`.
 pub fn render(state: &State, frame: &mut Frame<'_>) {
+    // A past view (scrubbing older than held) is drawn in place of the live one.
+    let state = state.shown();
     let area = frame.area();
     let Some(areas) = areas(area) else {
         too_small(frame, area);
