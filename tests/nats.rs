@@ -49,15 +49,32 @@ impl Nats {
     }
 
     fn start_on(dir: &Path, port: Option<u16>) -> Self {
+        Self::start_with(dir, port, None)
+    }
+
+    /// With `jetstream`, settings of JetStream in nats-server's configuration syntax
+    /// (`max_file_store: 8MB`), given in a file with `-c` (the `-js` flag would replace them).
+    fn start_with(dir: &Path, port: Option<u16>, jetstream: Option<&str>) -> Self {
         let ports = dir.join("ports");
         let _ = std::fs::remove_dir_all(&ports);
         std::fs::create_dir_all(&ports).unwrap();
         let port_arg = port.map_or("-1".to_owned(), |p| p.to_string());
-        let child = Command::new("nats-server")
+        let mut command = Command::new("nats-server");
+        match jetstream {
+            Some(settings) => {
+                let file = dir.join("nats.conf");
+                let store = dir.join("store");
+                let config = format!("jetstream {{ store_dir: {store:?}, {settings} }}\n");
+                std::fs::write(&file, config).unwrap();
+                command.arg("-c").arg(file);
+            }
+            None => {
+                command.args(["-js", "-sd"]).arg(dir.join("store"));
+            }
+        }
+        let child = command
             .args(["-a", "127.0.0.1", "-p", &port_arg, "--ports_file_dir"])
             .arg(&ports)
-            .args(["-js", "-sd"])
-            .arg(dir.join("store"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -499,6 +516,47 @@ fn a_stream_whose_limits_dropped_old_events_reports_the_gap() {
         stderr.contains("--max-events 50 (it keeps 10") && stderr.lines().count() == 1,
         "{stderr}"
     );
+}
+
+#[test]
+fn a_server_short_of_storage_for_the_stream_says_so_and_what_to_do_in_one_line() {
+    if nats_server_binary().is_none() {
+        return;
+    }
+    let dir = TempDir::new();
+    let nats = Nats::start_with(&dir.0, None, Some("max_file_store: 8MB"));
+    let url = nats.url();
+    // The default stream keeps up to 1 GiB: more than this server stores.
+    let out = run(&["--nats", &url, "publish", "task.started"], "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("stream IPCKIT: the server refused to create it")
+            && stderr.contains("insufficient")
+            && stderr.contains("--max-bytes"),
+        "{stderr}"
+    );
+    // Asking for what it has works, and the event is there.
+    let out = run(
+        &[
+            "--nats",
+            &url,
+            "publish",
+            "--max-bytes",
+            "4MB",
+            "task.started",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (events, stderr, _) = stream_events(&url, &[]);
+    assert_eq!(events.len(), 1, "{stderr}");
+    drop(nats);
 }
 
 #[test]

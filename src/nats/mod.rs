@@ -318,11 +318,14 @@ pub async fn ensure_stream(
             match js.create_stream(config).await {
                 Ok(stream) => Ok(stream),
                 // Another process created it first: use theirs, checked.
-                Err(_) => {
-                    let mut stream = js
-                        .get_stream(name)
-                        .await
-                        .map_err(|e| NatsError::request(format!("creating stream {name}"), e))?;
+                Err(refused) => {
+                    let Ok(mut stream) = js.get_stream(name).await else {
+                        // Not there after all: the server's reason is the one to give.
+                        return Err(NatsError::Stream {
+                            stream: name.to_owned(),
+                            problem: refusal(&refused.to_string(), &limits),
+                        });
+                    };
                     let info = stream
                         .info()
                         .await
@@ -333,6 +336,21 @@ pub async fn ensure_stream(
             }
         }
     }
+}
+
+/// Why the server refused to create the stream, with what to do when it is short of storage (a
+/// server refuses a stream whose `max_bytes` its JetStream storage cannot hold: with
+/// `max_file_store` set, or less disk free than asked for).
+fn refusal(reason: &str, limits: &StreamLimits) -> String {
+    let mut text = format!("the server refused to create it: {reason}");
+    if reason.contains("10047") || reason.contains("insufficient") {
+        let asked = limits.max_bytes.unwrap_or(DEFAULT_MAX_BYTES);
+        text.push_str(&format!(
+            " (it was asked to keep up to {asked} bytes: give the server more JetStream storage, \
+             `max_file_store`, or ask for less with --max-bytes)"
+        ));
+    }
+    text
 }
 
 fn is_no_responders(err: &dyn std::error::Error) -> bool {
