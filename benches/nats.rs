@@ -6,7 +6,10 @@
 //!   publishing of the same events' JSON (prebuilt, with a message id) with the same window;
 //! - **monitor ingest**: the monitor's NATS source (`spawn_nats_source`: ordered consumer, events
 //!   parsed, origins batched, `SourceMsg`s on a channel) reading a stream of those events, against a
-//!   raw ordered consumer reading the same stream (counting messages);
+//!   raw ordered consumer reading the same stream (counting messages). Both use async-nats's
+//!   default ordered consumer settings (`OrderedConfig` defaults: pulls of 500, 30 s expiry, 15 s
+//!   heartbeat). The source's time includes connecting to NATS and checking the stream (as the
+//!   monitor does at start); the raw consumer's starts on an open connection;
 //! - **latency**: from `publish` on a local bus to the monitor's source through bridge and NATS, one
 //!   event every millisecond, p50 and p99.
 //!

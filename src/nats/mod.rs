@@ -207,10 +207,17 @@ pub async fn connect(
     }
     if let Some(links) = links {
         let events = links.clone();
+        // The first connection is tried at once (async-nats asks the delay callback before every
+        // attempt, the first included); after a first connection, reconnects wait as before.
+        let connected_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = Arc::clone(&connected_once);
         connect = connect
             .retry_on_initial_connect()
             .event_callback(move |event| {
                 let events = events.clone();
+                if event == async_nats::Event::Connected {
+                    seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 async move {
                     let link = match event {
                         async_nats::Event::Connected => Link::Connected,
@@ -221,6 +228,9 @@ pub async fn connect(
                 }
             })
             .reconnect_delay_callback(move |attempt| {
+                if attempt <= 1 && !connected_once.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Duration::ZERO;
+                }
                 let delay = retry_delay(attempt);
                 let _ = links.send(Link::Retrying(delay));
                 delay
