@@ -3,7 +3,11 @@
 //!
 //! - **bridge**: events a bus in this process holds, forwarded by `bridge::run` (read from the bus's
 //!   socket, encoded, published with a window of 256 outstanding acks), against raw JetStream
-//!   publishing of the same events' JSON (prebuilt, with a message id) with the same window;
+//!   publishing of the same events' JSON (prebuilt) with the same window, twice: with only a
+//!   message id, and as the bridge's own messages (the same headers: origin, origin id, instance,
+//!   time, resource, message id, built before the timed region). The first ratio counts what the
+//!   mapping's headers cost the server as well as the bridge's own work; the second, the bridge's
+//!   own work only;
 //! - **monitor ingest**: the monitor's NATS source (`spawn_nats_source`: ordered consumer, events
 //!   parsed, origins batched, `SourceMsg`s on a channel) reading a stream of those events, against a
 //!   raw ordered consumer reading the same stream (counting messages). Both use async-nats's
@@ -128,25 +132,43 @@ async fn context(options: &NatsOptions) -> async_nats::jetstream::Context {
 }
 
 /// Raw JetStream publishing of the events' JSON, `WINDOW` acks outstanding. Events per second.
-async fn raw_publish(url: &str, events: &[Event]) -> f64 {
+/// With `as_bridged`, each message carries the headers the bridge gives it (origin, origin id,
+/// instance, time, resource, message id), built before the timed region; without, only a message id.
+async fn raw_publish(url: &str, events: &[Event], as_bridged: bool) -> f64 {
+    use ipckit::nats::mapping::{header, time_value};
     let options = fresh(url);
     let js = context(&options).await;
     let stream = ipckit::nats::ensure_stream(&js, &options).await.unwrap();
     let subject = options.mapping().subject(&events[0].event_type);
-    let payloads: Vec<bytes::Bytes> = events
+    let instance = ipckit::nats::process_instance("bench");
+    let messages: Vec<PublishMessage> = events
         .iter()
-        .map(|e| serde_json::to_vec(e).unwrap().into())
+        .enumerate()
+        .map(|(i, e)| {
+            let payload: bytes::Bytes = serde_json::to_vec(e).unwrap().into();
+            let message = PublishMessage::build().payload(payload);
+            if !as_bridged {
+                return message.message_id(format!("raw:{i}"));
+            }
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(header::ORIGIN, "bench");
+            headers.insert(header::ORIGIN_ID, e.id.to_string());
+            headers.insert(header::INSTANCE, &*instance);
+            headers.insert(header::TIME, time_value(e.timestamp));
+            if let Some(resource) = &e.resource_id {
+                headers.insert(header::RESOURCE, resource.as_str());
+            }
+            headers.insert(header::MSG_ID, format!("{instance}:{}", e.id));
+            message.headers(headers)
+        })
         .collect();
     let start = Instant::now();
     let mut acks = VecDeque::with_capacity(WINDOW);
-    for (i, payload) in payloads.into_iter().enumerate() {
+    for message in messages {
         if acks.len() >= WINDOW {
             let ack: async_nats::jetstream::context::PublishAckFuture = acks.pop_front().unwrap();
             ack.await.unwrap();
         }
-        let message = PublishMessage::build()
-            .payload(payload)
-            .message_id(format!("raw:{i}"));
         acks.push_back(js.send_publish(subject.clone(), message).await.unwrap());
     }
     for ack in acks {
@@ -364,9 +386,11 @@ fn report(rt: &tokio::runtime::Runtime, server: &NatsServer) {
     let events: Vec<Event> = (0..EVENTS).map(event).collect();
     let size = serde_json::to_vec(&events[0]).unwrap().len();
     let dir = server.dir.clone();
-    let (mut raw_pub, mut bridged, mut raw_read, mut ingest) = (0f64, 0f64, 0f64, 0f64);
+    let (mut raw_pub, mut raw_same, mut bridged, mut raw_read, mut ingest) =
+        (0f64, 0f64, 0f64, 0f64, 0f64);
     for _ in 0..ROUNDS {
-        raw_pub = raw_pub.max(rt.block_on(raw_publish(&server.url, &events)));
+        raw_pub = raw_pub.max(rt.block_on(raw_publish(&server.url, &events, false)));
+        raw_same = raw_same.max(rt.block_on(raw_publish(&server.url, &events, true)));
         bridged = bridged.max(rt.block_on(bridge_forward(&server.url, &dir, &events)));
         let options = rt.block_on(filled(&server.url, &events));
         raw_read = raw_read.max(rt.block_on(raw_consume(&options, EVENTS)));
@@ -387,6 +411,12 @@ fn report(rt: &tokio::runtime::Runtime, server: &NatsServer) {
         raw_pub,
         bridged,
         bridged / raw_pub
+    );
+    println!(
+        "           raw, the bridge's headers {:>9.0} ev/s | bridge {:>9.0} ev/s | bridge/raw {:.2}x",
+        raw_same,
+        bridged,
+        bridged / raw_same
     );
     println!(
         "  read:    raw ordered consumer     {:>9.0} ev/s | monitor source {:>9.0} ev/s | source/raw {:.2}x",
@@ -412,7 +442,7 @@ fn criterion_groups(c: &mut Criterion, rt: &tokio::runtime::Runtime, server: &Na
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let rate = rt.block_on(raw_publish(&server.url, &events));
+                let rate = rt.block_on(raw_publish(&server.url, &events, false));
                 total += Duration::from_secs_f64(EVENTS as f64 / rate);
             }
             total
